@@ -1,0 +1,1 @@
+"""The core: plain Python, standard library only, no I/O."""

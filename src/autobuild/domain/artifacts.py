@@ -1,0 +1,65 @@
+"""Which artifact names may be served, and which files a build should collect."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import PurePosixPath
+
+
+class ArtifactNotFound(Exception):
+    """No artifact of that name (also raised for every name that is not a plain file name)."""
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    name: str
+    size: int
+    mtime: datetime
+
+
+_PATTERN = re.compile(r"^[A-Za-z0-9._*?\[\]!+-]{1,128}$")
+MAX_NAME_LENGTH = 255
+
+
+def is_plain_name(name: str) -> bool:
+    """True for a single, visible file name: no directories, no '..', no NUL or control chars."""
+    return (
+        0 < len(name) <= MAX_NAME_LENGTH
+        and not name.startswith(".")
+        and "/" not in name
+        and "\\" not in name
+        and all(ord(ch) >= 0x20 and ord(ch) != 0x7F for ch in name)
+    )
+
+
+def resolve_artifact_path(artifacts_dir: PurePosixPath, name: str) -> PurePosixPath:
+    """The path of artifact ``name`` directly inside ``artifacts_dir``, or ArtifactNotFound.
+
+    Pure path logic; the adapter still opens it with O_NOFOLLOW relative to the directory
+    and checks that it is a regular file.
+    """
+    if not is_plain_name(name):
+        raise ArtifactNotFound(name)
+    return artifacts_dir / name
+
+
+def is_valid_pattern(pattern: str) -> bool:
+    """A glob for file names in the deploy directory: no '/', no leading '-' or '.'."""
+    return bool(_PATTERN.match(pattern)) and pattern[0] not in "-."
+
+
+def matches_any(name: str, patterns: list[str] | tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def merge_patterns(groups: list[list[str]]) -> list[str]:
+    """All valid patterns from all plugins, deduplicated, in a stable order."""
+    seen: dict[str, None] = {}
+    for group in groups:
+        for pattern in group:
+            if is_valid_pattern(pattern):
+                seen.setdefault(pattern, None)
+    return list(seen)
