@@ -85,6 +85,8 @@ def _check_ref_format(ref: str) -> str | None:
         return "a ref must not start with '-'"
     if ref == "@" or "@{" in ref:
         return "a ref must not be '@' or contain '@{'"
+    if not ref.isascii():
+        return "a ref must be plain ASCII"
     if any(ch in _REF_FORBIDDEN_CHARS for ch in ref):
         return "a ref must not contain spaces, control characters or any of ~ ^ : ? * [ \\"
     if ".." in ref:

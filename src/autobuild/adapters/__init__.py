@@ -1,0 +1,1 @@
+"""Adapters: one module per technology and port (sqlite, files, sudo, PAM, pluggy...)."""
