@@ -1,0 +1,66 @@
+"""The shipped deploy files are valid for the tools that read them."""
+
+import configparser
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+
+
+@pytest.mark.skipif(not shutil.which("visudo"), reason="visudo not installed (apt-get install sudo)")
+def test_sudoers_file_passes_visudo_and_allows_only_the_runner_for_the_group():
+    path = DEPLOY / "sudoers" / "autobuild"
+    result = subprocess.run(["visudo", "-cf", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rules = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    assert rules == ["autobuild ALL=(%autobuild-users) NOPASSWD: /opt/autobuild/runner/run_job.sh"]
+
+
+def test_systemd_unit_keeps_builds_alive_and_allows_sudo():
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str
+    unit.read(DEPLOY / "systemd" / "autobuild.service")
+    service = unit["Service"]
+    assert service["User"] == "autobuild"
+    assert service["KillMode"] == "process"
+    assert service["Restart"] == "on-failure"
+    assert service["EnvironmentFile"] == "/etc/autobuild/autobuild.env"
+    for forbidden in ("NoNewPrivileges", "ProtectHome", "PrivateTmp", "RestrictSUIDSGID",
+                      "SystemCallFilter", "PrivateUsers"):
+        assert forbidden not in service, f"{forbidden} would break builds started through sudo"
+
+
+@pytest.mark.skipif(not shutil.which("nginx"), reason="nginx not installed")
+def test_nginx_site_passes_nginx_t_and_does_not_buffer_the_log_stream(tmp_path):
+    site = DEPLOY / "nginx" / "autobuild.conf"
+    main = tmp_path / "nginx.conf"
+    main.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
+                    f"events {{}}\nhttp {{\naccess_log off;\ninclude {site};\n}}\n")
+    result = subprocess.run(["nginx", "-t", "-c", str(main), "-p", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    text = site.read_text()
+    stream = text[text.index("log/stream"):]
+    assert "proxy_buffering off" in stream[:stream.index("}")]
+
+
+def test_pam_service_checks_password_and_account():
+    lines = [line.split() for line in (DEPLOY / "pam" / "autobuild").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert ["auth", "required", "pam_unix.so"] in lines
+    assert ["account", "required", "pam_unix.so"] in lines
+
+
+def test_env_example_names_only_known_settings():
+    from autobuild.config import Settings
+
+    env = dict(line.split("=", 1) for line in (DEPLOY / "autobuild.env.example").read_text()
+               .splitlines() if line and not line.startswith("#"))
+    env["AUTO_BUILD_SECRET_KEY"] = "x" * 32
+    settings = Settings.from_env(env)
+    assert settings.jobs_root == Path("/srv/autobuild/jobs")
+    assert settings.max_running == 1 and settings.use_sudo
