@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
-from .config import ConfigError, Settings
+from pathlib import Path
+
+from .config import ConfigError, Settings, read_env_file
+
+DEFAULT_ENV_FILE = Path("/etc/autobuild/autobuild.env")
 
 
 def _serve(settings: Settings) -> int:
@@ -25,12 +30,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="autobuild", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the web service (settings from AUTO_BUILD_* variables)")
+    check = sub.add_parser("check", help="diagnose this installation, with the fix for each problem")
+    check.add_argument("--env-file", type=Path, default=DEFAULT_ENV_FILE,
+                       help=f"the service's environment file (default {DEFAULT_ENV_FILE})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        settings = Settings.from_env()
         if args.command == "serve":
-            return _serve(settings)
+            return _serve(Settings.from_env())
+        if args.command == "check":
+            from .check import run_checks
+
+            env = dict(os.environ)
+            if args.env_file.is_file():
+                env.update(read_env_file(args.env_file))
+            else:
+                print(f"note: {args.env_file} not found; using the current environment")
+            return run_checks(Settings.from_env(env))
     except ConfigError as exc:
         print(f"autobuild: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -83,3 +83,18 @@ class Settings:
             "AUTO_BUILD_SECRET_KEY is not set: put a long random value in "
             "/etc/autobuild/autobuild.env (or set AUTO_BUILD_DEV=1 on a developer machine)"
         )
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of a systemd EnvironmentFile (comments and blank lines skipped)."""
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values

@@ -1,0 +1,205 @@
+"""`autobuild check`: diagnose an installation, one line per check with the fix when it fails."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import shutil
+import sqlite3
+import stat
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import ConfigError, Settings
+
+SERVICE_USER = "autobuild"
+SUDOERS = Path("/etc/sudoers.d/autobuild")
+PAM_SERVICE = Path("/etc/pam.d/autobuild")
+NGINX_SITE = Path("/etc/nginx/sites-enabled/autobuild.conf")
+
+
+@dataclass(frozen=True)
+class Result:
+    ok: bool
+    what: str
+    fix: str = ""
+
+    def line(self) -> str:
+        return f"✓ {self.what}" if self.ok else f"✗ {self.what} — fix: {self.fix}"
+
+
+def _mode(path: Path) -> tuple[str, str, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return owner, group, stat.S_IMODE(st.st_mode)
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+
+
+def _group_members(name: str) -> list[str]:
+    try:
+        group = grp.getgrnam(name)
+    except KeyError:
+        return []
+    members = set(group.gr_mem)
+    members.update(p.pw_name for p in pwd.getpwall() if p.pw_gid == group.gr_gid)
+    return sorted(members - {SERVICE_USER})
+
+
+class HostCheck:
+    """The checks, in the order an admin would fix them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+
+    def results(self) -> Iterator[Result]:
+        checks: list[Callable[[], Iterator[Result]]] = [
+            self.service_user, self.directories, self.runner, self.sudo_rules, self.pam,
+            self.secret_key, self.database, self.nginx,
+        ]
+        for check in checks:
+            try:
+                yield from check()
+            except Exception as exc:  # a check that crashes is itself a finding
+                yield Result(False, f"{check.__name__} could not be checked ({exc})",
+                             "run `autobuild check` as root")
+
+    def service_user(self) -> Iterator[Result]:
+        group = self.s.users_group
+        try:
+            pwd.getpwnam(SERVICE_USER)
+        except KeyError:
+            yield Result(False, f"service user {SERVICE_USER} exists", "run sudo ./deploy/install.sh")
+            return
+        yield Result(True, f"service user {SERVICE_USER} exists")
+        try:
+            grp.getgrnam(group)
+        except KeyError:
+            yield Result(False, f"group {group} exists", f"sudo groupadd --system {group}")
+            return
+        groups = {g.gr_name for g in grp.getgrall() if SERVICE_USER in g.gr_mem}
+        yield Result(group in groups, f"{SERVICE_USER} is in {group} (reads job files)",
+                     f"sudo usermod -aG {group} {SERVICE_USER}")
+        yield Result("shadow" not in groups, f"{SERVICE_USER} is not in shadow (cannot read password hashes)",
+                     f"sudo gpasswd -d {SERVICE_USER} shadow")
+        members = _group_members(group)
+        yield Result(bool(members), f"{group} has engineers ({', '.join(members) or 'none'})",
+                     f"sudo usermod -aG {group} <user>  (or install.sh --add-user <user>)")
+
+    def directories(self) -> Iterator[Result]:
+        group = self.s.users_group
+        expected = [
+            (self.s.db_path.parent, SERVICE_USER, SERVICE_USER, 0o750),
+            (self.s.jobs_root, SERVICE_USER, group, 0o2750),
+            (self.s.jobs_root.parent / "cache" / "downloads", "root", group, 0o2775),
+            (self.s.jobs_root.parent / "cache" / "sstate-cache", "root", group, 0o2775),
+        ]
+        for path, owner, grp_name, mode in expected:
+            actual = _mode(path)
+            want = f"{owner}:{grp_name} {mode:o}"
+            if actual is None:
+                yield Result(False, f"{path} exists", f"sudo install -d -o {owner} -g {grp_name} -m {mode:o} {path}")
+                continue
+            have = f"{actual[0]}:{actual[1]} {actual[2]:o}"
+            yield Result(have == want, f"{path} is {want}" + ("" if have == want else f" (is {have})"),
+                         f"sudo chown {owner}:{grp_name} {path} && sudo chmod {mode:o} {path}")
+
+    def runner(self) -> Iterator[Result]:
+        runner = self.s.runner_path
+        code_root = runner.parent.parent
+        for path in (code_root, runner.parent, runner):
+            actual = _mode(path)
+            if actual is None:
+                yield Result(False, f"{path} exists", "run sudo ./deploy/install.sh")
+                return
+            safe = actual[0] == "root" and not actual[2] & 0o022
+            yield Result(safe, f"{path} is root-owned and not writable by others",
+                         f"sudo chown root:root {path} && sudo chmod go-w {path}")
+
+    def sudo_rules(self) -> Iterator[Result]:
+        yield Result(SUDOERS.is_file(), f"{SUDOERS} installed", "run sudo ./deploy/install.sh")
+        if not shutil.which("sudo"):
+            yield Result(False, "sudo is installed", "sudo apt-get install sudo")
+            return
+        members = _group_members(self.s.users_group)
+        runner = str(self.s.runner_path)
+        if members:
+            member = members[0]
+            allowed = _run(["sudo", "-n", "-l", "-U", SERVICE_USER, "-u", member, runner])
+            yield Result(allowed.returncode == 0, f"{SERVICE_USER} may run the runner as {member}",
+                         f"check {SUDOERS}: it must say (%{self.s.users_group}) NOPASSWD: {runner}")
+        as_root = _run(["sudo", "-n", "-l", "-U", SERVICE_USER, "-u", "root", runner])
+        yield Result(as_root.returncode != 0, f"{SERVICE_USER} may NOT run the runner as root",
+                     f"remove any rule for {SERVICE_USER} other than the one in {SUDOERS}")
+        other = _run(["sudo", "-n", "-l", "-U", SERVICE_USER, "-u", members[0] if members else "nobody",
+                      "/bin/sh"])
+        yield Result(other.returncode != 0, f"{SERVICE_USER} may run nothing else through sudo",
+                     f"remove any rule for {SERVICE_USER} other than the one in {SUDOERS}")
+
+    def pam(self) -> Iterator[Result]:
+        yield Result(PAM_SERVICE.is_file(), f"PAM service file {PAM_SERVICE} present",
+                     "sudo install -m 0644 deploy/pam/autobuild /etc/pam.d/autobuild")
+
+    def secret_key(self) -> Iterator[Result]:
+        try:
+            self.s.session_secret()
+        except ConfigError as exc:
+            yield Result(False, "session secret key set", str(exc))
+            return
+        yield Result(bool(self.s.secret_key), "session secret key set",
+                     "set AUTO_BUILD_SECRET_KEY in /etc/autobuild/autobuild.env (not dev mode)")
+
+    def database(self) -> Iterator[Result]:
+        db = self.s.db_path
+        if not db.exists():
+            yield Result(_mode(db.parent) is not None and _mode(db.parent)[0] == SERVICE_USER,
+                         f"database {db} will be created on first start",
+                         f"sudo install -d -o {SERVICE_USER} -g {SERVICE_USER} -m 750 {db.parent}")
+            return
+        owner = _mode(db)
+        yield Result(owner is not None and owner[0] == SERVICE_USER and bool(owner[2] & 0o200),
+                     f"database {db} is writable by {SERVICE_USER}", f"sudo chown {SERVICE_USER}: {db}")
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+                verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.Error as exc:
+            verdict = str(exc)
+        yield Result(verdict == "ok", f"database passes quick_check ({verdict})",
+                     "restore the database from a backup")
+
+    def nginx(self) -> Iterator[Result]:
+        yield Result(NGINX_SITE.exists(), f"nginx site enabled ({NGINX_SITE})",
+                     "sudo ln -s ../sites-available/autobuild.conf /etc/nginx/sites-enabled/")
+        if not shutil.which("nginx"):
+            yield Result(False, "nginx installed", "sudo apt-get install nginx")
+            return
+        test = _run(["nginx", "-t"])
+        last = (test.stderr.strip().splitlines() or ["no output"])[-1]
+        yield Result(test.returncode == 0, f"nginx -t ({last})", "fix the configuration nginx -t names")
+
+
+def run_checks(settings: Settings) -> int:
+    """Print every check; 0 when all pass, 1 otherwise."""
+    if os.geteuid() != 0:
+        print("note: not root, so some checks may fail only for lack of permission")
+    failed = 0
+    for result in HostCheck(settings).results():
+        print(result.line())
+        failed += not result.ok
+    print(f"{failed} problem(s) found" if failed else "all checks passed")
+    return 1 if failed else 0
