@@ -1,0 +1,254 @@
+"""JobFiles on the job directory ``<jobs_root>/<id>/`` shared with the runner.
+
+Everything under a job directory except ``job.json`` and ``artifact-patterns`` is written by
+the runner as the engineer, so nothing there is trusted: every path component below the jobs
+root is opened with O_NOFOLLOW relative to its parent's descriptor, and only regular files
+are read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from autobuild.domain.artifacts import (
+    ArtifactInfo,
+    ArtifactNotFound,
+    is_plain_name,
+    resolve_artifact_path,
+)
+from autobuild.domain.jobs import TERMINAL_STATUSES, Job
+from autobuild.domain.ports import RunnerStatus
+
+JOB_DIR_MODE = 0o2770  # setgid: files keep the jobs root's group, which the service reads through
+PARAMETER_FILE_MODE = 0o640
+LOG_PATH = ("logs", "build.log")
+STATUS_PATH = ("status.json",)
+ARTIFACTS_DIR = "artifacts"
+MAX_STATUS_BYTES = 64 * 1024
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: opening a FIFO planted by a build must not hang the service.
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _dir_name(job_id: object) -> str | None:
+    """The directory name of a job id, or None for anything but a positive int."""
+    if isinstance(job_id, int) and not isinstance(job_id, bool) and job_id > 0:
+        return str(job_id)
+    return None
+
+
+def _utc_text(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _write_atomically(directory: Path, name: str, data: bytes, mode: int) -> None:
+    """Readers see the old file or the whole new one, never a half-written one."""
+    fd, temp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, directory / name)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+class JobDirectory:
+    """Implements JobFiles. Reads never raise for a missing or odd file: they report nothing."""
+
+    def __init__(self, jobs_root: Path) -> None:
+        self._root = Path(jobs_root)
+
+    def path(self, job_id: int) -> Path:
+        """The job's directory (it may not exist)."""
+        name = _dir_name(job_id)
+        if name is None:
+            raise ValueError(f"not a job id: {job_id!r}")
+        return self._root / name
+
+    def create(self, job: Job, artifact_patterns: list[str]) -> None:
+        """Make ``<root>/<id>`` (mode 2770) with ``job.json`` and ``artifact-patterns`` (0640).
+
+        Raises FileExistsError if the directory is already there: ids are never reused, so a
+        leftover directory means the database was replaced and must not be mixed into a new job.
+        """
+        directory = self.path(job.id)  # type: ignore[arg-type]
+        directory.mkdir(mode=JOB_DIR_MODE)
+        os.chmod(directory, JOB_DIR_MODE)  # mkdir's mode is cut by the umask and drops setgid
+        parameters = {
+            "id": job.id,
+            "owner": job.owner,
+            "repo_url": job.repo_url,
+            "ref": job.ref,
+            "machine": job.machine,
+            "target": job.target,
+            "created_at": _utc_text(job.created_at),
+            "artifact_patterns": list(artifact_patterns),
+        }
+        _write_atomically(directory, "job.json",
+                          (json.dumps(parameters, indent=2) + "\n").encode(), PARAMETER_FILE_MODE)
+        _write_atomically(directory, "artifact-patterns",
+                          "".join(f"{p}\n" for p in artifact_patterns).encode(),
+                          PARAMETER_FILE_MODE)
+
+    # --- log ---------------------------------------------------------------------------------
+
+    def read_log(self, job_id: int, offset: int, limit: int) -> bytes:
+        """Up to ``limit`` bytes of ``logs/build.log`` from byte ``offset``; b"" if none."""
+        if limit <= 0:
+            return b""
+        with self._open_file(job_id, *LOG_PATH) as fd:
+            if fd is None:
+                return b""
+            chunks: list[bytes] = []
+            position, wanted = max(0, offset), limit
+            while wanted > 0:
+                chunk = os.pread(fd, wanted, position)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                position += len(chunk)
+                wanted -= len(chunk)
+            return b"".join(chunks)
+
+    def log_size(self, job_id: int) -> int:
+        with self._open_file(job_id, *LOG_PATH) as fd:
+            return os.fstat(fd).st_size if fd is not None else 0
+
+    # --- status ------------------------------------------------------------------------------
+
+    def read_status(self, job_id: int) -> RunnerStatus | None:
+        """The runner's final status from ``status.json``; None unless complete and terminal."""
+        with self._open_file(job_id, *STATUS_PATH) as fd:
+            if fd is None:
+                return None
+            raw = os.read(fd, MAX_STATUS_BYTES + 1)
+        if len(raw) > MAX_STATUS_BYTES:
+            return None
+        try:
+            data = json.loads(raw)
+        except ValueError:  # also covers bad UTF-8
+            return None
+        if not isinstance(data, dict):
+            return None
+        status, exit_code = data.get("status"), data.get("exit_code")
+        if not isinstance(status, str) or status not in TERMINAL_STATUSES:
+            return None
+        if type(exit_code) is not int:  # bool is an int subclass, and not an exit code
+            return None
+        return RunnerStatus(status=str(status), exit_code=exit_code,
+                            finished_at=_parse_time(data.get("finished_at")))
+
+    # --- artifacts ---------------------------------------------------------------------------
+
+    def list_artifacts(self, job_id: int) -> list[ArtifactInfo]:
+        """Regular files in ``artifacts/`` with plain names, sorted by name."""
+        with self._open_dir(job_id, ARTIFACTS_DIR) as dir_fd:
+            if dir_fd is None:
+                return []
+            found = []
+            with os.scandir(dir_fd) as entries:
+                for entry in entries:
+                    if not is_plain_name(entry.name):
+                        continue
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue  # removed while listing
+                    if stat.S_ISREG(info.st_mode):
+                        found.append(_artifact_info(entry.name, info))
+        return sorted(found, key=lambda item: item.name)
+
+    def open_artifact(self, job_id: int, name: str) -> tuple[BinaryIO, ArtifactInfo]:
+        """The open artifact and its size/mtime, both from the same descriptor.
+
+        Raises ArtifactNotFound for anything but a regular file directly inside ``artifacts/``
+        (bad names, symlinks, FIFOs, directories, a symlinked artifacts dir, bad job ids).
+        """
+        resolve_artifact_path(PurePosixPath(ARTIFACTS_DIR), name)  # rejects every non-plain name
+        with self._open_dir(job_id, ARTIFACTS_DIR) as dir_fd:
+            if dir_fd is None:
+                raise ArtifactNotFound(name)
+            try:
+                fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+            except (OSError, ValueError):
+                raise ArtifactNotFound(name) from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise ArtifactNotFound(name)
+            return os.fdopen(fd, "rb"), _artifact_info(name, info)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    # --- safe opening ------------------------------------------------------------------------
+
+    @contextmanager
+    def _open_dir(self, job_id: int, *parts: str) -> Iterator[int | None]:
+        """A descriptor of ``<root>/<id>/<parts...>`` with no symlink below the root, or None."""
+        name = _dir_name(job_id)
+        fd = None
+        if name is not None:
+            try:
+                fd = os.open(self._root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                for part in (name, *parts):
+                    parent, fd = fd, None
+                    try:
+                        fd = os.open(part, _DIR_FLAGS, dir_fd=parent)
+                    finally:
+                        os.close(parent)
+            except OSError:
+                fd = None
+        try:
+            yield fd
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    @contextmanager
+    def _open_file(self, job_id: int, *parts: str) -> Iterator[int | None]:
+        """A descriptor of the regular file ``<root>/<id>/<parts...>``, or None."""
+        *dirs, filename = parts
+        fd = None
+        with self._open_dir(job_id, *dirs) as dir_fd:
+            if dir_fd is not None:
+                try:
+                    fd = os.open(filename, _FILE_FLAGS, dir_fd=dir_fd)
+                except OSError:
+                    fd = None
+                if fd is not None and not stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.close(fd)
+                    fd = None
+        try:
+            yield fd
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+
+def _artifact_info(name: str, info: os.stat_result) -> ArtifactInfo:
+    return ArtifactInfo(name=name, size=info.st_size,
+                        mtime=datetime.fromtimestamp(info.st_mtime, UTC))

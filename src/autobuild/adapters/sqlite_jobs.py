@@ -1,0 +1,204 @@
+"""JobRepository on sqlite3: one file, WAL, a short-lived connection per operation."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from autobuild.domain.jobs import Job, JobStatus
+
+BUSY_TIMEOUT_MS = 5000
+
+# MIGRATIONS[n] takes a database from user_version n to n + 1. Append, never edit a shipped step.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            owner TEXT NOT NULL,
+            repo_url TEXT NOT NULL,
+            ref TEXT NOT NULL,
+            machine TEXT NOT NULL,
+            target TEXT NOT NULL,
+            status TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            finished_at TEXT,
+            exit_code INTEGER,
+            reason TEXT,
+            pid INTEGER,
+            cancel_requested_by TEXT
+        )
+        """,
+        "CREATE INDEX jobs_status ON jobs (status)",
+        "CREATE INDEX jobs_created_at ON jobs (created_at)",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_COLUMNS = ("owner", "repo_url", "ref", "machine", "target", "status", "created_at",
+            "started_at", "finished_at", "exit_code", "reason", "pid", "cancel_requested_by")
+_SELECT = f"SELECT id, {', '.join(_COLUMNS)} FROM jobs"
+
+
+def _to_text(value: datetime | None) -> str | None:
+    """Fixed-width ISO-8601 in UTC, so text order is time order."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: jobs keep timezone-aware UTC times")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _from_text(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _row_to_job(row: sqlite3.Row) -> Job:
+    created_at = _from_text(row["created_at"])
+    assert created_at is not None  # NOT NULL column
+    return Job(
+        id=row["id"],
+        owner=row["owner"],
+        repo_url=row["repo_url"],
+        ref=row["ref"],
+        machine=row["machine"],
+        target=row["target"],
+        status=JobStatus(row["status"]),
+        created_at=created_at,
+        started_at=_from_text(row["started_at"]),
+        finished_at=_from_text(row["finished_at"]),
+        exit_code=row["exit_code"],
+        reason=row["reason"],
+        pid=row["pid"],
+        cancel_requested_by=row["cancel_requested_by"],
+    )
+
+
+def _job_values(job: Job) -> tuple[Any, ...]:
+    return (job.owner, job.repo_url, job.ref, job.machine, job.target, str(job.status),
+            _to_text(job.created_at), _to_text(job.started_at), _to_text(job.finished_at),
+            job.exit_code, job.reason, job.pid, job.cancel_requested_by)
+
+
+class SqliteJobRepository:
+    """Implements JobRepository.
+
+    Safe to share between threads and processes: every call opens its own connection.
+    Nothing touches the file until the first call (or ``ensure_schema``), which creates or
+    migrates the schema. Ids come from AUTOINCREMENT and are never reused.
+    """
+
+    def __init__(self, db_path: Path) -> None:
+        self._db_path = Path(db_path)
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+
+    # --- JobRepository ---------------------------------------------------------------------
+
+    def add(self, job: Job) -> Job:
+        """Stores ``job``, sets its new id and returns it."""
+        placeholders = ", ".join("?" * len(_COLUMNS))
+        with self._connect() as conn:
+            cursor = conn.execute(
+                f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({placeholders})",
+                _job_values(job),
+            )
+        job.id = cursor.lastrowid
+        return job
+
+    def get(self, job_id: int) -> Job | None:
+        with self._connect() as conn:
+            row = conn.execute(f"{_SELECT} WHERE id = ?", (job_id,)).fetchone()
+        return _row_to_job(row) if row is not None else None
+
+    def save(self, job: Job) -> None:
+        """Writes every field of a stored job; raises LookupError if it was never added."""
+        assignments = ", ".join(f"{column} = ?" for column in _COLUMNS)
+        with self._connect() as conn:
+            cursor = conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?",
+                                  (*_job_values(job), job.id))
+        if cursor.rowcount != 1:
+            raise LookupError(f"job {job.id} is not stored")
+
+    def list_page(self, limit: int, offset: int) -> list[Job]:
+        """Jobs newest first (highest id first)."""
+        with self._connect() as conn:
+            rows = conn.execute(f"{_SELECT} ORDER BY id DESC LIMIT ? OFFSET ?",
+                                (max(0, limit), max(0, offset))).fetchall()
+        return [_row_to_job(row) for row in rows]
+
+    def count(self) -> int:
+        with self._connect() as conn:
+            return conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+
+    def with_status(self, *statuses: JobStatus) -> list[Job]:
+        """Jobs in any of ``statuses``, oldest first (queue order)."""
+        if not statuses:
+            return []
+        marks = ", ".join("?" * len(statuses))
+        with self._connect() as conn:
+            rows = conn.execute(f"{_SELECT} WHERE status IN ({marks}) ORDER BY id ASC",
+                                tuple(str(s) for s in statuses)).fetchall()
+        return [_row_to_job(row) for row in rows]
+
+    # --- schema ------------------------------------------------------------------------------
+
+    def ensure_schema(self) -> None:
+        """Create or migrate the schema now (otherwise the first call does it).
+
+        Raises RuntimeError naming the path when the database cannot be opened or was
+        written by a newer version of Autobuild.
+        """
+        with self._schema_lock:
+            if self._schema_ready:
+                return
+            with closing(self._open()) as conn:
+                # WAL is a property of the file: readers never block the writer (SSE polls a lot).
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("BEGIN IMMEDIATE")  # another process may be migrating right now
+                try:
+                    version = conn.execute("PRAGMA user_version").fetchone()[0]
+                    if version > SCHEMA_VERSION:
+                        raise RuntimeError(
+                            f"{self._db_path} has schema version {version}, newer than this "
+                            f"Autobuild understands ({SCHEMA_VERSION}); upgrade Autobuild")
+                    for number in range(version, SCHEMA_VERSION):
+                        for statement in MIGRATIONS[number]:
+                            conn.execute(statement)
+                        conn.execute(f"PRAGMA user_version = {number + 1}")
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            self._schema_ready = True
+
+    def _open(self) -> sqlite3.Connection:
+        if not self._db_path.parent.is_dir():
+            raise RuntimeError(
+                f"cannot open the jobs database {self._db_path}: the directory "
+                f"{self._db_path.parent} does not exist (the deployment creates it; "
+                f"AUTO_BUILD_DB sets another path)")
+        try:
+            # Autocommit: every operation is one statement; the migration opens its own transaction.
+            conn = sqlite3.connect(self._db_path, timeout=BUSY_TIMEOUT_MS / 1000,
+                                   isolation_level=None)
+        except sqlite3.OperationalError as exc:
+            raise RuntimeError(f"cannot open the jobs database {self._db_path}: {exc}") from exc
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return conn
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        self.ensure_schema()
+        with closing(self._open()) as conn:
+            yield conn

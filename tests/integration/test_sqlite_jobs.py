@@ -1,0 +1,188 @@
+"""SqliteJobRepository against real database files."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from autobuild.adapters.sqlite_jobs import SCHEMA_VERSION, SqliteJobRepository
+from autobuild.domain.jobs import Job, JobStatus
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def new_job(owner: str = "alice", minutes: int = 0) -> Job:
+    return Job(owner=owner, repo_url="https://git.example.com/bsp/poky.git", ref="v1.2",
+               machine="qemux86-64", target="core-image-minimal",
+               created_at=T0 + timedelta(minutes=minutes))
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return tmp_path / "data" / "jobs.db"
+
+
+@pytest.fixture
+def repo(db_path):
+    db_path.parent.mkdir()
+    return SqliteJobRepository(db_path)
+
+
+def test_every_field_round_trips(repo):
+    job = repo.add(new_job())
+    job.status = JobStatus.FAILED
+    job.started_at = T0 + timedelta(seconds=5, microseconds=123456)
+    # Stored in UTC whatever zone it came in, and read back as the same instant.
+    job.finished_at = datetime(2026, 1, 1, 14, 30, tzinfo=timezone(timedelta(hours=2)))
+    job.exit_code = 2
+    job.reason = "the build ended with exit code 2"
+    job.pid = 4242
+    job.cancel_requested_by = "alice"
+    repo.save(job)
+
+    loaded = repo.get(job.id)
+
+    assert loaded == job
+    assert isinstance(loaded.status, JobStatus)
+    assert loaded.created_at.tzinfo is not None and loaded.created_at.utcoffset() == timedelta(0)
+    assert loaded.finished_at == datetime(2026, 1, 1, 12, 30, tzinfo=UTC)
+
+
+def test_optional_fields_stay_empty_and_timestamps_are_utc_text(repo, db_path):
+    job = repo.add(new_job())
+    assert repo.get(job.id) == job
+    with sqlite3.connect(db_path) as conn:
+        row = conn.execute("SELECT status, created_at, started_at FROM jobs").fetchone()
+    assert row == ("PENDING", "2026-01-01T12:00:00.000000+00:00", None)
+
+
+def test_add_assigns_increasing_ids_and_get_of_unknown_is_none(repo):
+    first, second = repo.add(new_job()), repo.add(new_job())
+    assert (first.id, second.id) == (1, 2)
+    assert repo.get(99) is None
+
+
+def test_saving_a_job_that_was_never_added_raises(repo):
+    job = new_job()
+    job.id = 5
+    with pytest.raises(LookupError):
+        repo.save(job)
+
+
+def test_ids_are_not_reused_after_a_delete(repo, db_path):
+    repo.add(new_job())
+    last = repo.add(new_job())
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("DELETE FROM jobs WHERE id = ?", (last.id,))
+    assert repo.add(new_job()).id == last.id + 1
+
+
+def test_list_page_is_newest_first_and_paginates(repo):
+    for minute in range(5):
+        repo.add(new_job(owner=f"user{minute}", minutes=minute))
+
+    assert repo.count() == 5
+    assert [j.id for j in repo.list_page(limit=2, offset=0)] == [5, 4]
+    assert [j.id for j in repo.list_page(limit=2, offset=2)] == [3, 2]
+    assert [j.id for j in repo.list_page(limit=2, offset=4)] == [1]
+    assert repo.list_page(limit=2, offset=6) == []
+
+
+def test_with_status_is_oldest_first(repo):
+    jobs = [repo.add(new_job(minutes=m)) for m in range(4)]
+    for job, status in zip(jobs, [JobStatus.RUNNING, JobStatus.PENDING, JobStatus.SUCCESS,
+                                  JobStatus.PENDING], strict=True):
+        job.status = status
+        repo.save(job)
+
+    assert [j.id for j in repo.with_status(JobStatus.PENDING)] == [2, 4]
+    assert [j.id for j in repo.with_status(JobStatus.PENDING, JobStatus.RUNNING)] == [1, 2, 4]
+    assert repo.with_status(JobStatus.CANCELLED) == []
+    assert repo.with_status() == []
+
+
+def test_concurrent_writes_from_threads_do_not_lock_each_other_out(repo):
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def worker(n: int) -> None:
+        try:
+            start.wait()
+            for i in range(25):
+                job = repo.add(new_job(owner=f"user{n}", minutes=i))
+                job.status = JobStatus.RUNNING
+                repo.save(job)
+                repo.list_page(limit=10, offset=0)
+        except BaseException as exc:  # collected: an exception in a thread would be lost
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert repo.count() == 200
+    assert len(repo.with_status(JobStatus.RUNNING)) == 200
+
+
+def test_nothing_touches_the_file_before_first_use(db_path):
+    db_path.parent.mkdir()
+    SqliteJobRepository(db_path)
+    assert not db_path.exists()
+
+
+def test_schema_is_created_on_a_fresh_file_and_shared_by_a_second_repository(repo, db_path):
+    job = repo.add(new_job())
+
+    other = SqliteJobRepository(db_path)
+
+    assert other.get(job.id) == job
+    assert other.count() == 1
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        indexed = {row[0] for row in conn.execute(
+            "SELECT name FROM pragma_index_list('jobs')")}
+        indexed_columns = {conn.execute(f"SELECT name FROM pragma_index_info('{index}')")
+                           .fetchone()[0] for index in indexed}
+    assert {"status", "created_at"} <= indexed_columns
+
+
+def test_a_database_at_user_version_0_is_migrated(db_path):
+    db_path.parent.mkdir()
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("CREATE TABLE unrelated (x)")  # an existing file, schema version 0
+    assert sqlite3.connect(db_path).execute("PRAGMA user_version").fetchone()[0] == 0
+
+    repo = SqliteJobRepository(db_path)
+    job = repo.add(new_job())
+
+    assert repo.get(job.id) == job
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("SELECT count(*) FROM unrelated").fetchone()[0] == 0
+
+
+def test_a_database_from_a_newer_version_is_refused(db_path):
+    db_path.parent.mkdir()
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(RuntimeError, match="newer"):
+        SqliteJobRepository(db_path).count()
+
+
+def test_wal_mode_is_on(repo, db_path):
+    repo.count()
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_missing_directory_is_a_clear_error(tmp_path):
+    missing = tmp_path / "nowhere" / "jobs.db"
+    with pytest.raises(RuntimeError, match=str(missing.parent)):
+        SqliteJobRepository(missing).count()
+    assert not missing.parent.exists()
