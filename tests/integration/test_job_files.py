@@ -73,12 +73,14 @@ def test_create_writes_the_parameters_for_the_runner(root, files):
     assert sorted(p.name for p in job_dir.iterdir()) == ["artifact-patterns", "job.json"]
 
 
-def test_create_refuses_an_existing_directory(root, files):
-    (root / str(JOB_ID)).mkdir()
-    (root / str(JOB_ID) / "logs").mkdir()
-    with pytest.raises(FileExistsError):
-        files.create(make_job(), ["*.bin"])
-    assert not (root / str(JOB_ID) / "job.json").exists()
+def test_create_moves_a_leftover_directory_aside_and_keeps_it(root, files):
+    (root / str(JOB_ID) / "logs").mkdir(parents=True)
+    (root / str(JOB_ID) / "logs" / "build.log").write_text("an old job's log\n")
+    files.create(make_job(), ["*.bin"])
+    assert (root / str(JOB_ID) / "job.json").exists()
+    assert files.read_log(JOB_ID, 0, 100) == b""
+    [aside] = root.glob(f"{JOB_ID}.orphaned-*")
+    assert (aside / "logs" / "build.log").read_text() == "an old job's log\n"
 
 
 # --- log ------------------------------------------------------------------------------------

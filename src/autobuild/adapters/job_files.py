@@ -9,6 +9,7 @@ are read.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import tempfile
@@ -26,6 +27,8 @@ from autobuild.domain.artifacts import (
 )
 from autobuild.domain.jobs import TERMINAL_STATUSES, Job
 from autobuild.domain.ports import RunnerStatus
+
+log = logging.getLogger(__name__)
 
 JOB_DIR_MODE = 0o2770  # setgid: files keep the jobs root's group, which the service reads through
 PARAMETER_FILE_MODE = 0o640
@@ -91,10 +94,15 @@ class JobDirectory:
     def create(self, job: Job, artifact_patterns: list[str]) -> None:
         """Make ``<root>/<id>`` (mode 2770) with ``job.json`` and ``artifact-patterns`` (0640).
 
-        Raises FileExistsError if the directory is already there: ids are never reused, so a
-        leftover directory means the database was replaced and must not be mixed into a new job.
+        Ids are never reused, so a leftover directory means the database was replaced: it is
+        moved aside to ``<id>.orphaned-<unix time>`` (kept, never mixed into the new job).
         """
         directory = self.path(job.id)  # type: ignore[arg-type]
+        if os.path.lexists(directory):
+            aside = directory.with_name(f"{directory.name}.orphaned-{int(datetime.now(UTC).timestamp())}")
+            log.warning("job directory %s already exists (database replaced?); moved to %s",
+                        directory, aside)
+            os.rename(directory, aside)
         directory.mkdir(mode=JOB_DIR_MODE)
         os.chmod(directory, JOB_DIR_MODE)  # mkdir's mode is cut by the umask and drops setgid
         parameters = {
