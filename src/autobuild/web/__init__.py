@@ -1,0 +1,1 @@
+"""The web layer: FastAPI routes, templates and static files; ``create_app`` wires everything."""

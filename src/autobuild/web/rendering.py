@@ -1,0 +1,131 @@
+"""Templates, the filters they use, and the JSON shape of a job."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from starlette.responses import Response
+
+from .. import __version__
+from ..domain.artifacts import ArtifactInfo
+from ..domain.jobs import Job
+from .security import csrf_token, current_user, pop_flashes
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO-8601 UTC with a trailing Z (what the API and the page's script read)."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def human_size(size: int) -> str:
+    """1536 -> "1.5 KiB"; bytes are shown whole."""
+    if size < 1024:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    total = int(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def when(moment: datetime | None) -> str:
+    if moment is None:
+        return "—"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def repo_name(url: str) -> str:
+    """``group/project`` from an https clone URL, for narrow table cells."""
+    path = url.split("://", 1)[-1].split("/", 1)[-1]
+    return path.removesuffix(".git") or url
+
+
+def job_json(job: Job, now: datetime, user: str | None = None) -> dict[str, Any]:
+    """A job as the API returns it."""
+    return {
+        "id": job.id,
+        "owner": job.owner,
+        "repo_url": job.repo_url,
+        "ref": job.ref,
+        "machine": job.machine,
+        "target": job.target,
+        "status": str(job.status),
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "exit_code": job.exit_code,
+        "reason": job.reason,
+        "cancel_requested_by": job.cancel_requested_by,
+        "duration_seconds": job.duration_seconds(now),
+        "can_cancel": user == job.owner and not job.is_terminal,
+    }
+
+
+def status_json(job: Job) -> dict[str, Any]:
+    """The payload of the SSE ``status`` event."""
+    return {
+        "status": str(job.status),
+        "exit_code": job.exit_code,
+        "reason": job.reason,
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+    }
+
+
+def artifact_json(info: ArtifactInfo) -> dict[str, Any]:
+    return {"name": info.name, "size": info.size, "mtime": iso(info.mtime)}
+
+
+def make_templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=TEMPLATES_DIR)
+    env = templates.env
+    env.filters.update(
+        filesize=human_size, duration=human_duration, when=when, iso=iso, repo_name=repo_name
+    )
+    env.globals["version"] = __version__
+    env.trim_blocks = True
+    env.lstrip_blocks = True
+    return templates
+
+
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> Response:
+    """Render ``name`` with what every page needs: the user, the CSRF token, pending flashes."""
+    templates: Jinja2Templates = request.app.state.templates
+    if "session" in request.scope:
+        page = {
+            "user": current_user(request),
+            "csrf_token": csrf_token(request),
+            "flashes": pop_flashes(request),
+        }
+    else:  # the 500 page is rendered outside the session middleware
+        page = {"user": None, "csrf_token": "", "flashes": []}
+    page.update(context or {})
+    return templates.TemplateResponse(request, name, page, status_code=status_code)

@@ -1,0 +1,188 @@
+"""The HTML pages: job list, new build, job page, cancel/rebuild forms, settings (/profile)."""
+
+from typing import Annotated
+
+from dependency_injector.wiring import Provide, inject
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import RedirectResponse, Response
+
+from ...domain.jobs import JobStatus
+from ...domain.ports import Clock, RunnerError, TokenStore
+from ...domain.requests import InvalidRequest
+from ...domain.services import JobNotFound, JobService
+from ...scheduler import Scheduler
+from ..containers import Container
+from ..rendering import render
+from ..security import FormCsrf, User, flash
+
+router = APIRouter()
+
+Service = Annotated[JobService, Depends(Provide[Container.job_service])]
+Tokens = Annotated[TokenStore, Depends(Provide[Container.tokens])]
+Sched = Annotated[Scheduler, Depends(Provide[Container.scheduler])]
+Now = Annotated[Clock, Depends(Provide[Container.clock])]
+
+PER_PAGE = 25
+FIELDS = ("repo_url", "ref", "machine", "target")
+NEW_JOB_DEFAULTS = {"repo_url": "", "ref": "main", "machine": "", "target": "core-image-minimal"}
+MAX_TOKEN_LENGTH = 512  # the runner's own limit
+
+
+@router.get("/")
+@inject
+def job_list(request: Request, user: User, service: Service, clock: Now, page: int = 1) -> Response:
+    result = service.list_page(page, PER_PAGE)
+    return render(request, "jobs.html", {"page": result, "now": clock.now()})
+
+
+def _token_on_file(tokens: TokenStore, user: str) -> bool | None:
+    """Whether the user saved a token; None when the runner cannot tell (shown as unknown)."""
+    try:
+        return tokens.has_token(user)
+    except RunnerError:
+        return None
+
+
+def _new_job_page(
+    request: Request,
+    user: str,
+    tokens: TokenStore,
+    values: dict[str, str],
+    errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Response:
+    context = {
+        "values": values,
+        "errors": errors or {},
+        "token_on_file": _token_on_file(tokens, user),
+    }
+    return render(request, "new_job.html", context, status_code=status_code)
+
+
+@router.get("/new")
+@inject
+def new_job_form(
+    request: Request,
+    user: User,
+    service: Service,
+    tokens: Tokens,
+    from_: Annotated[str, Query(alias="from")] = "",
+) -> Response:
+    values = dict(NEW_JOB_DEFAULTS)
+    if from_.isascii() and from_.isdigit() and len(from_) <= 12:
+        try:
+            old = service.get(int(from_))
+        except JobNotFound:
+            pass  # a stale link: start from the defaults
+        else:
+            values = {name: getattr(old, name) for name in FIELDS}
+    return _new_job_page(request, user, tokens, values)
+
+
+@router.post("/new", dependencies=[FormCsrf])
+@inject
+def submit_job(
+    request: Request,
+    user: User,
+    service: Service,
+    tokens: Tokens,
+    scheduler: Sched,
+    repo_url: Annotated[str, Form()] = "",
+    ref: Annotated[str, Form()] = "",
+    machine: Annotated[str, Form()] = "",
+    target: Annotated[str, Form()] = "",
+) -> Response:
+    values = {"repo_url": repo_url, "ref": ref, "machine": machine, "target": target}
+    try:
+        job = service.submit(user, **values)
+    except InvalidRequest as exc:
+        return _new_job_page(request, user, tokens, values, exc.errors, status_code=422)
+    scheduler.wake()
+    flash(request, f"Build #{job.id} is queued.")
+    return RedirectResponse(f"/jobs/{job.id}", status_code=303)
+
+
+@router.get("/jobs/{job_id:jobid}")
+@inject
+def job_page(request: Request, job_id: int, user: User, service: Service, clock: Now) -> Response:
+    job = service.get(job_id)
+    context = {
+        "job": job,
+        "artifacts": service.artifacts(job_id),
+        "now": clock.now(),
+        "can_cancel": job.owner == user and not job.is_terminal,
+    }
+    return render(request, "job.html", context)
+
+
+@router.post("/jobs/{job_id:jobid}/cancel", dependencies=[FormCsrf])
+@inject
+def cancel_job(
+    request: Request, job_id: int, user: User, service: Service, scheduler: Sched
+) -> Response:
+    job = service.cancel(job_id, user)
+    scheduler.wake()
+    if job.status is JobStatus.CANCELLED and job.cancel_requested_by is None:
+        flash(request, f"Build #{job_id} was cancelled before it started.")
+    elif job.status is JobStatus.RUNNING:
+        flash(request, f"Build #{job_id} has been asked to stop; it shows CANCELLED once it has.")
+    else:
+        flash(request, f"Build #{job_id} had already ended ({job.status}).")
+    return RedirectResponse(f"/jobs/{job_id}", status_code=303)
+
+
+@router.post("/jobs/{job_id:jobid}/rebuild", dependencies=[FormCsrf])
+@inject
+def rebuild_job(
+    request: Request, job_id: int, user: User, service: Service, scheduler: Sched
+) -> Response:
+    job = service.rebuild(job_id, user)
+    scheduler.wake()
+    flash(request, f"Build #{job.id} is queued: a rebuild of #{job_id}.")
+    return RedirectResponse(f"/jobs/{job.id}", status_code=303)
+
+
+def token_problem(token: str) -> str | None:
+    """Why ``token`` cannot be a GitLab token (the runner's rules), or None."""
+    if not token:
+        return "Paste your GitLab personal access token first."
+    if len(token) > MAX_TOKEN_LENGTH:
+        return f"That is longer than any GitLab token ({MAX_TOKEN_LENGTH} characters at most)."
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in token):
+        return "A token has no spaces or line breaks inside; copy it again."
+    return None
+
+
+def _settings_page(
+    request: Request, user: str, tokens: TokenStore, error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    context = {"token_on_file": _token_on_file(tokens, user), "error": error,
+               "action": request.url.path}
+    return render(request, "settings.html", context, status_code=status_code)
+
+
+@router.get("/settings")
+@router.get("/profile")
+@inject
+def settings_page(request: Request, user: User, tokens: Tokens) -> Response:
+    return _settings_page(request, user, tokens)
+
+
+@router.post("/settings", dependencies=[FormCsrf])
+@router.post("/profile", dependencies=[FormCsrf])
+@inject
+def save_token(
+    request: Request, user: User, tokens: Tokens, token: Annotated[str, Form()] = ""
+) -> Response:
+    token = token.strip()
+    problem = token_problem(token)
+    if problem:
+        return _settings_page(request, user, tokens, problem, status_code=400)
+    try:
+        tokens.store(user, token)
+    except RunnerError as exc:  # the message says why (sudo refused, runner rule...)
+        message = str(exc)[:1].upper() + str(exc)[1:]
+        return _settings_page(request, user, tokens, message, status_code=503)
+    flash(request, "Your GitLab token is saved. New builds clone with it.")
+    return RedirectResponse(request.url.path, status_code=303)

@@ -1,0 +1,103 @@
+"""The build log: chunked JSON by byte offset, and a live Server-Sent Events stream.
+
+SSE events: ``status`` (first, then on every change), ``log`` (``{"text"}``, id = the byte
+offset after it, so ``Last-Event-ID`` resumes exactly), ``end`` (the job is over and the whole
+log was sent). FastAPI adds a keep-alive comment when nothing was sent for 15 s.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from dependency_injector.wiring import Provide, inject
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from ...domain.jobs import Job
+from ...domain.services import DEFAULT_LOG_CHUNK, JobService
+from ..containers import Container
+from ..rendering import status_json
+from ..security import User, require_user
+
+router = APIRouter(prefix="/api")
+
+Service = Annotated[JobService, Depends(Provide[Container.job_service])]
+
+MAX_LOG_LIMIT = 1024 * 1024
+POLL_SECONDS = 0.5  # how often a quiet stream looks for new log bytes or a status change
+RETRY_MS = 2000
+
+
+@router.get("/jobs/{job_id:jobid}/log")
+@inject
+def log_chunk(
+    job_id: int,
+    user: User,
+    service: Service,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_LOG_LIMIT)] = DEFAULT_LOG_CHUNK,
+) -> dict[str, Any]:
+    chunk = service.read_log(job_id, offset, limit)
+    job = service.get(job_id)  # read after the log: a complete chunk always shows a final status
+    return {
+        "offset": chunk.offset,
+        "next_offset": chunk.next_offset,
+        "text": chunk.text,
+        "complete": chunk.complete,
+        "status": str(job.status),
+    }
+
+
+@inject
+def existing_job(job_id: int, service: Service) -> Job:
+    """Dependency: the job, or JobNotFound (404) before any event is sent."""
+    return service.get(job_id)
+
+
+def resume_offset(last_event_id: str | None, offset: int) -> int:
+    """Where a (re)connecting client continues: its Last-Event-ID, else ``?offset=``."""
+    text = (last_event_id or "").strip()
+    if text.isascii() and text.isdigit() and len(text) <= 18:
+        return int(text)
+    return offset
+
+
+@router.get(
+    "/jobs/{job_id:jobid}/log/stream",
+    response_class=EventSourceResponse,
+    dependencies=[Depends(require_user), Depends(existing_job)],  # sign-in first, then 404
+)
+@inject
+async def log_stream(
+    request: Request,
+    job_id: int,
+    user: User,
+    service: Service,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    position = resume_offset(last_event_id, offset)
+    # At once, so the browser and any proxy see the stream is open.
+    yield ServerSentEvent(comment=f"log of build #{job_id}", retry=RETRY_MS)
+    sent_status: dict[str, Any] | None = None
+    while not await request.is_disconnected():
+        chunk = await run_in_threadpool(service.read_log, job_id, position, DEFAULT_LOG_CHUNK)
+        job = await run_in_threadpool(service.get, job_id)  # after the log: see log_chunk
+        status = status_json(job)
+        if sent_status is None:
+            yield ServerSentEvent(event="status", data=status)
+            sent_status = status
+        progressed = chunk.next_offset > chunk.offset
+        if progressed:
+            yield ServerSentEvent(event="log", data={"text": chunk.text}, id=str(chunk.next_offset))
+        position = chunk.next_offset
+        if status != sent_status:
+            yield ServerSentEvent(event="status", data=status)
+            sent_status = status
+        if chunk.complete:
+            yield ServerSentEvent(event="end", data={"status": status["status"],
+                                                     "offset": position})
+            return
+        if not progressed:
+            await asyncio.sleep(POLL_SECONDS)

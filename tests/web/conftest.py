@@ -1,0 +1,98 @@
+"""Web tests: a fresh app per test, every port replaced by the fakes from tests/fakes.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from starlette.testclient import TestClient
+
+from autobuild.config import Settings
+from autobuild.domain.services import JobService
+from autobuild.web.app import create_app
+from tests.fakes import (
+    FakeAuthenticator,
+    FakeClock,
+    FakeEvents,
+    FakeJobFiles,
+    FakeJobRepository,
+    FakeRunner,
+    FakeTokenStore,
+)
+from tests.web.helpers import login
+
+
+@dataclass
+class Fakes:
+    clock: FakeClock = field(default_factory=FakeClock)
+    jobs: FakeJobRepository = field(default_factory=FakeJobRepository)
+    files: FakeJobFiles = field(default_factory=FakeJobFiles)
+    events: FakeEvents = field(default_factory=FakeEvents)
+    auth: FakeAuthenticator = field(default_factory=FakeAuthenticator)
+    tokens: FakeTokenStore = field(default_factory=FakeTokenStore)
+    runner: FakeRunner = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.runner = FakeRunner(self.files, self.clock)
+
+    def overrides(self) -> dict[str, object]:
+        return {"jobs": self.jobs, "files": self.files, "runner": self.runner,
+                "events": self.events, "auth": self.auth, "tokens": self.tokens,
+                "clock": self.clock}
+
+
+@pytest.fixture
+def fakes() -> Fakes:
+    return Fakes()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        db_path=tmp_path / "data" / "jobs.db",
+        jobs_root=tmp_path / "jobs",
+        runner_path=tmp_path / "runner" / "run_job.sh",
+        dev_mode=True,
+        use_sudo=False,
+        poll_interval=0.05,
+    )
+
+
+@pytest.fixture
+def app(settings: Settings, fakes: Fakes) -> Iterator[FastAPI]:
+    app = create_app(settings, overrides=fakes.overrides())
+    yield app
+    container = app.state.container
+    container.unwire()
+    container.reset_singletons()
+
+
+@pytest.fixture
+def service(app: FastAPI) -> JobService:
+    return app.state.container.job_service()
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with_client = TestClient(app, follow_redirects=False)
+    yield with_client
+    with_client.close()
+
+
+@pytest.fixture
+def alice(client: TestClient) -> TestClient:
+    """``client``, signed in as alice."""
+    login(client, "alice")
+    return client
+
+
+@pytest.fixture
+def bob(app: FastAPI) -> Iterator[TestClient]:
+    """A second browser, signed in as bob."""
+    other = TestClient(app, follow_redirects=False)
+    login(other, "bob")
+    yield other
+    other.close()
