@@ -15,6 +15,7 @@ def test_good_repo_urls(url):
 
 @pytest.mark.parametrize("url,fragment", [
     ("http://gitlab.example.com/a.git", "https://"),
+    ("HTTPS://gitlab.example.com/a.git", "https://"),
     ("git@gitlab.example.com:a/b.git", "https://"),
     ("ssh://gitlab.example.com/a.git", "https://"),
     ("file:///etc/passwd", "https://"),

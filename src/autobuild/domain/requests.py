@@ -56,7 +56,7 @@ class RepoUrl:
             port = parts.port
         except ValueError:
             raise ValueError("this is not a valid URL") from None
-        if parts.scheme != "https":
+        if parts.scheme != "https" or not text.startswith("https://"):
             raise ValueError("only https:// repository URLs are accepted")
         if "@" in parts.netloc:
             raise ValueError("put no user name or token in the URL; save your token in Settings")

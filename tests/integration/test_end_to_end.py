@@ -1,0 +1,154 @@
+"""The whole product in one process: web app, SQLite, job files and the real run_job.sh,
+cloning from the token-protected HTTPS git server and building with the stand-in bitbake.
+
+Only the login is a fake here (PAM needs a real user with a password: the system tests have
+that); the runner runs as the current user without sudo, as with AUTO_BUILD_NO_SUDO=1.
+"""
+
+from __future__ import annotations
+
+import json
+import pwd
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from autobuild.config import Settings
+from autobuild.web.app import create_app
+from tests.fakes import FakeAuthenticator
+from tests.integration.conftest import RUNNER, TOKEN
+from tests.web.helpers import csrf_from, event_data, page_csrf, parse_sse
+
+USER = pwd.getpwuid(os.getuid()).pw_name
+PASSWORD = "e2e-password"
+
+
+@pytest.fixture
+def client(tmp_path, git, user_token, monkeypatch):
+    monkeypatch.setenv("GIT_SSL_CAINFO", str(git.server.ca_file))
+    monkeypatch.setenv("AUTO_BUILD_PYTHON", sys.executable)
+    user_token(None)  # no token on file until the user saves one in Settings
+    jobs_root = tmp_path / "jobs"
+    jobs_root.mkdir()
+    settings = Settings(db_path=tmp_path / "jobs.db", jobs_root=jobs_root, runner_path=RUNNER,
+                        dev_mode=True, use_sudo=False, poll_interval=0.2)
+    app = create_app(settings, overrides={"auth": FakeAuthenticator({USER: PASSWORD})})
+    try:
+        with TestClient(app, follow_redirects=False) as test_client:
+            test_client.jobs_root = jobs_root
+            yield test_client
+    finally:
+        app.state.container.unwire()
+
+
+def sign_in_and_save_token(client: TestClient) -> None:
+    response = client.post("/login", data={"username": USER, "password": PASSWORD,
+                                           "csrf_token": page_csrf(client, "/login")})
+    assert response.status_code == 303
+    page = client.get("/settings")
+    assert "No token on file" in page.text
+    response = client.post("/settings", data={"token": f"  {TOKEN}\n",
+                                              "csrf_token": csrf_from(page.text)})
+    assert response.status_code in (200, 303)
+    page = client.get("/settings")
+    assert "token is on file" in page.text and TOKEN not in page.text
+
+
+def submit(client: TestClient, target: str) -> int:
+    response = client.post("/new", data={
+        "repo_url": client.git_url, "ref": "main", "machine": "qemux86-64", "target": target,
+        "csrf_token": page_csrf(client, "/new"),
+    })
+    assert response.status_code == 303, response.text
+    return int(response.headers["location"].rsplit("/", 1)[1])
+
+
+def stream_until_end(client: TestClient, job_id: int) -> list[dict]:
+    events = []
+    with client.stream("GET", f"/api/jobs/{job_id}/log/stream") as response:
+        assert response.status_code == 200
+        for event in parse_sse(response.iter_lines()):
+            events.append(event)
+            if event.get("event") == "end":
+                break
+    return events
+
+
+def wait_for_status(client: TestClient, job_id: int, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job["status"] in ("SUCCESS", "FAILED", "CANCELLED"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not end: {job}")
+
+
+def test_a_build_submitted_in_the_browser_streams_live_and_delivers_its_images(client, git):
+    client.git_url = git.url
+    sign_in_and_save_token(client)
+    job_id = submit(client, "core-image-minimal")
+
+    events = stream_until_end(client, job_id)
+    statuses = [event_data(e)["status"] for e in events if e.get("event") == "status"]
+    log_events = [e for e in events if e.get("event") == "log"]
+    text = "".join(event_data(e)["text"] for e in log_events)
+    # Lines arrived while the build was RUNNING, before the SUCCESS status was sent.
+    success_at = next(i for i, e in enumerate(events)
+                      if e.get("event") == "status" and event_data(e)["status"] == "SUCCESS")
+    live = [e for e in events[:success_at] if e.get("event") == "log"
+            and "NOTE: Running task" in event_data(e)["text"]]
+    assert live, "no bitbake task line was streamed while the build was running"
+    assert "RUNNING" in statuses and statuses[-1] == "SUCCESS"
+    assert "Tasks Summary" in text and TOKEN not in text
+    offsets = [int(e["id"]) for e in log_events]
+    assert offsets == sorted(offsets)
+    log_file = client.jobs_root / str(job_id) / "logs" / "build.log"
+    assert offsets[-1] == log_file.stat().st_size
+
+    job = wait_for_status(client, job_id)
+    assert (job["status"], job["exit_code"]) == ("SUCCESS", 0)
+    assert json.loads((client.jobs_root / str(job_id) / "status.json").read_text())["exit_code"] == 0
+
+    listing = client.get(f"/api/jobs/{job_id}/artifacts").json()
+    names = {a["name"] for a in listing}
+    assert any(n.endswith(".bin") for n in names) and any(n.endswith(".mtd") for n in names)
+    assert "evil.bin" not in names  # a symlink out of the build tree is never collected
+    deploy = client.jobs_root / str(job_id) / "work" / "src" / "build" / "tmp" / "deploy" / "images" / "qemux86-64"
+    for artifact in listing:
+        body = client.get(f"/api/jobs/{job_id}/artifacts/{artifact['name']}")
+        assert body.status_code == 200
+        assert body.content == (deploy / artifact["name"]).resolve().read_bytes()
+        assert len(body.content) == artifact["size"]
+
+    page = client.get(f"/jobs/{job_id}")
+    assert "SUCCESS" in page.text
+
+
+def test_a_failing_target_ends_failed_with_its_exit_code_and_error_lines(client, git):
+    client.git_url = git.url
+    sign_in_and_save_token(client)
+    job_id = submit(client, "fail-image")
+    job = wait_for_status(client, job_id)
+    assert (job["status"], job["exit_code"]) == ("FAILED", 1)
+    log = client.get(f"/api/jobs/{job_id}/log?offset=0&limit=1000000").json()
+    assert log["complete"] and "ERROR:" in log["text"]
+    assert client.get(f"/api/jobs/{job_id}/artifacts").json() == []
+
+
+@pytest.mark.parametrize("name", ["../evil", "%2e%2e%2fx", "%2Fetc%2Fpasswd", "a%00b", "passwd"])
+def test_download_traversal_answers_404(client, git, name):
+    client.git_url = git.url
+    sign_in_and_save_token(client)
+    job_id = submit(client, "core-image-minimal")
+    wait_for_status(client, job_id)
+    artifacts = client.jobs_root / str(job_id) / "artifacts"
+    (artifacts / "passwd").unlink(missing_ok=True)
+    os.symlink("/etc/passwd", artifacts / "passwd")
+    response = client.get(f"/api/jobs/{job_id}/artifacts/{name}")
+    assert response.status_code == 404
+    assert b"root:" not in response.content

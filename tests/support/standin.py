@@ -1,0 +1,80 @@
+"""The stand-in poky repository (tests/fixtures/poky-standin) as a bare git repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "poky-standin"
+
+# Reproducible commits, whoever runs the tests and whatever their git config says.
+_GIT_ENV = {
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "Stand-in",
+    "GIT_AUTHOR_EMAIL": "standin@example.invalid",
+    "GIT_COMMITTER_NAME": "Stand-in",
+    "GIT_COMMITTER_EMAIL": "standin@example.invalid",
+    "GIT_AUTHOR_DATE": "2026-01-01T12:00:00Z",
+    "GIT_COMMITTER_DATE": "2026-01-01T12:00:00Z",
+}
+
+
+def _git(cwd: Path, *args: str) -> str:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd), **_GIT_ENV}
+    result = subprocess.run(["git", *args], cwd=cwd, env=env, check=True,
+                            capture_output=True, text=True)
+    return result.stdout.strip()
+
+
+def create_standin_repo(bare_path: Path, submodules: dict[str, tuple[str, str]] | None = None) -> str:
+    """Create a bare repository at ``bare_path`` holding the stand-in poky; returns main's sha.
+
+    History: a first commit with VERSION "1.0", tagged ``v1.0`` (annotated), then a second
+    commit on branch ``main`` with VERSION "1.1". The stand-in bitbake reports the VERSION it
+    was checked out with (DISTRO_VERSION line, image contents), so tests can tell which ref
+    was built. ``git rev-parse v1.0^{commit}`` in ``bare_path`` gives the first commit.
+    ``submodules`` ({path: (url, commit)}) adds them to the second commit, with .gitmodules.
+    """
+    with tempfile.TemporaryDirectory(prefix="standin-src-") as tmp:
+        work = Path(tmp) / "poky"
+        shutil.copytree(FIXTURE, work, symlinks=True)
+        (work / "VERSION").write_text("1.0\n")
+        _git(work, "init", "--quiet", "--initial-branch=main")
+        _git(work, "add", "--all")
+        _git(work, "commit", "--quiet", "-m", "poky stand-in 1.0")
+        _git(work, "tag", "--annotate", "-m", "release 1.0", "v1.0")
+        (work / "VERSION").write_text("1.1\n")
+        for path, (url, commit) in (submodules or {}).items():
+            _git(work, "config", "--file", ".gitmodules", f"submodule.{path}.path", path)
+            _git(work, "config", "--file", ".gitmodules", f"submodule.{path}.url", url)
+            _git(work, "update-index", "--add", "--cacheinfo", f"160000,{commit},{path}")
+        _git(work, "add", "VERSION", *([".gitmodules"] if submodules else []))
+        _git(work, "commit", "--quiet", "-m", "poky stand-in 1.1")
+        sha = _git(work, "rev-parse", "HEAD")
+        bare_path.parent.mkdir(parents=True, exist_ok=True)
+        _git(Path(tmp), "clone", "--quiet", "--bare", str(work), str(bare_path))
+    return sha
+
+
+def create_layer_repo(bare_path: Path, name: str = "meta-extra") -> str:
+    """Create a bare repository holding a one-file layer (a submodule); returns its commit."""
+    with tempfile.TemporaryDirectory(prefix="standin-layer-") as tmp:
+        work = Path(tmp) / name
+        (work / "conf").mkdir(parents=True)
+        (work / "conf" / "layer.conf").write_text(f'BBFILE_COLLECTIONS += "{name}"\n')
+        _git(work, "init", "--quiet", "--initial-branch=main")
+        _git(work, "add", "--all")
+        _git(work, "commit", "--quiet", "-m", f"{name} layer")
+        sha = _git(work, "rev-parse", "HEAD")
+        bare_path.parent.mkdir(parents=True, exist_ok=True)
+        _git(Path(tmp), "clone", "--quiet", "--bare", str(work), str(bare_path))
+    return sha
+
+
+def commit_of(bare_path: Path, ref: str) -> str:
+    """The commit ``ref`` (branch, tag or abbreviation) names in the bare repository."""
+    return _git(bare_path, "rev-parse", "--verify", f"{ref}^{{commit}}")
