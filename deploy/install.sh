@@ -132,8 +132,10 @@ if [[ ! -x "$prefix/venv/bin/python" ]]; then
     changed "created $prefix/venv from /usr/bin/python3"
 fi
 if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
-    "$prefix/venv/bin/python" -m pip install --quiet --disable-pip-version-check "$prefix" \
-        || fail "pip install failed (see above): is the package registry reachable?"
+    if ! pip_out=$("$prefix/venv/bin/python" -m pip install --quiet --disable-pip-version-check "$prefix" 2>&1); then
+        printf '%s\n' "$pip_out" | grep -v '^WARNING: Location' >&2 || true
+        fail "pip install failed (see above): is the package registry reachable?"
+    fi
     rm -rf "$prefix/build" "$prefix"/src/*.egg-info  # pip's in-tree build leftovers
     echo "$want" >"$stamp"
     changed "installed the Python package into $prefix/venv"
@@ -218,7 +220,7 @@ if ((start)); then
         if ! systemctl is-active --quiet nginx.service; then
             systemctl start nginx.service
             changed "started nginx"
-        else
+        elif ((changes)); then
             systemctl reload nginx.service
         fi
     else
@@ -228,7 +230,7 @@ if ((start)); then
             changed "(re)started autobuild"
         fi
         if [[ -s /run/nginx.pid ]] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then
-            nginx -s reload
+            if ((changes)); then nginx -s reload 2>/dev/null; fi
         else
             nginx
             changed "started nginx"
