@@ -18,6 +18,8 @@ readonly RUNNER_DIR
 readonly JOBS_ROOT="${AUTO_BUILD_JOBS_ROOT:-/srv/autobuild/jobs}"
 readonly DEFAULT_PATTERNS=('*.bin' '*.mtd')
 readonly MAX_TOKEN_LENGTH=512
+readonly MAX_TASK_LOGS=20                 # failed-task logs kept per build
+readonly MAX_TASK_LOG_BYTES=$((16 << 20)) # the end of a bigger task log is kept
 
 # Set by the build mode; read by the traps.
 PATTERNS=()
@@ -440,6 +442,62 @@ collect_artifacts() {  # copy matching regular files (and links that stay in the
     fi
 }
 
+failed_task_log_name() {  # the same name as autobuild/domain/failures.py task_log_name
+    local LC_ALL=C path=$1 name n
+    local -a parts
+    IFS=/ read -ra parts <<<"$path"
+    n=${#parts[@]}
+    if (( n >= 4 )) && [[ ${parts[n-2]} == temp ]]; then
+        name="${parts[n-4]}_${parts[n-3]}_${parts[n-1]}"
+    else
+        name=${parts[n-1]:-}
+    fi
+    name=${name//[^A-Za-z0-9._+-]/_}
+    while [[ $name == [.-]* ]]; do name=${name:1}; done
+    name=${name:0:200}
+    printf '%s\n' "${name:-task-log}"
+}
+
+save_failed_task_logs() {  # copy the logs bitbake names as failed into logs/failed-tasks/
+    # Called from an || branch, where set -e does not apply: every step checks for itself.
+    local dest="$JOB_DIR/logs/failed-tasks" tree line path real name tmp count=0
+    local -a lines
+    tree=$(realpath -e -- "$JOB_DIR/work") || return 0
+    # Read them all first: this function's own messages are appended to the same log.
+    mapfile -t lines < <(grep -a -o -- 'Logfile of failure stored in: .*' "$JOB_DIR/logs/build.log")
+    for line in "${lines[@]}"; do
+        path=${line#Logfile of failure stored in: }
+        path=${path%"${path##*[![:space:]]}"}
+        [[ $path == /* ]] || continue
+        # Only regular files inside this build's workspace: a log line must not make the
+        # runner copy, say, ~/.ssh/id_rsa into the job directory that the team can read.
+        if ! real=$(realpath -e -- "$path" 2>/dev/null) || [[ $real != "$tree"/* ]]; then
+            echo "not saving the task log $path: it is not inside the build's workspace"
+            continue
+        fi
+        if [[ ! -f $real ]]; then
+            echo "not saving the task log $path: not a regular file"
+            continue
+        fi
+        name=$(failed_task_log_name "$path")
+        [[ ! -e $dest/$name && ! -L $dest/$name ]] || continue
+        if [[ -L $dest ]] || { [[ ! -d $dest ]] && ! mkdir -- "$dest"; }; then
+            echo "not saving task logs: cannot create $dest"
+            return 0
+        fi
+        if tmp=$(mktemp -- "$dest/.$name.XXXXXX") &&
+            tail -c "$MAX_TASK_LOG_BYTES" -- "$real" >"$tmp" &&
+            chmod 640 -- "$tmp" && mv -fT -- "$tmp" "$dest/$name"; then
+            echo "saved the log of the failed task as logs/failed-tasks/$name"
+        else
+            [[ -z ${tmp:-} ]] || rm -f -- "$tmp"
+            echo "could not save the task log $path"
+        fi
+        count=$(( count + 1 ))
+        (( count < MAX_TASK_LOGS )) || break
+    done
+}
+
 build_steps() {  # runs in its own process group; its exit code is the build result
     set +m
     trap - INT TERM HUP
@@ -497,6 +555,7 @@ build_steps() {  # runs in its own process group; its exit code is the build res
     bitbake -- "$target" || {
         rc=$?
         echo "ERROR: bitbake $target failed (exit $rc)"
+        save_failed_task_logs
         return "$rc"
     }
 

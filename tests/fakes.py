@@ -60,6 +60,7 @@ class FakeJobFiles:
     logs: dict[int, bytes] = field(default_factory=dict)
     statuses: dict[int, RunnerStatus] = field(default_factory=dict)
     artifacts: dict[int, dict[str, bytes]] = field(default_factory=dict)
+    task_logs: dict[int, dict[str, str]] = field(default_factory=dict)
     mtime: datetime = datetime(2026, 1, 1, tzinfo=UTC)
 
     def create(self, job: Job, artifact_patterns: list[str]) -> None:
@@ -76,6 +77,9 @@ class FakeJobFiles:
 
     def read_status(self, job_id: int) -> RunnerStatus | None:
         return self.statuses.get(job_id)
+
+    def read_task_logs(self, job_id: int) -> dict[str, str]:
+        return dict(self.task_logs.get(job_id, {}))
 
     def list_artifacts(self, job_id: int) -> list[ArtifactInfo]:
         return [ArtifactInfo(name, len(data), self.mtime)

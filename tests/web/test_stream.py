@@ -47,7 +47,7 @@ def test_stream_of_a_finished_job_sends_status_log_then_end(alice, job, fakes, s
     kinds = [e.get("event") for e in events[1:]]
     assert kinds[0] == "status"
     assert kinds[-1] == "end"
-    assert set(kinds[1:-1]) == {"log"}
+    assert set(kinds[1:-1]) == {"log", "progress"}  # the status does not change
     assert event_data(events[1])["status"] == "SUCCESS"
     assert event_data(events[1])["exit_code"] == 0
     logs = [e for e in events if e.get("event") == "log"]

@@ -36,6 +36,9 @@ LOG_PATH = ("logs", "build.log")
 STATUS_PATH = ("status.json",)
 ARTIFACTS_DIR = "artifacts"
 MAX_STATUS_BYTES = 64 * 1024
+TASK_LOGS_DIR = ("logs", "failed-tasks")
+MAX_TASK_LOG_TAIL = 8 * 1024
+MAX_TASK_LOGS = 50
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO planted by a build must not hang the service.
@@ -169,6 +172,25 @@ class JobDirectory:
         return RunnerStatus(status=str(status), exit_code=exit_code,
                             finished_at=_parse_time(data.get("finished_at")))
 
+    # --- logs of failed tasks ----------------------------------------------------------------
+
+    def read_task_logs(self, job_id: int) -> dict[str, str]:
+        """Name -> the last 8 KiB (from a line start when cut) of each regular file with a
+        plain name in ``logs/failed-tasks/``; at most 50 files, by name."""
+        tails: dict[str, str] = {}
+        with self._open_dir(job_id, *TASK_LOGS_DIR) as dir_fd:
+            if dir_fd is None:
+                return tails
+            with os.scandir(dir_fd) as entries:
+                names = sorted(e.name for e in entries if is_plain_name(e.name))
+            for name in names:
+                if len(tails) >= MAX_TASK_LOGS:
+                    break
+                tail = _read_tail(dir_fd, name, MAX_TASK_LOG_TAIL)
+                if tail is not None:
+                    tails[name] = tail
+        return tails
+
     # --- artifacts ---------------------------------------------------------------------------
 
     def list_artifacts(self, job_id: int) -> list[ArtifactInfo]:
@@ -255,6 +277,27 @@ class JobDirectory:
         finally:
             if fd is not None:
                 os.close(fd)
+
+
+def _read_tail(dir_fd: int, name: str, limit: int) -> str | None:
+    """The last ``limit`` bytes of the regular file ``name`` in ``dir_fd``, or None."""
+    try:
+        fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        start = max(0, info.st_size - limit)
+        data = os.pread(fd, limit, start)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if start > 0 and b"\n" in data:
+        data = data[data.index(b"\n") + 1:]  # the cut line would start mid-way
+    return data.decode("utf-8", errors="replace")
 
 
 def _artifact_info(name: str, info: os.stat_result) -> ArtifactInfo:

@@ -104,6 +104,11 @@ class JobFiles(Protocol):
         """The runner's final status, or None while there is none (or it is unreadable)."""
         ...
 
+    def read_task_logs(self, job_id: int) -> dict[str, str]:
+        """The logs of failed tasks the runner saved in ``logs/failed-tasks/``: name -> the
+        end of the file (at most 8 KiB, from a line start when cut), decoded; {} if none."""
+        ...
+
     def list_artifacts(self, job_id: int) -> list[ArtifactInfo]: ...
 
     def open_artifact(self, job_id: int, name: str) -> tuple[BinaryIO, ArtifactInfo]:

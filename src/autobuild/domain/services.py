@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass
 
 from .artifacts import ArtifactInfo, merge_patterns
+from .failures import FailureSummary, summarize
 from .jobs import Job, JobStatus
 from .logs import LogChunk, decode_chunk
 from .ports import (
@@ -27,6 +28,7 @@ from .ports import (
     RunnerError,
     RunnerStatus,
 )
+from .progress import Progress, ProgressTracker
 from .requests import BuildRequest
 
 
@@ -39,6 +41,10 @@ class NotAllowed(Exception):
 
 
 DEFAULT_LOG_CHUNK = 64 * 1024
+# How much of the end of a log progress and failure summaries read: bitbake logs reach
+# hundreds of MB, and what they need is near the end.
+PROGRESS_SCAN_BYTES = 4 * 1024 * 1024
+FAILURE_SCAN_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,32 @@ class JobService:
         text, next_offset = decode_chunk(data, offset, at_end)
         return LogChunk(offset=offset, next_offset=next_offset, text=text,
                         complete=job.is_terminal and next_offset >= size)
+
+    def progress(self, job_id: int) -> Progress:
+        """How far the build has come, from (the last few MB of) its log."""
+        self.get(job_id)
+        return self.track_progress(job_id, self._files.log_size(job_id)).progress
+
+    def track_progress(self, job_id: int, upto: int) -> ProgressTracker:
+        """A tracker fed with the log up to byte ``upto``, to be fed the rest as it comes."""
+        tracker = ProgressTracker()
+        tracker.feed(self._log_tail(job_id, upto, PROGRESS_SCAN_BYTES))
+        return tracker
+
+    def failure_summary(self, job_id: int) -> FailureSummary:
+        """Failed tasks (with the end of each one's saved log) and git problems in the log."""
+        self.get(job_id)
+        text = self._log_tail(job_id, self._files.log_size(job_id), FAILURE_SCAN_BYTES)
+        return summarize(text, self._files.read_task_logs(job_id))
+
+    def _log_tail(self, job_id: int, upto: int, limit: int) -> str:
+        """The log text before byte ``upto``, at most ``limit`` bytes, from a line start."""
+        upto = max(0, upto)
+        start = max(0, upto - limit)
+        data = self._files.read_log(job_id, start, upto - start)
+        if start > 0:
+            data = data[data.find(b"\n") + 1:]  # drop the line cut in the middle
+        return data.decode("utf-8", errors="replace")
 
     def artifacts(self, job_id: int) -> list[ArtifactInfo]:
         self.get(job_id)

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from .. import __version__
 from ..domain.artifacts import ArtifactInfo
 from ..domain.jobs import Job
+from ..domain.progress import Progress
 from .security import csrf_token, current_user, pop_flashes
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -92,6 +93,20 @@ def status_json(job: Job) -> dict[str, Any]:
         "reason": job.reason,
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
+    }
+
+
+def progress_json(progress: Progress) -> dict[str, Any]:
+    """A build's progress as the API and the SSE ``progress`` event give it."""
+    return {
+        "phase": str(progress.phase),
+        "label": progress.label,
+        "percent": progress.percent,
+        "setscene_done": progress.setscene_done,
+        "setscene_total": progress.setscene_total,
+        "tasks_done": progress.tasks_done,
+        "tasks_total": progress.tasks_total,
+        "current": progress.current,
     }
 
 

@@ -13,7 +13,7 @@ from ...domain.ports import Clock
 from ...domain.services import JobService
 from ...scheduler import Scheduler
 from ..containers import Container
-from ..rendering import artifact_json, job_json
+from ..rendering import artifact_json, job_json, progress_json
 from ..security import HeaderCsrf, User
 
 router = APIRouter(prefix="/api")
@@ -49,7 +49,9 @@ def list_jobs(
 @router.get("/jobs/{job_id:jobid}")
 @inject
 def get_job(job_id: int, user: User, service: Service, clock: Now) -> dict[str, Any]:
-    return job_json(service.get(job_id), clock.now(), user)
+    data = job_json(service.get(job_id), clock.now(), user)
+    data["progress"] = progress_json(service.progress(job_id))
+    return data
 
 
 @router.get("/jobs/{job_id:jobid}/artifacts")

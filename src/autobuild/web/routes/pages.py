@@ -6,7 +6,8 @@ from dependency_injector.wiring import Provide, inject
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from ...domain.jobs import JobStatus
+from ...domain.failures import FailureSummary
+from ...domain.jobs import Job, JobStatus
 from ...domain.ports import Clock, RunnerError, TokenStore
 from ...domain.requests import InvalidRequest
 from ...domain.services import JobNotFound, JobService
@@ -32,7 +33,9 @@ MAX_TOKEN_LENGTH = 512  # the runner's own limit
 @inject
 def job_list(request: Request, user: User, service: Service, clock: Now, page: int = 1) -> Response:
     result = service.list_page(page, PER_PAGE)
-    return render(request, "jobs.html", {"page": result, "now": clock.now()})
+    progress = {job.id: service.progress(job.id) for job in result.items  # type: ignore[arg-type]
+                if job.status is JobStatus.RUNNING}
+    return render(request, "jobs.html", {"page": result, "now": clock.now(), "progress": progress})
 
 
 def _token_on_file(tokens: TokenStore, user: str) -> bool | None:
@@ -111,8 +114,28 @@ def job_page(request: Request, job_id: int, user: User, service: Service, clock:
         "artifacts": service.artifacts(job_id),
         "now": clock.now(),
         "can_cancel": job.owner == user and not job.is_terminal,
+        "progress": None if job.is_terminal else service.progress(job_id),
+        "failure": _failure_of(service, job),
     }
     return render(request, "job.html", context)
+
+
+def _failure_of(service: JobService, job: Job) -> FailureSummary | None:
+    """What the log says about the failure of a FAILED job; None otherwise or if nothing."""
+    if job.status is not JobStatus.FAILED:
+        return None
+    summary = service.failure_summary(job.id)  # type: ignore[arg-type]
+    return None if summary.is_empty else summary
+
+
+@router.get("/jobs/{job_id:jobid}/failure")
+@inject
+def job_failure(request: Request, job_id: int, user: User, service: Service) -> Response:
+    """The "Why it failed" box alone, for the job page to show when a build fails live."""
+    failure = _failure_of(service, service.get(job_id))
+    if failure is None:
+        return Response(status_code=204)
+    return render(request, "_failure.html", {"failure": failure})
 
 
 @router.post("/jobs/{job_id:jobid}/cancel", dependencies=[FormCsrf])

@@ -1,8 +1,11 @@
 """The build log: chunked JSON by byte offset, and a live Server-Sent Events stream.
 
 SSE events: ``status`` (first, then on every change), ``log`` (``{"text"}``, id = the byte
-offset after it, so ``Last-Event-ID`` resumes exactly), ``end`` (the job is over and the whole
-log was sent). FastAPI adds a keep-alive comment when nothing was sent for 15 s.
+offset after it, so ``Last-Event-ID`` resumes exactly), ``progress`` (the build's progress, see
+rendering.progress_json, whenever it differs from what was last sent, or from a build that has
+not started for a new stream), ``end``
+(the job is over and the whole log was sent). FastAPI adds a keep-alive comment when nothing
+was sent for 15 s.
 """
 
 import asyncio
@@ -15,9 +18,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from ...domain.jobs import Job
+from ...domain.progress import Progress
 from ...domain.services import DEFAULT_LOG_CHUNK, JobService
 from ..containers import Container
-from ..rendering import status_json
+from ..rendering import progress_json, status_json
 from ..security import User, require_user
 
 router = APIRouter(prefix="/api")
@@ -81,6 +85,9 @@ async def log_stream(
     # At once, so the browser and any proxy see the stream is open.
     yield ServerSentEvent(comment=f"log of build #{job_id}", retry=RETRY_MS)
     sent_status: dict[str, Any] | None = None
+    # Fed with exactly the text this stream sends; a resumed stream starts from the log so far.
+    tracker = await run_in_threadpool(service.track_progress, job_id, position)
+    sent_progress = Progress()  # nothing to send until the build has got somewhere
     while not await request.is_disconnected():
         chunk = await run_in_threadpool(service.read_log, job_id, position, DEFAULT_LOG_CHUNK)
         job = await run_in_threadpool(service.get, job_id)  # after the log: see log_chunk
@@ -92,6 +99,10 @@ async def log_stream(
         if progressed:
             yield ServerSentEvent(event="log", data={"text": chunk.text}, id=str(chunk.next_offset))
         position = chunk.next_offset
+        tracker.feed(chunk.text)
+        if tracker.progress != sent_progress:
+            yield ServerSentEvent(event="progress", data=progress_json(tracker.progress))
+            sent_progress = tracker.progress
         if status != sent_status:
             yield ServerSentEvent(event="status", data=status)
             sent_status = status

@@ -1,5 +1,6 @@
 /* Autobuild job page: live log over SSE (with chunked polling as the fallback), live status,
-   elapsed time, artifact table refresh when the build ends. No framework, no build step. */
+   build progress, elapsed time, artifact table refresh and the "Why it failed" box when the
+   build ends. No framework, no build step. */
 (function () {
   "use strict";
 
@@ -18,6 +19,7 @@
   var MAX_LOG_CHARS = 4000000;  // keep the page responsive on huge bitbake logs
   var KEEP_LOG_CHARS = 3000000;
   var MAX_SSE_FAILURES = 3;     // errors in a row without any message, then poll instead
+  var POLL_STATUS_MS = 5000;    // while polling, how often the status and progress are refreshed
 
   var offset = 0;        // byte offset of the log received so far
   var ended = false;     // the whole log has arrived and the job is over
@@ -124,6 +126,8 @@
     setText("finished-at", formatWhen(s.finished_at));
     setText("exit-code", s.exit_code === null || s.exit_code === undefined ? "—" : String(s.exit_code));
     if (s.reason) setText("status-line", s.reason);
+    showProgressFor(s.status);
+    if (s.progress) applyProgress(s.progress);
     if (TERMINAL[s.status]) {
       var cancelForm = document.getElementById("cancel-form");
       if (cancelForm) cancelForm.remove();
@@ -135,6 +139,43 @@
   setInterval(function () {
     if (!TERMINAL[state.status]) updateElapsed();
   }, 1000);
+
+  // ---- progress -------------------------------------------------------------------------
+
+  var progressBox = document.getElementById("progress");
+  var progressBar = document.getElementById("progress-bar");
+
+  function applyProgress(p) {
+    if (!p || !progressBox || TERMINAL[state.status]) return;
+    progressBox.hidden = false;
+    setText("progress-label", state.status === "PENDING" ? "Waiting in the queue" : p.label);
+    var known = p.percent !== null && p.percent !== undefined;
+    setText("progress-percent", known ? p.percent + "%" : "");
+    if (known) progressBar.value = p.percent;
+    else progressBar.removeAttribute("value");  // no value: the indeterminate style
+    setText("progress-current", p.current || "");
+  }
+
+  function showProgressFor(status) {
+    if (!progressBox) return;
+    if (TERMINAL[status]) {
+      progressBox.hidden = true;
+    } else if (status === "RUNNING" &&
+               document.getElementById("progress-label").textContent === "Waiting in the queue") {
+      setText("progress-label", "Starting");
+    }
+  }
+
+  // ---- why it failed ------------------------------------------------------------------------
+
+  function loadFailure() {
+    var slot = document.getElementById("failure");
+    if (!slot || slot.children.length) return;  // rendered with the page already
+    fetch("/jobs/" + encodeURIComponent(jobId) + "/failure", { credentials: "same-origin" })
+      .then(function (r) { return r.status === 200 ? r.text() : ""; })
+      .then(function (html) { if (html) slot.innerHTML = html; })  // our own escaped template
+      .catch(function () { /* a reload shows it */ });
+  }
 
   // ---- artifacts ------------------------------------------------------------------------
 
@@ -179,6 +220,7 @@
     ended = true;
     logState.textContent = "Finished" + (status ? " (" + status + ")" : "");
     refreshArtifacts();
+    if (status === "FAILED") loadFailure();
   }
 
   // ---- live log: SSE first, polling as the fallback ----------------------------------------
@@ -197,6 +239,10 @@
       appendLog(JSON.parse(e.data).text);
       var next = parseInt(e.lastEventId, 10);
       if (!isNaN(next)) offset = next;
+    });
+    source.addEventListener("progress", function (e) {
+      sseFailures = 0;
+      applyProgress(JSON.parse(e.data));
     });
     source.addEventListener("end", function (e) {
       source.close();
@@ -222,7 +268,10 @@
     poll();
   }
 
+  var lastStatusRefresh = 0;
+
   function refreshStatus() {
+    lastStatusRefresh = Date.now();
     return fetch(base, { credentials: "same-origin" })
       .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
       .then(applyStatus);
@@ -242,12 +291,14 @@
         appendLog(chunk.text);
         var progressed = chunk.next_offset > offset;
         offset = chunk.next_offset;
-        var statusChanged = chunk.status !== state.status;
+        // The status (with the progress) when it changed, at the end, and now and then.
+        var refresh = chunk.status !== state.status || chunk.complete ||
+          (progressed && Date.now() - lastStatusRefresh > POLL_STATUS_MS);
         var done = function () {
           if (chunk.complete) finish(chunk.status);
           else setTimeout(poll, progressed ? 0 : 1000);
         };
-        if (statusChanged || chunk.complete) refreshStatus().then(done, done);
+        if (refresh) refreshStatus().then(done, done);
         else done();
       })
       .catch(function (err) {

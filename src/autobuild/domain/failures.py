@@ -1,0 +1,322 @@
+"""Why a build failed, read from its log: the failed bitbake tasks and a line for git errors.
+
+bitbake names a failed task several times, and each time differently:
+
+    ERROR: busybox-1.36.1-r0 do_compile: oe_runmake failed             (PF, task, message)
+    ERROR: Logfile of failure stored in: /b/tmp/work/core2-64-poky-linux/busybox/1.36.1-r0/temp/log.do_compile.2245
+    ERROR: Task (/poky/meta/recipes-core/busybox/busybox_1.36.1.bb:do_compile) failed with exit code '1'
+    Summary: 1 task failed:
+      /poky/meta/recipes-core/busybox/busybox_1.36.1.bb:do_compile    (the task id, maybe with
+        log: /b/tmp/work/.../temp/log.do_compile.2245                  mc:/virtual: prefixes)
+
+``summarize`` joins these into one entry per failed task. The runner copies every task log
+named in a "Logfile of failure" line into ``logs/failed-tasks/<task_log_name(path)>``; the
+tails of those copies are attached to their task here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .progress import task_label
+
+MAX_TASKS = 20
+MAX_MESSAGES = 3
+MAX_MESSAGE_LENGTH = 500
+
+TOKEN_REFUSED = "The git server refused the token: save a valid GitLab token in Settings"
+NO_TOKEN = ("No GitLab token is saved, and the git server asked for one: save your GitLab token "
+            "in Settings")
+REPO_NOT_FOUND = ("The repository was not found, or your GitLab token may not read it: check the "
+                  "URL and the token's access to the project")
+HOST_UNKNOWN = "The git server's name {host} could not be resolved: check the repository URL"
+UNREACHABLE = ("The git server could not be reached: check the repository URL, and that the "
+               "build machine can connect to it")
+TLS_UNTRUSTED = ("The git server's TLS certificate is not trusted on the build machine: ask the "
+                 "admin to install the CA certificate that signed it")
+OTHER_HOST = ("The GitLab token was not sent to {url}: it goes only to the repository's own host "
+              "(is a submodule on another server?)")
+UNKNOWN_REF = "The branch, tag or commit '{ref}' was not found in the repository"
+
+
+@dataclass(frozen=True)
+class FailedTask:
+    """One failed bitbake task. ``recipe`` is bitbake's PF when the log gives it, else the
+    recipe file (with any ``mc:``/``virtual:`` prefix); ``log_tail`` is the end of the
+    task's own log as the runner saved it (None when there is no copy)."""
+
+    recipe: str
+    task: str
+    tid: str | None = None
+    logfile: str | None = None
+    messages: tuple[str, ...] = ()
+    log_name: str | None = None
+    log_tail: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.recipe} {self.task}"
+
+
+@dataclass(frozen=True)
+class FailureSummary:
+    """What the log says about a failure; empty when it says nothing recognisable."""
+
+    tasks: tuple[FailedTask, ...] = ()
+    more_tasks: int = 0  # failed tasks beyond the first MAX_TASKS
+    logfiles: tuple[str, ...] = ()
+    git_problem: str | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.tasks or self.logfiles or self.git_problem)
+
+
+_ESCAPES = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b\[[0-9;?]*[A-Za-z]")
+_TASK_ERROR = re.compile(r"ERROR: (\S+) (do_[A-Za-z0-9_]+): (.*)$")
+_LOGFILE = re.compile(r"ERROR: Logfile of failure stored in: (\S.*?)\s*$")
+_TASK_FAILED = re.compile(
+    r"ERROR: Task (?:\d+ )?\((.+?)(?:, (do_[A-Za-z0-9_]+))?\) failed with exit code '-?\d+'")
+_SUMMARY = re.compile(r"Summary: \d+ tasks? failed:\s*$")
+_SUMMARY_TID = re.compile(r"(?:^|\s)((?:mc:|virtual:|multiconfig:|/)\S*:do_[A-Za-z0-9_]+)\s*$")
+_SUMMARY_LOG = re.compile(r"(?:^|\s)log: (\S.*?)\s*$")
+_LOG_NAME = re.compile(r"log\.(do_[A-Za-z0-9_]+?)(?:\.\d+)?$")
+_UNSAFE_NAME_BYTES = re.compile(rb"[^A-Za-z0-9._+-]")
+
+# The runner's git steps; git errors after them come from bitbake's fetcher, not our clone.
+_GIT_STEPS = ("==> Cloning ", "==> Checking out ", "==> Updating submodules")
+
+
+def task_log_name(path: str) -> str:
+    """The file name the runner gives its copy of the task log at ``path``.
+
+    ``.../<pn>/<pv>/temp/log.do_x.123`` -> ``<pn>_<pv>_log.do_x.123``, else the base name;
+    bytes outside ``A-Za-z0-9._+-`` become ``_``, no leading ``.`` or ``-``, at most 200
+    bytes. runner/run_job.sh (``failed_task_log_name``) computes the same name.
+    """
+    parts = path.split("/")
+    if len(parts) >= 4 and parts[-2] == "temp":
+        name = f"{parts[-4]}_{parts[-3]}_{parts[-1]}"
+    else:
+        name = parts[-1]
+    safe = _UNSAFE_NAME_BYTES.sub(b"_", name.encode("utf-8", "surrogateescape"))
+    return safe.decode("ascii").lstrip(".-")[:200] or "task-log"
+
+
+@dataclass
+class _Draft:
+    task: str
+    tid: str | None = None
+    logfile: str | None = None
+    pf: str | None = None
+    messages: list[str] = field(default_factory=list)
+
+    def expected_pn(self) -> tuple[str, str] | None:
+        """(PN bitbake gives this recipe, file stem) from the task id, when there is one."""
+        if not self.tid:
+            return None
+        filename = self.tid.rsplit(":", 1)[0]
+        slash = filename.find("/")
+        prefix, path = (filename[:slash], filename[slash:]) if slash >= 0 else ("", filename)
+        stem = path.rsplit("/", 1)[-1].removesuffix(".bb").split("_", 1)[0]
+        variants = prefix.split(":")
+        if "virtual" in variants:
+            kind = variants[variants.index("virtual") + 1:]
+            if kind[:1] == ["native"]:
+                return (stem if stem.endswith("-native") else f"{stem}-native"), stem
+            if kind[:1] == ["nativesdk"]:
+                return (stem if stem.startswith("nativesdk-") else f"nativesdk-{stem}"), stem
+            if kind[:1] == ["multilib"] and len(kind) > 1:
+                return f"{kind[1]}-{stem}", stem
+        return stem, stem
+
+    def recipe(self) -> str:
+        if self.pf:
+            return self.pf
+        if self.logfile:
+            where = _logfile_recipe(self.logfile)
+            if where:
+                return f"{where[0]}-{where[1]}"
+        if self.tid:
+            return task_label(self.tid).rsplit(":", 1)[0]
+        return "?"
+
+
+def _logfile_task(path: str) -> str | None:
+    match = _LOG_NAME.match(path.rsplit("/", 1)[-1])
+    return match.group(1) if match else None
+
+
+def _logfile_recipe(path: str) -> tuple[str, str] | None:
+    """(PN, PV[-PR]) from ``.../<pn>/<pv>/temp/log.do_x.N``."""
+    parts = path.split("/")
+    if len(parts) >= 4 and parts[-2] == "temp" and parts[-4] and parts[-3]:
+        return parts[-4], parts[-3]
+    return None
+
+
+def _match_score(draft: _Draft, task: str, pn: str | None) -> int:
+    """How well a logfile or an error line of ``task`` in recipe ``pn`` fits ``draft``."""
+    if draft.task != task:
+        return 0
+    expected = draft.expected_pn()
+    if pn is None or expected is None:
+        return 1
+    if pn == expected[0]:
+        return 3
+    return 2 if pn.startswith(expected[1]) else 1
+
+
+def _clean(line: str) -> str:
+    return _ESCAPES.sub("", line) if "\x1b" in line else line
+
+
+def summarize(text: str, task_logs: Mapping[str, str] | None = None) -> FailureSummary:
+    """The failure summary of a log ``text``; ``task_logs`` maps saved task log names to tails."""
+    drafts: list[_Draft] = []
+    by_tid: dict[str, _Draft] = {}
+    logfiles: list[str] = []
+    errors: list[tuple[str, str, str]] = []
+    git_lines: list[str] = []
+    in_git, in_summary, last_tid = False, False, None
+
+    def add_tid(tid: str) -> _Draft:
+        tid = tid.strip()
+        if tid not in by_tid:
+            draft = _Draft(task=tid.rsplit(":", 1)[-1], tid=tid)
+            by_tid[tid] = draft
+            drafts.append(draft)
+        return by_tid[tid]
+
+    for raw in text.splitlines():
+        line = _clean(raw)
+        if line.startswith("==> "):
+            in_git = line.startswith(_GIT_STEPS)
+        if in_git:
+            git_lines.append(line)
+            continue
+        if in_summary:
+            match = _SUMMARY_TID.search(line)
+            if match:
+                last_tid = add_tid(match.group(1))
+                continue
+            match = _SUMMARY_LOG.search(line)
+            if match and last_tid is not None:
+                last_tid.logfile = last_tid.logfile or match.group(1)
+                continue
+            in_summary, last_tid = False, None
+        if "ERROR: " in line:
+            if match := _LOGFILE.search(line):
+                if match.group(1) not in logfiles:
+                    logfiles.append(match.group(1))
+            elif match := _TASK_FAILED.search(line):
+                tid, old_style_task = match.groups()
+                add_tid(f"{tid}:{old_style_task}" if old_style_task else tid)
+            elif match := _TASK_ERROR.search(line):
+                errors.append((match.group(1), match.group(2), match.group(3).strip()))
+        elif "Summary: " in line and _SUMMARY.search(line):
+            in_summary = True
+
+    for path in logfiles:
+        _place_logfile(drafts, path)
+    for pf, task, message in errors:
+        _place_error(drafts, pf, task, message)
+
+    logs = task_logs or {}
+    tasks = []
+    for draft in drafts[:MAX_TASKS]:
+        name = task_log_name(draft.logfile) if draft.logfile else None
+        tasks.append(FailedTask(
+            recipe=draft.recipe(), task=draft.task, tid=draft.tid, logfile=draft.logfile,
+            messages=tuple(draft.messages), log_name=name if name in logs else None,
+            log_tail=logs.get(name) if name else None,
+        ))
+    return FailureSummary(tasks=tuple(tasks), more_tasks=max(0, len(drafts) - MAX_TASKS),
+                          logfiles=tuple(logfiles), git_problem=explain_git(git_lines))
+
+
+def _place_logfile(drafts: list[_Draft], path: str) -> None:
+    if any(d.logfile == path for d in drafts):
+        return
+    task = _logfile_task(path)
+    where = _logfile_recipe(path)
+    if task is not None:
+        candidates = [d for d in drafts if d.logfile is None]
+        best = max(candidates, key=lambda d: _match_score(d, task, where and where[0]),
+                   default=None)
+        if best is not None and _match_score(best, task, where and where[0]) > 0:
+            best.logfile = path
+            return
+    drafts.append(_Draft(task=task or "?", logfile=path))
+
+
+def _place_error(drafts: list[_Draft], pf: str, task: str, message: str) -> None:
+    def fits(draft: _Draft) -> int:
+        if draft.task != task:
+            return 0
+        if draft.pf is not None:
+            return 4 if draft.pf == pf else 0
+        where = _logfile_recipe(draft.logfile) if draft.logfile else None
+        if where is not None:
+            return 4 if pf.startswith(f"{where[0]}-{where[1]}") or pf == where[0] else 0
+        expected = draft.expected_pn()
+        if expected is not None:
+            return 3 if pf.startswith(f"{expected[0]}-") else 0
+        return 1
+
+    best = max(drafts, key=fits, default=None)
+    if best is None or fits(best) == 0:
+        best = _Draft(task=task)
+        drafts.append(best)
+    best.pf = best.pf or pf
+    message = message[:MAX_MESSAGE_LENGTH]
+    if message and message not in best.messages and len(best.messages) < MAX_MESSAGES:
+        best.messages.append(message)
+
+
+# --- git --------------------------------------------------------------------------------
+
+_UNKNOWN_REF_LINE = re.compile(r"^ERROR: '(.+)' is not a branch, tag or commit of ")
+_OTHER_HOST_LINE = re.compile(r"git-askpass: not sending the GitLab token to (\S+?):? ")
+_RESOLVE_LINE = re.compile(r"Could not resolve host: (\S+)")
+_FATAL_LINE = re.compile(r"^fatal: (.+)$")
+_REFUSED = ("Authentication failed", "HTTP Basic: Access denied",
+            "The requested URL returned error: 401", "The requested URL returned error: 403")
+_NO_CREDENTIALS = ("could not read Username", "could not read Password")
+_NO_TOKEN_NOTES = ("git-askpass: no GitLab token on file", "git-askpass: the token file",
+                   "NOTE: no GitLab token on file")
+_UNREACHABLE = ("Failed to connect to", "Couldn't connect to server", "Connection timed out",
+                "Connection refused", "Network is unreachable", "No route to host")
+_TLS = ("server certificate verification failed", "SSL certificate problem",
+        "certificate verify failed", "SSL_connect", "gnutls_handshake", "TLS connection")
+
+
+def explain_git(lines: list[str]) -> str | None:
+    """One line for the first git problem in the clone/checkout part of the log, or None."""
+    text = "\n".join(lines)
+    for line in lines:
+        if match := _UNKNOWN_REF_LINE.match(line):
+            return UNKNOWN_REF.format(ref=match.group(1))
+    if "fatal: " not in text and "error: " not in text:
+        return None  # git complained about nothing (a NOTE alone is not a failure)
+    if match := _OTHER_HOST_LINE.search(text):
+        return OTHER_HOST.format(url=match.group(1))
+    no_token = any(note in text for note in _NO_TOKEN_NOTES)
+    if any(marker in text for marker in _REFUSED):
+        return NO_TOKEN if no_token else TOKEN_REFUSED
+    if any(marker in text for marker in _NO_CREDENTIALS):
+        return NO_TOKEN if no_token else TOKEN_REFUSED
+    if match := _RESOLVE_LINE.search(text):
+        return HOST_UNKNOWN.format(host=match.group(1).rstrip("'\".,"))
+    if any(marker in text for marker in _TLS):
+        return TLS_UNTRUSTED
+    if any(marker in text for marker in _UNREACHABLE):
+        return UNREACHABLE
+    if "not found" in text and "repository '" in text:
+        return REPO_NOT_FOUND
+    for line in lines:
+        if match := _FATAL_LINE.match(line):
+            return f"git failed: {match.group(1)[:MAX_MESSAGE_LENGTH]}"
+    return None

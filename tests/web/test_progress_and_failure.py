@@ -1,0 +1,218 @@
+"""Progress (API, SSE, job page, job list) and the "Why it failed" box of a failed build."""
+
+import html
+
+import pytest
+
+from autobuild.domain.failures import TOKEN_REFUSED, task_log_name
+from autobuild.web.routes import stream
+from tests.web.helpers import event_data, parse_sse, submit
+
+pytestmark = pytest.mark.timeout(30)
+
+SRC = "/srv/autobuild/jobs/1/work/src"
+RECIPE = f"{SRC}/meta/recipes-core/images/fail-image.bb"
+LOGFILE = f"{SRC}/build/tmp/work/qemux86-64-poky-linux/fail-image/1.0-r0/temp/log.do_compile.77"
+STARTED = b"""\
+==> Cloning https://gitlab.example.com/bsp/yocto-image.git
+==> Checking out main
+==> bitbake core-image-minimal (MACHINE=qemux86-64)
+Parsing recipes: 100% |#########################| Time: 0:00:01
+NOTE: Running setscene task 4 of 4 (/p/meta/b.bb:do_populate_lic_setscene)
+NOTE: Running task 3 of 12 (/p/meta/recipes-core/busybox/busybox_1.36.1.bb:do_configure)
+"""
+FAILED = f"""\
+==> bitbake fail-image (MACHINE=qemux86-64)
+NOTE: Running task 5 of 12 ({RECIPE}:do_compile)
+ERROR: fail-image-1.0-r0 do_compile: oe_runmake failed
+ERROR: Logfile of failure stored in: {LOGFILE}
+ERROR: Task ({RECIPE}:do_compile) failed with exit code '1'
+Summary: 1 task failed:
+  {RECIPE}:do_compile
+Summary: There were 3 ERROR messages, returning a non-zero exit code.
+ERROR: bitbake fail-image failed (exit 1)
+==> Build finished: FAILED (exit 1)
+""".encode()
+TASK_LOG = "DEBUG: Executing shell function do_compile\nmake: *** [Makefile:12: all] Error 1\n" \
+           "<script>alert(1)</script>\n"
+
+
+@pytest.fixture(autouse=True)
+def quick_polling(monkeypatch):
+    monkeypatch.setattr(stream, "POLL_SECONDS", 0.02)
+
+
+@pytest.fixture
+def running(alice, fakes, service):
+    """Build 1, running, its log half way through the tasks."""
+    assert submit(alice).status_code == 303
+    service.tick()
+    fakes.files.append_log(1, STARTED)
+    return 1
+
+
+@pytest.fixture
+def failed(alice, fakes, service):
+    """Build 1, FAILED in do_compile, with the task's log saved by the runner."""
+    assert submit(alice).status_code == 303
+    service.tick()
+    fakes.files.append_log(1, FAILED)
+    fakes.files.task_logs[1] = {task_log_name(LOGFILE): TASK_LOG}
+    fakes.runner.finish(1, 1)
+    service.tick()
+    return 1
+
+
+# --- progress ---------------------------------------------------------------------------------
+
+def test_api_job_includes_its_progress(alice, running):
+    progress = alice.get("/api/jobs/1").json()["progress"]
+
+    assert progress == {
+        "phase": "tasks", "label": "Running tasks 3 of 12", "percent": 25,
+        "setscene_done": 4, "setscene_total": 4, "tasks_done": 3, "tasks_total": 12,
+        "current": "busybox_1.36.1.bb:do_configure",
+    }
+
+
+def test_api_progress_of_a_queued_job_is_starting(alice):
+    submit(alice)
+    progress = alice.get("/api/jobs/1").json()["progress"]
+    assert (progress["phase"], progress["percent"]) == ("starting", None)
+
+
+def test_stream_sends_progress_after_the_log_that_changed_it(alice, running, fakes, service):
+    with alice.stream("GET", "/api/jobs/1/log/stream") as response:
+        events = parse_sse(response.iter_lines())
+        kinds = []
+        for event in events:
+            kinds.append(event.get("event"))
+            if kinds[-1] == "progress":
+                first = event_data(event)
+                break
+        assert kinds[-2:] == ["log", "progress"]
+        assert first["label"] == "Running tasks 3 of 12"
+
+        fakes.files.append_log(1, b"NOTE: recipe busybox-1.36.1-r0: task do_configure: Started\n")
+        fakes.files.append_log(1, b"NOTE: Running task 9 of 12 (/p/busybox_1.36.1.bb:do_compile)\n")
+        fakes.files.append_log(1, b"==> Collecting artifacts\n")
+        fakes.runner.finish(1, 0)
+        service.tick()
+        rest = list(events)
+
+    updates = [event_data(e) for e in rest if e.get("event") == "progress"]
+    assert updates, "no progress event after the log grew"
+    assert updates[-1]["phase"] == "collecting" and updates[-1]["percent"] == 100
+    assert all(a != b for a, b in zip(updates, updates[1:], strict=False))  # changes only
+    assert rest[-1]["event"] == "end"
+
+
+def test_a_resumed_stream_knows_the_progress_of_the_log_before_it(alice, running, service, fakes):
+    fakes.runner.finish(1, 0)
+    service.tick()
+    with alice.stream("GET", "/api/jobs/1/log/stream",
+                      headers={"Last-Event-ID": str(len(STARTED))}) as response:
+        events = list(parse_sse(response.iter_lines()))
+
+    assert not [e for e in events if e.get("event") == "log"]
+    (progress,) = [event_data(e) for e in events if e.get("event") == "progress"]
+    assert progress["tasks_done"] == 3 and progress["setscene_done"] == 4
+
+
+def test_job_page_shows_the_progress_bar_of_a_running_build(alice, running):
+    page = alice.get("/jobs/1").text
+
+    assert '<div class="progress" id="progress">' in page
+    assert '<span id="progress-label">Running tasks 3 of 12</span>' in page
+    assert '<progress id="progress-bar" max="100" value="25"' in page
+    assert "busybox_1.36.1.bb:do_configure" in page
+
+
+def test_a_queued_build_shows_an_indeterminate_bar(alice):
+    submit(alice)
+    page = alice.get("/jobs/1").text
+    assert "Waiting in the queue" in page
+    assert '<progress id="progress-bar" max="100" aria-labelledby' in page  # no value
+
+
+def test_a_finished_build_hides_the_bar(alice, failed):
+    assert '<div class="progress" id="progress" hidden>' in alice.get("/jobs/1").text
+
+
+def test_job_list_shows_a_small_bar_for_running_builds_only(alice, running, fakes, service):
+    submit(alice)  # build 2 waits in the queue
+
+    rows = alice.get("/").text.split('class="job-row"')[1:]
+
+    assert 'class="progress-mini" max="100" value="25"' in rows[1]  # build 1, running
+    assert 'title="Running tasks 3 of 12 (25%)"' in rows[1]
+    assert "progress-mini" not in rows[0]
+
+
+# --- why it failed ---------------------------------------------------------------------------
+
+def test_failed_build_page_says_which_task_failed_with_the_end_of_its_log(alice, failed):
+    page = alice.get("/jobs/1").text
+
+    assert "Why it failed" in page
+    assert page.index("Why it failed") < page.index('id="log"')  # at the top
+    assert "1 bitbake task failed:" in page
+    assert ">fail-image-1.0-r0 do_compile</code>" in page
+    assert "oe_runmake failed" in page
+    assert html.escape("make: *** [Makefile:12: all] Error 1") in page
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_a_task_log_that_was_not_saved_is_named_by_its_path(alice, failed, fakes):
+    fakes.files.task_logs[1] = {}
+    page = alice.get("/jobs/1").text
+    assert "Task log (not saved with the build)" in page
+    assert LOGFILE in page
+
+
+def test_a_git_failure_gets_its_one_line(alice, fakes, service):
+    submit(alice)
+    service.tick()
+    fakes.files.append_log(1, b"==> Cloning https://gitlab.example.com/bsp/yocto-image.git\n"
+                              b"remote: HTTP Basic: Access denied\n"
+                              b"fatal: Authentication failed for 'https://gitlab.example.com/"
+                              b"bsp/yocto-image.git/'\n==> Build finished: FAILED (exit 128)\n")
+    fakes.runner.finish(1, 128)
+    service.tick()
+
+    page = alice.get("/jobs/1").text
+
+    assert "Why it failed" in page
+    assert html.escape(TOKEN_REFUSED) in page
+    assert "bitbake task" not in page
+
+
+@pytest.mark.parametrize("exit_code, log", [(0, FAILED), (1, b"something odd happened\n")])
+def test_no_box_unless_failed_with_something_to_say(alice, fakes, service, exit_code, log):
+    submit(alice)
+    service.tick()
+    fakes.files.append_log(1, log)
+    fakes.runner.finish(1, exit_code)
+    service.tick()
+
+    assert "Why it failed" not in alice.get("/jobs/1").text
+    assert alice.get("/jobs/1/failure").status_code == 204
+
+
+def test_the_box_alone_for_a_build_that_failed_while_watched(alice, failed):
+    response = alice.get("/jobs/1/failure")
+
+    assert response.status_code == 200
+    assert response.text.lstrip().startswith('<section class="failure-box"')
+    assert "fail-image-1.0-r0 do_compile" in response.text
+    assert "<html" not in response.text
+
+
+def test_the_box_of_a_running_or_unknown_build(alice, running, client):
+    assert alice.get("/jobs/1/failure").status_code == 204
+    assert alice.get("/jobs/99/failure").status_code == 404
+
+
+def test_the_box_needs_a_signed_in_user(client, fakes, service):
+    assert client.get("/jobs/1/failure").status_code == 303
