@@ -186,3 +186,27 @@ def test_a_missing_directory_is_a_clear_error(tmp_path):
     with pytest.raises(RuntimeError, match=str(missing.parent)):
         SqliteJobRepository(missing).count()
     assert not missing.parent.exists()
+
+
+def test_a_version_1_database_keeps_its_jobs_and_gains_the_new_fields(db_path):
+    from autobuild.adapters.sqlite_jobs import MIGRATIONS
+
+    db_path.parent.mkdir()
+    with sqlite3.connect(db_path) as conn:  # as the first release left it
+        for statement in MIGRATIONS[0]:
+            conn.execute(statement)
+        conn.execute("INSERT INTO jobs (owner, repo_url, ref, machine, target, status, created_at,"
+                     " pid) VALUES ('alice', 'https://g.example.com/p.git', 'main', 'qemux86-64',"
+                     " 'core-image-minimal', 'RUNNING', '2026-01-01T12:00:00.000000+00:00', 42)")
+        conn.execute("PRAGMA user_version = 1")
+
+    repo = SqliteJobRepository(db_path)
+    [job] = repo.with_status(JobStatus.RUNNING)
+    assert (job.owner, job.pid, job.pid_start_time, job.kas_file) == ("alice", 42, None, None)
+    job.attach_process(43, start_time=123456)
+    job.kas_file = "kas/qemu.yml"
+    job.waiting_reason = "waiting for disk space"
+    repo.save(job)
+    again = repo.get(job.id)
+    assert (again.pid, again.pid_start_time, again.kas_file, again.waiting_reason) == (
+        43, 123456, "kas/qemu.yml", "waiting for disk space")

@@ -38,11 +38,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX jobs_status ON jobs (status)",
         "CREATE INDEX jobs_created_at ON jobs (created_at)",
     ),
+    (
+        # 2: the runner's start time (pid + start time identify it after a restart), the kas
+        # file a build uses, and why a queued job is waiting.
+        "ALTER TABLE jobs ADD COLUMN pid_start_time INTEGER",
+        "ALTER TABLE jobs ADD COLUMN kas_file TEXT",
+        "ALTER TABLE jobs ADD COLUMN waiting_reason TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _COLUMNS = ("owner", "repo_url", "ref", "machine", "target", "status", "created_at",
-            "started_at", "finished_at", "exit_code", "reason", "pid", "cancel_requested_by")
+            "started_at", "finished_at", "exit_code", "reason", "pid", "cancel_requested_by",
+            "pid_start_time", "kas_file", "waiting_reason")
 _SELECT = f"SELECT id, {', '.join(_COLUMNS)} FROM jobs"
 
 
@@ -80,13 +88,17 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         reason=row["reason"],
         pid=row["pid"],
         cancel_requested_by=row["cancel_requested_by"],
+        pid_start_time=row["pid_start_time"],
+        kas_file=row["kas_file"],
+        waiting_reason=row["waiting_reason"],
     )
 
 
 def _job_values(job: Job) -> tuple[Any, ...]:
     return (job.owner, job.repo_url, job.ref, job.machine, job.target, str(job.status),
             _to_text(job.created_at), _to_text(job.started_at), _to_text(job.finished_at),
-            job.exit_code, job.reason, job.pid, job.cancel_requested_by)
+            job.exit_code, job.reason, job.pid, job.cancel_requested_by, job.pid_start_time,
+            job.kas_file, job.waiting_reason)
 
 
 class SqliteJobRepository:

@@ -62,7 +62,10 @@ class Job:
     exit_code: int | None = None
     reason: str | None = None
     pid: int | None = None
+    pid_start_time: int | None = None  # the process's start time (clock ticks since boot)
     cancel_requested_by: str | None = None
+    kas_file: str | None = None  # None: the runner looks for kas.yml itself
+    waiting_reason: str | None = None  # why a PENDING job has not started yet
 
     @property
     def is_terminal(self) -> bool:
@@ -83,11 +86,13 @@ class Job:
         """PENDING -> RUNNING. Returns the old status."""
         old = self._move(JobStatus.RUNNING)
         self.started_at = max(now, self.created_at)
+        self.waiting_reason = None
         return old
 
-    def attach_process(self, pid: int) -> None:
-        """Remember which process runs this job (to watch it and to cancel it)."""
+    def attach_process(self, pid: int, start_time: int | None = None) -> None:
+        """Remember which process runs this job: pid and start time identify it after a restart."""
         self.pid = pid
+        self.pid_start_time = start_time
 
     def finish(self, exit_code: int, now: datetime, reason: str | None = None) -> JobStatus:
         """RUNNING -> SUCCESS (exit code 0) or FAILED (anything else). Returns the old status."""
