@@ -206,6 +206,24 @@ if [[ -L /etc/nginx/sites-enabled/default ]]; then
 fi
 nginx -t -q || fail "nginx -t failed: fix the nginx configuration above"
 
+# --- retention ---------------------------------------------------------------------------
+echo "Retention"
+install_file "$src/deploy/systemd/autobuild-gc.service" /etc/systemd/system/autobuild-gc.service 0644
+install_file "$src/deploy/systemd/autobuild-gc.timer" /etc/systemd/system/autobuild-gc.timer 0644
+if [[ -d /run/systemd/system ]] && [[ "$(ps -p 1 -o comm=)" == systemd ]]; then
+    if ! systemctl is-enabled --quiet autobuild-gc.timer || ! systemctl is-active --quiet autobuild-gc.timer; then
+        systemctl daemon-reload
+        systemctl enable --now --quiet autobuild-gc.timer
+        changed "enabled autobuild-gc.timer"
+    fi
+    say "autobuild gc runs daily (systemctl list-timers autobuild-gc.timer)"
+elif [[ -d /etc/cron.daily ]]; then
+    install_file "$src/deploy/cron.daily-autobuild-gc" /etc/cron.daily/autobuild-gc 0755
+    say "systemd is not PID 1 here: autobuild gc runs daily from /etc/cron.daily/autobuild-gc (log /var/log/autobuild/gc.log)"
+else
+    say "no systemd and no /etc/cron.daily: run '$prefix/venv/bin/autobuild gc' daily as $service_user"
+fi
+
 # --- start ------------------------------------------------------------------------------
 echo "Service"
 if ((start)); then

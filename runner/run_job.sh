@@ -6,11 +6,13 @@
 #   run_job.sh --store-token      GitLab token on stdin -> ~/.autobuild/gitlab_token
 #   run_job.sh --has-token        prints yes or no
 #   run_job.sh --cancel <job_id>  stop a running build (SIGINT, then SIGTERM, then SIGKILL)
+#   run_job.sh --purge <job_id>   delete what the ended build wrote (logs, artifacts, workspace)
 #
 # A sudoers rule without arguments allows any arguments, so every one is validated here with
 # the rules of autobuild/domain/requests.py. Knobs (sudo's env_reset drops them, so the
 # defaults apply in production): AUTO_BUILD_JOBS_ROOT, AUTO_BUILD_PYTHON,
-# AUTO_BUILD_CANCEL_GRACE, AUTO_BUILD_CACHE_DIR.
+# AUTO_BUILD_CANCEL_GRACE. The service's build settings (caches, threads, kas file, keeping
+# the workspace) come from <job_dir>/build-settings, read by read_build_settings.
 set -euo pipefail
 
 RUNNER_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
@@ -27,6 +29,16 @@ JOB_DIR=""
 BUILD_PID=""
 CANCEL_SIGNAL=""
 
+# From <job_dir>/build-settings (read_build_settings); each validated, defaults here.
+CACHE_DIR=/srv/autobuild/cache
+HASHSERVE=""
+BB_THREADS=""
+PARALLEL_MAKE_JOBS=""
+KEEP_WORKSPACE=0
+KAS_FILE=""
+readonly SPACE_RESERVE_BYTES=$((64 << 10))  # freed at the end so the status fits on a full disk
+readonly LOW_SPACE_KB=1024                  # a failed build with less free than this: disk full
+
 die() {  # die <exit code> <message>
     printf 'run_job.sh: %s\n' "$2" >&2
     exit "$1"
@@ -37,7 +49,7 @@ usage_error() {
     cat >&2 <<'EOF'
 usage: run_job.sh <job_id> <repo_url> <ref> <machine> <target>
        run_job.sh --check-login | --store-token | --has-token    (secret on stdin)
-       run_job.sh --cancel <job_id>
+       run_job.sh --cancel <job_id> | --purge <job_id>
 EOF
     exit 2
 }
@@ -165,10 +177,13 @@ group_alive() {
 
 write_atomically() {  # write_atomically <path> <mode> <content>: temp file, then rename
     local path=$1 mode=$2 content=$3 tmp
-    tmp=$(mktemp -- "${path%/*}/.${path##*/}.XXXXXX")
-    printf '%s' "$content" >"$tmp"
-    chmod "$mode" -- "$tmp"
-    mv -f -- "$tmp" "$path"
+    tmp=$(mktemp -- "${path%/*}/.${path##*/}.XXXXXX") || return 1
+    # Checked one by one: callers may run with set +e, and a full disk must not leave a
+    # truncated file in place of a good one.
+    if ! { printf '%s' "$content" >"$tmp" && chmod "$mode" -- "$tmp" && mv -f -- "$tmp" "$path"; }; then
+        rm -f -- "$tmp"
+        return 1
+    fi
 }
 
 utc_now() {
@@ -274,6 +289,41 @@ cancel_job() {
     exit 0
 }
 
+# --- --purge --------------------------------------------------------------------------------
+
+purge_job() {  # retention: delete what this user's build wrote in the job directory
+    (( $# == 1 )) || usage_error "--purge takes one job id"
+    valid_job_id "$1" || usage_error "invalid job id"
+    local job_id=$1 job_dir="$JOBS_ROOT/$1" real pid="" pgid="" entry uid
+    if [[ ! -e $job_dir && ! -L $job_dir ]]; then
+        echo "job $job_id: nothing to remove"
+        exit 0
+    fi
+    [[ -d $job_dir && ! -L $job_dir ]] || die 2 "$job_dir is not a directory"
+    real=$(realpath -e -- "$job_dir") || die 2 "cannot resolve $job_dir"
+    [[ $real == "$(realpath -e -- "$JOBS_ROOT")/$job_id" ]] || die 2 "$job_dir is not inside $JOBS_ROOT"
+    if [[ ! -e $job_dir/status.json && -f $job_dir/runner.pid ]]; then
+        read -r pid pgid _ <"$job_dir/runner.pid" || true
+        if [[ $pid =~ ^[1-9][0-9]{0,9}$ ]] && is_runner_of "$pid" "$job_id" ||
+            { [[ $pgid =~ ^[1-9][0-9]{0,9}$ ]] && group_alive "$pgid"; }; then
+            die 3 "job $job_id is still running; cancel it first"
+        fi
+    fi
+    uid=$(id -u)
+    # Only entries this user owns (what the build wrote); the service removes its own files.
+    # find does not follow symlinks; rm removes a link itself, and rm -rf never follows the
+    # links inside a directory nor enters another filesystem.
+    while IFS= read -r -d '' entry; do
+        if [[ -d $entry && ! -L $entry ]]; then
+            [[ $(realpath -e -- "$entry") == "$real/${entry##*/}" ]] || die 2 "$entry moved while purging"
+            rm -rf --one-file-system -- "$entry"
+        else
+            rm -f -- "$entry"
+        fi
+    done < <(find "$job_dir" -mindepth 1 -maxdepth 1 -user "$uid" -print0)
+    echo "job $job_id: logs, artifacts and workspace removed"
+}
+
 # --- the build ------------------------------------------------------------------------------
 
 finish_build() {  # EXIT trap: final log line, exit_code, then status.json (last, atomically)
@@ -288,6 +338,13 @@ finish_build() {  # EXIT trap: final log line, exit_code, then status.json (last
     else
         status=FAILED
     fi
+    if [[ $status == FAILED ]] && build_ran_out_of_space; then
+        cleanup_workspace 1  # even a kept workspace: the status must fit, and others build too
+        echo "ERROR: No space left on device: the disk holding $JOB_DIR filled up during this build"
+    else
+        cleanup_workspace 0
+    fi
+    rm -f -- "$JOB_DIR/.space-reserve"
     printf '==> Build finished: %s (exit %d)\n' "$status" "$code"
     write_atomically "$JOB_DIR/exit_code" 640 "$code"$'\n'
     write_atomically "$JOB_DIR/status.json" 640 \
@@ -369,13 +426,184 @@ pass_to_bitbake() {  # let bitbake see these exported variables
     done
 }
 
-use_shared_caches() {  # share downloads and sstate between users when the admin set them up
-    local cache=${AUTO_BUILD_CACHE_DIR:-/srv/autobuild/cache}
-    [[ -d $cache/downloads && -w $cache/downloads && -d $cache/sstate-cache && -w $cache/sstate-cache ]] ||
+# --- build settings, shared caches, workspace -------------------------------------------
+
+valid_kas_file() {  # the rules of domain/requests.py KasFile: a relative path in the clone
+    local LC_ALL=C path=$1 segment segments
+    (( ${#path} >= 1 && ${#path} <= 200 )) || return 1
+    [[ $path == *.yml || $path == *.yaml || $path == *.json ]] || return 1
+    [[ $path != /* && $path != */ && $path != *//* ]] || return 1
+    IFS=/ read -ra segments <<<"$path"
+    for segment in "${segments[@]}"; do
+        [[ $segment =~ ^[A-Za-z0-9_][A-Za-z0-9._-]*$ ]] || return 1
+    done
+}
+
+read_build_settings() {  # KEY=VALUE lines the service wrote: each value checked, never sourced
+    local file="$JOB_DIR/build-settings" line key value LC_ALL=C
+    [[ -f $file && ! -L $file ]] || return 0
+    while IFS= read -r line || [[ -n $line ]]; do
+        [[ -n $line && $line != \#* && $line == *=* ]] || continue
+        key=${line%%=*} value=${line#*=}
+        case $key in
+            CACHE_DIR)
+                if [[ $value =~ ^/[A-Za-z0-9._/+-]{0,1023}$ && /$value/ != */../* && /$value/ != */./* ]]; then
+                    CACHE_DIR=${value%/}
+                else
+                    printf 'WARNING: ignoring the build setting CACHE_DIR=%q\n' "$value"
+                fi ;;
+            HASHSERVE)
+                if [[ $value == auto || $value =~ ^[A-Za-z0-9][A-Za-z0-9.-]{0,252}:[0-9]{1,5}$ ]]; then
+                    HASHSERVE=$value
+                else
+                    printf 'WARNING: ignoring the build setting HASHSERVE=%q\n' "$value"
+                fi ;;
+            BB_NUMBER_THREADS)
+                if [[ $value =~ ^[1-9][0-9]{0,3}$ ]]; then
+                    BB_THREADS=$value
+                else
+                    printf 'WARNING: ignoring the build setting BB_NUMBER_THREADS=%q\n' "$value"
+                fi ;;
+            PARALLEL_MAKE)
+                if [[ $value =~ ^(-j[[:space:]]?)?([1-9][0-9]{0,3})$ ]]; then
+                    PARALLEL_MAKE_JOBS=${BASH_REMATCH[2]}
+                else
+                    printf 'WARNING: ignoring the build setting PARALLEL_MAKE=%q\n' "$value"
+                fi ;;
+            KEEP_WORKSPACE)
+                if [[ $value == [01] ]]; then
+                    KEEP_WORKSPACE=$value
+                else
+                    printf 'WARNING: ignoring the build setting KEEP_WORKSPACE=%q\n' "$value"
+                fi ;;
+            KAS_FILE)
+                if valid_kas_file "$value"; then
+                    KAS_FILE=$value
+                else
+                    printf 'WARNING: ignoring the build setting KAS_FILE=%q\n' "$value"
+                fi ;;
+            *) ;;  # a newer service's setting: not for this runner
+        esac
+    done <"$file"
+}
+
+write_auto_conf() {  # write_auto_conf <build dir>: caches and parallelism, never local.conf
+    local conf="$1/conf" cache=$CACHE_DIR text=""
+    if [[ -d $cache/downloads && -w $cache/downloads && -d $cache/sstate-cache && -w $cache/sstate-cache ]]; then
+        text+="DL_DIR = \"$cache/downloads\""$'\n'"SSTATE_DIR = \"$cache/sstate-cache\""$'\n'
+    else
+        echo "NOTE: no shared caches (need writable $cache/downloads and $cache/sstate-cache):" \
+            "this build downloads and builds everything itself"
+    fi
+    [[ -z $HASHSERVE ]] || text+="BB_HASHSERVE = \"$HASHSERVE\""$'\n'
+    [[ -z $BB_THREADS ]] || text+="BB_NUMBER_THREADS = \"$BB_THREADS\""$'\n'
+    [[ -z $PARALLEL_MAKE_JOBS ]] || text+="PARALLEL_MAKE = \"-j $PARALLEL_MAKE_JOBS\""$'\n'
+    [[ -n $text ]] || return 0
+    [[ ! -L $conf ]] || { echo "ERROR: $conf is a symbolic link"; return 1; }
+    mkdir -p -- "$conf"
+    [[ ! -L $conf/auto.conf ]] || rm -f -- "$conf/auto.conf"
+    write_atomically "$conf/auto.conf" 664 "# Written by Autobuild for this build (shared caches, parallelism)."$'\n'"$text"
+    echo "conf/auto.conf:"
+    printf '    %s\n' "${text%$'\n'}"
+}
+
+find_kas() {  # the kas pinned in the service's venv
+    local candidate
+    for candidate in "$RUNNER_DIR/../venv/bin/kas" \
+        ${AUTO_BUILD_PYTHON:+"${AUTO_BUILD_PYTHON%/*}/kas"} "$RUNNER_DIR/../.venv/bin/kas"; do
+        if [[ -x $candidate ]]; then
+            printf '%s\n' "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+kas_build() {  # kas_build <src> <kas file> <machine> <target>: kas with our overrides
+    local src=$1 file=$2 machine=$3 target=$4 kas real name
+    if ! real=$(realpath -e -- "$src/$file" 2>/dev/null) || [[ $real != "$src"/* || ! -f $real ]]; then
+        echo "ERROR: the kas file $file is not a file in the repository"
+        return 1
+    fi
+    if ! kas=$(find_kas); then
+        echo "ERROR: kas is not installed next to the runner (expected $RUNNER_DIR/../venv/bin/kas)"
+        return 1
+    fi
+    for name in "${!KAS_@}"; do unset "$name"; done
+    # kas hands TMPDIR to bitbake, where it is the build's own tmp directory.
+    unset TMPDIR BBPATH BUILDDIR BB_ENV_PASSTHROUGH_ADDITIONS BB_ENV_EXTRAWHITE
+    export KAS_WORK_DIR="$JOB_DIR/work" KAS_BUILD_DIR="$JOB_DIR/work/build"
+    export KAS_MACHINE=$machine KAS_TARGET=$target
+    write_auto_conf "$KAS_BUILD_DIR" || return 1
+    # kas passes these through to bitbake as well.
+    if [[ -d $CACHE_DIR/downloads && -w $CACHE_DIR/downloads && -d $CACHE_DIR/sstate-cache && -w $CACHE_DIR/sstate-cache ]]; then
+        export DL_DIR="$CACHE_DIR/downloads" SSTATE_DIR="$CACHE_DIR/sstate-cache"
+    fi
+    [[ -z $HASHSERVE ]] || export BB_HASHSERVE=$HASHSERVE
+    [[ -z $BB_THREADS ]] || export BB_NUMBER_THREADS=$BB_THREADS
+    [[ -z $PARALLEL_MAKE_JOBS ]] || export PARALLEL_MAKE="-j $PARALLEL_MAKE_JOBS"
+    step "kas build $file: bitbake $target (MACHINE=$machine)"
+    "$kas" --version
+    "$kas" build -- "$real"
+}
+
+dir_kb() {  # disk use of a directory in KiB (this filesystem only), 0 if unknown
+    local kb
+    kb=$(du -skx -- "$1" 2>/dev/null | cut -f1) || true
+    printf '%s\n' "${kb:-0}"
+}
+
+free_kb() {  # KiB available to us on the filesystem holding $1, or nothing
+    df -Pk -- "$1" 2>/dev/null | awk 'NR == 2 { print $4 }' || true
+}
+
+human_kb() {
+    local kb=$1
+    if (( kb >= 1048576 )); then
+        printf '%d.%d GiB\n' $(( kb / 1048576 )) $(( kb % 1048576 * 10 / 1048576 ))
+    elif (( kb >= 1024 )); then
+        printf '%d MiB\n' $(( kb / 1024 ))
+    else
+        printf '%d KiB\n' "$kb"
+    fi
+}
+
+cleanup_workspace() {  # cleanup_workspace <force>: remove work/ (clone, build/tmp) unless kept
+    local force=$1 work="$JOB_DIR/work" kb
+    [[ -d $work && ! -L $work ]] || return 0
+    if [[ $KEEP_WORKSPACE == 1 && $force != 1 ]]; then
+        echo "Keeping the workspace (KEEP_WORKSPACE=1): work/ uses $(human_kb "$(dir_kb "$work")")"
         return 0
-    export DL_DIR="$cache/downloads" SSTATE_DIR="$cache/sstate-cache"
-    pass_to_bitbake DL_DIR SSTATE_DIR
-    echo "Using the shared caches: DL_DIR=$DL_DIR SSTATE_DIR=$SSTATE_DIR"
+    fi
+    step "Removing the workspace"
+    kb=$(dir_kb "$work")
+    # Yocto leaves read-only directories (e.g. Go's module cache): make them writable first.
+    if ! rm -rf --one-file-system -- "$work" 2>/dev/null; then
+        chmod -R u+rwX -- "$work" 2>/dev/null
+        rm -rf --one-file-system -- "$work" || true
+    fi
+    if [[ -e $work ]]; then
+        echo "WARNING: could not remove all of $work"
+    else
+        echo "Removed work/ (the clone and build/tmp): $(human_kb "$kb") freed"
+    fi
+}
+
+build_ran_out_of_space() {  # true when a failed build filled the disk
+    local free
+    free=$(free_kb "$JOB_DIR")
+    if [[ $free =~ ^[0-9]+$ ]] && (( free < LOW_SPACE_KB )); then
+        return 0
+    fi
+    grep -a -q -F -- 'No space left on device' "$JOB_DIR/logs/build.log" 2>/dev/null
+}
+
+write_checksums() {  # write_checksums <name>...: artifacts.sha256 in sha256sum format
+    local sums
+    (( $# > 0 )) || return 0
+    sums=$(cd -- "$JOB_DIR/artifacts" && sha256sum -- "$@")
+    write_atomically "$JOB_DIR/artifacts.sha256" 640 "$sums"$'\n'
+    echo "sha256 of $# artifact(s) in artifacts.sha256"
 }
 
 read_patterns() {  # fills PATTERNS from <job_dir>/artifact-patterns (defaults if missing)
@@ -398,6 +626,7 @@ read_patterns() {  # fills PATTERNS from <job_dir>/artifact-patterns (defaults i
 collect_artifacts() {  # copy matching regular files (and links that stay in the build tree)
     local build=$1 machine=$2 deploy tree pattern path name src tmp count=0
     local -A seen=()
+    local -a collected=()
     deploy="$build/tmp/deploy/images/$machine"
     read_patterns
     if [[ ! -d $deploy ]]; then
@@ -434,12 +663,14 @@ collect_artifacts() {  # copy matching regular files (and links that stay in the
             mv -fT -- "$tmp" "$JOB_DIR/artifacts/$name"
             echo "collected $name ($(stat -c %s -- "$JOB_DIR/artifacts/$name") bytes)"
             count=$(( count + 1 ))
+            collected+=("$name")
         done
     done
     shopt -u nullglob
     if (( count == 0 )); then
         echo "no artifacts matched ${PATTERNS[*]:-(no patterns)} in $deploy"
     fi
+    write_checksums "${collected[@]}"
 }
 
 failed_task_log_name() {  # the same name as autobuild/domain/failures.py task_log_name
@@ -504,7 +735,9 @@ build_steps() {  # runs in its own process group; its exit code is the build res
     # A signal that arrived while this subshell was being set up may have been lost.
     [[ ! -e $JOB_DIR/cancel-requested ]] || exit 130
     local repo_url=$1 ref=$2 machine=$3 target=$4 src="$JOB_DIR/work/src" token_file commit rc
+    local kas_file
     token_file="$HOME/.autobuild/gitlab_token"
+    umask 002  # what the build adds to the shared caches stays writable for the whole group
     setup_git_env
 
     step "Cloning $repo_url"
@@ -532,6 +765,22 @@ build_steps() {  # runs in its own process group; its exit code is the build res
         git submodule update --init --recursive
     fi
 
+    kas_file=$KAS_FILE
+    if [[ -z $kas_file && -f kas.yml ]]; then
+        kas_file=kas.yml
+    fi
+    if [[ -n $kas_file ]]; then
+        kas_build "$src" "$kas_file" "$machine" "$target" || {
+            rc=$?
+            echo "ERROR: kas build $kas_file failed (exit $rc)"
+            save_failed_task_logs
+            return "$rc"
+        }
+        step "Collecting artifacts"
+        collect_artifacts "$JOB_DIR/work/build" "$machine"
+        return 0
+    fi
+
     step "Setting up the build environment (oe-init-build-env)"
     if [[ ! -f oe-init-build-env ]]; then
         echo "ERROR: $repo_url has no oe-init-build-env at its top level (is it a poky-style repository?)"
@@ -549,7 +798,7 @@ build_steps() {  # runs in its own process group; its exit code is the build res
     cd -- "$src/build"
     export MACHINE=$machine
     pass_to_bitbake MACHINE
-    use_shared_caches
+    write_auto_conf "$src/build"
 
     step "bitbake $target (MACHINE=$machine)"
     bitbake -- "$target" || {
@@ -595,6 +844,10 @@ run_build() {
     trap 'on_signal HUP' HUP
     step "Job $job_id for $(id -un) on ${HOSTNAME:-$(uname -n)} at $(utc_now)"
     echo "    repository $repo_url, ref $ref, MACHINE $machine, target $target"
+    read_build_settings
+    [[ -z $KAS_FILE ]] || echo "    kas file $KAS_FILE"
+    head -c "$SPACE_RESERVE_BYTES" /dev/zero >"$JOB_DIR/.space-reserve" ||
+        echo "WARNING: the disk holding $JOB_DIR is full"
     [[ -z $CANCEL_SIGNAL ]] || exit 1
 
     set -m  # job control: the build gets its own process group, which cancel signals as one
@@ -624,6 +877,7 @@ main() {
         --store-token) shift; store_token "$@" ;;
         --has-token) shift; has_token "$@" ;;
         --cancel) shift; cancel_job "$@" ;;
+        --purge) shift; purge_job "$@" ;;
         -*) usage_error "unknown option: ${1}" ;;
         *) run_build "$@" ;;
     esac

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -61,10 +62,14 @@ class FakeJobFiles:
     statuses: dict[int, RunnerStatus] = field(default_factory=dict)
     artifacts: dict[int, dict[str, bytes]] = field(default_factory=dict)
     task_logs: dict[int, dict[str, str]] = field(default_factory=dict)
+    build_settings: dict[int, dict[str, str]] = field(default_factory=dict)
+    checksums: dict[int, dict[str, str]] = field(default_factory=dict)
     mtime: datetime = datetime(2026, 1, 1, tzinfo=UTC)
 
-    def create(self, job: Job, artifact_patterns: list[str]) -> None:
+    def create(self, job: Job, artifact_patterns: list[str],
+               build_settings: Mapping[str, str] | None = None) -> None:
         self.created[job.id] = list(artifact_patterns)  # type: ignore[index]
+        self.build_settings[job.id] = dict(build_settings or {})  # type: ignore[index]
 
     def append_log(self, job_id: int, data: bytes) -> None:
         self.logs[job_id] = self.logs.get(job_id, b"") + data
@@ -82,8 +87,20 @@ class FakeJobFiles:
         return dict(self.task_logs.get(job_id, {}))
 
     def list_artifacts(self, job_id: int) -> list[ArtifactInfo]:
-        return [ArtifactInfo(name, len(data), self.mtime)
+        sums = self.checksums.get(job_id, {})
+        return [ArtifactInfo(name, len(data), self.mtime, sums.get(name))
                 for name, data in sorted(self.artifacts.get(job_id, {}).items())]
+
+    def usage(self, job_id: int) -> int:
+        return self.log_size(job_id) + sum(len(d) for d in self.artifacts.get(job_id, {}).values())
+
+    def remove(self, job_id: int) -> None:
+        """What the service removes once the runner purged: the directory is then gone.
+        Raises OSError while the build's log or artifacts (the runner's files) are there."""
+        if self.logs.get(job_id) or self.artifacts.get(job_id):
+            raise OSError(39, "Directory not empty")
+        for files in (self.logs, self.statuses, self.artifacts, self.task_logs, self.created):
+            files.pop(job_id, None)
 
     def open_artifact(self, job_id: int, name: str):
         files = self.artifacts.get(job_id, {})
@@ -94,8 +111,9 @@ class FakeJobFiles:
 
 
 class FakeProcess:
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, start_time: int | None = None) -> None:
         self.pid = pid
+        self.start_time = start_time
         self.exit_code: int | None = None
         self.stderr = ""
 
@@ -116,13 +134,15 @@ class FakeRunner:
         self.cancelled: list[int] = []
         self.alive: set[int] = set()
         self.refuse: str | None = None
+        self.purged: list[int] = []
+        self.refuse_purge: str | None = None
         self._next_pid = 1000
 
     def launch(self, job: Job) -> FakeProcess:
         if self.refuse:
             raise RunnerError(self.refuse)
         self._next_pid += 1
-        process = FakeProcess(self._next_pid)
+        process = FakeProcess(self._next_pid, start_time=self._next_pid * 100)
         self.processes[job.id] = process  # type: ignore[index]
         self.alive.add(job.id)  # type: ignore[arg-type]
         return process
@@ -130,8 +150,22 @@ class FakeRunner:
     def cancel(self, job: Job) -> None:
         self.cancelled.append(job.id)  # type: ignore[arg-type]
 
+    def purge(self, job: Job) -> None:
+        """Deletes what the build wrote (its log and artifacts); ``refuse_purge`` makes it fail."""
+        if self.refuse_purge:
+            raise RunnerError(self.refuse_purge)
+        self.purged.append(job.id)  # type: ignore[arg-type]
+        self.files.logs.pop(job.id, None)  # type: ignore[arg-type]
+        self.files.artifacts.pop(job.id, None)  # type: ignore[arg-type]
+
     def probe(self, job: Job) -> bool:
-        return job.id in self.alive
+        """Alive as the real runner sees it: the job's process runs, and (when the job
+        recorded one) with the start time it was launched with: a reused pid is not it."""
+        if job.id not in self.alive:
+            return False
+        process = self.processes.get(job.id)  # type: ignore[arg-type]
+        return (process is None or job.pid_start_time is None
+                or process.start_time == job.pid_start_time)
 
     def finish(self, job_id: int, exit_code: int, status: str | None = None) -> None:
         """The build ends: the runner writes status.json, then the process exits."""
@@ -170,3 +204,40 @@ class FakeTokenStore:
 
     def has_token(self, username: str) -> bool:
         return username in self.tokens
+
+
+class FakeAdministrators:
+    """The Administrators port: ``admins`` holds the names of the administrators."""
+
+    def __init__(self, admins: set[str] | None = None) -> None:
+        self.admins = admins if admins is not None else set()
+
+    def is_admin(self, username: str) -> bool:
+        return username in self.admins
+
+
+class FakeDiskSpace:
+    """The DiskSpace port: ``free`` bytes on every path; ``asked`` records the paths."""
+
+    def __init__(self, free: int = 10**15) -> None:
+        self.free = free
+        self.asked: list[str] = []
+
+    def free_bytes(self, path: str) -> int:
+        self.asked.append(path)
+        return self.free
+
+
+class FakeWorld:
+    """A JobService wired to a fresh fake of every port; attributes are the fakes themselves."""
+
+    def __init__(self, max_running: int = 1, **service_kwargs) -> None:
+        from autobuild.domain.services import JobService
+
+        self.clock = FakeClock()
+        self.repo = FakeJobRepository()
+        self.files = FakeJobFiles()
+        self.events = FakeEvents()
+        self.runner = FakeRunner(self.files, self.clock)
+        self.service = JobService(self.repo, self.files, self.runner, self.events, self.clock,
+                                  max_running=max_running, **service_kwargs)

@@ -26,6 +26,47 @@ def _serve(settings: Settings) -> int:
     return 0
 
 
+def _gc(settings: Settings, dry_run: bool) -> int:
+    """Remove the logs and artifacts of jobs that ended more than the retention ago."""
+    from .adapters.clock import SystemClock
+    from .adapters.job_files import JobDirectory
+    from .adapters.sqlite_jobs import SqliteJobRepository
+    from .adapters.sudo_runner import SudoBuildRunner
+    from .domain.retention import Retention
+    from .web.rendering import human_size, when
+
+    retention = Retention(
+        SqliteJobRepository(settings.db_path), JobDirectory(settings.jobs_root),
+        SudoBuildRunner(settings.runner_path, settings.jobs_root, settings.use_sudo),
+        SystemClock(), settings.retention_days)
+    try:
+        results = retention.run(dry_run=dry_run)
+    except RuntimeError as exc:  # the database cannot be opened
+        print(f"autobuild gc: {exc}", file=sys.stderr)
+        return 1
+    verb = "would remove" if dry_run else "removed"
+    freed = failed = 0
+    for result in results:
+        job = result.job
+        line = (f"job #{job.id} of {job.owner} ({job.status}, finished "
+                f"{when(job.finished_at)}): {human_size(result.bytes_used)}")
+        if result.purged:
+            freed += result.bytes_used
+            print(f"{verb} {line}")
+        else:
+            failed += 1
+            print(f"could not remove {line}: {result.error}", file=sys.stderr)
+    kept = f"kept {settings.retention_days} days"
+    if not results:
+        print(f"nothing to remove: no build ended more than {settings.retention_days} days ago "
+              "still has its files")
+    elif dry_run:
+        print(f"{len(results)} job(s) expired ({kept}); {human_size(freed)} would be freed")
+    else:
+        print(f"{len(results) - failed} job(s) removed ({kept}); {human_size(freed)} freed")
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="autobuild", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -33,11 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="diagnose this installation, with the fix for each problem")
     check.add_argument("--env-file", type=Path, default=DEFAULT_ENV_FILE,
                        help=f"the service's environment file (default {DEFAULT_ENV_FILE})")
+    gc = sub.add_parser("gc", help="remove logs and artifacts older than AUTO_BUILD_RETENTION_DAYS")
+    gc.add_argument("--dry-run", action="store_true", help="only list what would be removed")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "serve":
             return _serve(Settings.from_env())
+        if args.command == "gc":
+            return _gc(Settings.from_env(), args.dry_run)
         if args.command == "check":
             from .check import run_checks
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,31 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+_HASHSERVE = re.compile(r"^(auto|[A-Za-z0-9][A-Za-z0-9.-]{0,252}:[0-9]{1,5})$")
+_PARALLEL_MAKE = re.compile(r"^(?:-j\s*)?([0-9]{1,4})$")
+
+
+def _hashserve(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    match = _HASHSERVE.match(value)
+    if not match or (value != "auto" and not 0 < int(value.rsplit(":", 1)[1]) < 65536):
+        raise ConfigError(f"AUTO_BUILD_HASHSERVE must be host:port or auto, not {value!r}")
+    return value
+
+
+def _parallel_make(raw: str) -> int | None:
+    value = raw.strip()
+    if not value:
+        return None
+    match = _PARALLEL_MAKE.match(value)
+    if not match or int(match.group(1)) < 1:
+        raise ConfigError(f"AUTO_BUILD_PARALLEL_MAKE must be a number of jobs such as 8 or "
+                          f"'-j 8', not {value!r}")
+    return int(match.group(1))
+
+
 @dataclass(frozen=True)
 class Settings:
     db_path: Path = Path("/srv/autobuild/data/jobs.db")
@@ -46,7 +72,16 @@ class Settings:
     allowed_git_hosts: frozenset[str] = field(default_factory=frozenset)
     disabled_plugins: frozenset[str] = field(default_factory=frozenset)
     users_group: str = "autobuild-users"
+    admin_group: str | None = None  # members may cancel anyone's build; None: nobody
     cookie_secure: bool = False
+    retention_days: int = 30  # logs and artifacts of ended jobs are removed after this
+    min_free_gb: int = 20  # no build starts with less free on the jobs root; 0: no check
+    # Build settings passed to the runner in each job's build-settings file.
+    cache_dir: Path = Path("/srv/autobuild/cache")  # shared downloads/ and sstate-cache/
+    hashserve: str | None = None  # BB_HASHSERVE: host:port or "auto"
+    bb_number_threads: int | None = None
+    parallel_make: int | None = None  # as "-j N"
+    keep_workspace: bool = False  # keep work/ (clone, build/tmp) after the build
     poll_interval: float = 1.0
     host: str = "127.0.0.1"
     port: int = 8000
@@ -66,10 +101,31 @@ class Settings:
             allowed_git_hosts=_split(env.get("AUTO_BUILD_ALLOWED_GIT_HOSTS", "")),
             disabled_plugins=_split(env.get("AUTO_BUILD_DISABLED_PLUGINS", "")),
             users_group=env.get("AUTO_BUILD_USERS_GROUP") or defaults.users_group,
+            admin_group=env.get("AUTO_BUILD_ADMIN_GROUP", "").strip() or None,
             cookie_secure=_flag(env.get("AUTO_BUILD_COOKIE_SECURE")),
+            retention_days=_int(env, "AUTO_BUILD_RETENTION_DAYS", defaults.retention_days,
+                                minimum=1),
+            min_free_gb=_int(env, "AUTO_BUILD_MIN_FREE_GB", defaults.min_free_gb),
             host=env.get("AUTO_BUILD_HOST") or defaults.host,
             port=_int(env, "AUTO_BUILD_PORT", defaults.port, minimum=1),
+            cache_dir=Path(env.get("AUTO_BUILD_CACHE_DIR") or defaults.cache_dir),
+            hashserve=_hashserve(env.get("AUTO_BUILD_HASHSERVE", "")),
+            bb_number_threads=_int(env, "AUTO_BUILD_BB_NUMBER_THREADS", 0, minimum=1) or None,
+            parallel_make=_parallel_make(env.get("AUTO_BUILD_PARALLEL_MAKE", "")),
+            keep_workspace=_flag(env.get("AUTO_BUILD_KEEP_WORKSPACE")),
         )
+
+    def build_settings(self) -> dict[str, str]:
+        """What every build's runner is told (KEY -> value), written to ``build-settings``."""
+        values = {"CACHE_DIR": str(self.cache_dir),
+                  "KEEP_WORKSPACE": "1" if self.keep_workspace else "0"}
+        if self.hashserve:
+            values["HASHSERVE"] = self.hashserve
+        if self.bb_number_threads:
+            values["BB_NUMBER_THREADS"] = str(self.bb_number_threads)
+        if self.parallel_make:
+            values["PARALLEL_MAKE"] = f"-j {self.parallel_make}"
+        return values
 
     def session_secret(self) -> str:
         """The cookie-signing key; refuses to run without one unless in dev mode."""

@@ -112,13 +112,19 @@ class Runner:
         env.update(extra)
         return env
 
-    def job_dir(self, job_id: int, patterns: list[str] | None = None) -> Path:
-        """Make the job directory as the service does (2770), optionally with patterns."""
+    def job_dir(self, job_id: int, patterns: list[str] | None = None,
+                settings: dict[str, str] | None = None) -> Path:
+        """Make the job directory as the service does (2770), optionally with patterns, and
+        with ``build-settings``: by default the workspace is kept (tests look into it) and
+        the shared caches are in a directory that does not exist."""
         path = self.jobs_root / str(job_id)
         path.mkdir()
         path.chmod(0o2770)
         if patterns is not None:
             (path / "artifact-patterns").write_text("".join(f"{p}\n" for p in patterns))
+        if settings is None:
+            settings = {"KEEP_WORKSPACE": "1", "CACHE_DIR": str(self.jobs_root / "no-cache")}
+        (path / "build-settings").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
         return path
 
     def run(self, *args: str, env: dict[str, str] | None = None, stdin: str | None = None,
@@ -128,8 +134,8 @@ class Runner:
 
     def build(self, job_id: int, url: str, ref: str, machine: str = MACHINE,
               target: str = TARGET, patterns: list[str] | None = None,
-              **env: str) -> Build:
-        job_dir = self.job_dir(job_id, patterns)
+              settings: dict[str, str] | None = None, **env: str) -> Build:
+        job_dir = self.job_dir(job_id, patterns, settings)
         result = self.run(str(job_id), url, ref, machine, target, env=self.env(**env))
         return Build(result.returncode, result.stdout, result.stderr, job_dir)
 

@@ -64,3 +64,52 @@ def test_env_example_names_only_known_settings():
     settings = Settings.from_env(env)
     assert settings.jobs_root == Path("/srv/autobuild/jobs")
     assert settings.max_running == 1 and settings.use_sudo
+
+
+def _unit(name: str) -> configparser.ConfigParser:
+    unit = configparser.ConfigParser(strict=True, interpolation=None)
+    unit.optionxform = str
+    assert unit.read(DEPLOY / "systemd" / name), name
+    return unit
+
+
+def test_gc_timer_runs_autobuild_gc_daily_as_the_service_user():
+    service = _unit("autobuild-gc.service")["Service"]
+    assert service["Type"] == "oneshot"
+    assert service["User"] == "autobuild"
+    assert service["EnvironmentFile"] == "/etc/autobuild/autobuild.env"
+    assert service["ExecStart"] == "/opt/autobuild/venv/bin/autobuild gc"
+    assert "NoNewPrivileges" not in service  # the runner deletes build files through sudo
+    timer = _unit("autobuild-gc.timer")
+    assert timer["Timer"]["OnCalendar"] == "daily"
+    assert timer["Timer"]["Persistent"] == "true"
+    assert timer["Install"]["WantedBy"] == "timers.target"
+    # The timer starts the unit of its own name, and install.sh installs and enables both.
+    install = (DEPLOY / "install.sh").read_text()
+    for name in ("autobuild-gc.service", "autobuild-gc.timer"):
+        assert f"/etc/systemd/system/{name}" in install
+    assert "enable --now --quiet autobuild-gc.timer" in install
+
+
+@pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck not installed")
+def test_cron_fallback_runs_gc_as_the_service_user_with_the_env_file():
+    path = DEPLOY / "cron.daily-autobuild-gc"
+    result = subprocess.run(["shellcheck", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+    text = path.read_text()
+    assert "runuser -u autobuild" in text and ". /etc/autobuild/autobuild.env" in text
+    assert "/opt/autobuild/venv/bin/autobuild gc" in text
+    assert path.stat().st_mode & 0o111
+    assert "/etc/cron.daily/autobuild-gc" in (DEPLOY / "install.sh").read_text()
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+def test_gc_units_pass_systemd_analyze(tmp_path):
+    for name in ("autobuild-gc.service", "autobuild-gc.timer"):
+        shutil.copy(DEPLOY / "systemd" / name, tmp_path / name)
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no",
+                             str(tmp_path / "autobuild-gc.timer")],
+                            capture_output=True, text=True)
+    problems = [line for line in result.stderr.splitlines()
+                if "autobuild-gc" in line and "Command /opt/autobuild" not in line]
+    assert problems == [], result.stderr

@@ -68,9 +68,11 @@ def test_create_writes_the_parameters_for_the_runner(root, files):
         "id": JOB_ID, "owner": "alice", "repo_url": "https://git.example.com/bsp/poky.git",
         "ref": "v1.2", "machine": "qemux86-64", "target": "core-image-minimal",
         "created_at": "2026-01-01T12:00:05Z", "artifact_patterns": ["*.bin", "*.mtd", "*.wic.gz"],
+        "kas_file": None,
     }
     assert (job_dir / "artifact-patterns").read_bytes() == b"*.bin\n*.mtd\n*.wic.gz\n"
-    assert sorted(p.name for p in job_dir.iterdir()) == ["artifact-patterns", "job.json"]
+    assert sorted(p.name for p in job_dir.iterdir()) == ["artifact-patterns", "build-settings",
+                                                         "job.json"]
 
 
 def test_create_moves_a_leftover_directory_aside_and_keeps_it(root, files):

@@ -128,15 +128,49 @@ def test_invalid_patterns_are_ignored_and_no_match_is_not_an_error(runner, git):
     assert "no artifacts matched *.wic" in build.log
 
 
-def test_shared_caches_are_passed_to_bitbake(runner, git, tmp_path):
+def test_shared_caches_and_parallelism_reach_bitbake_through_auto_conf(runner, git, tmp_path):
     cache = tmp_path / "cache"
     (cache / "downloads").mkdir(parents=True)
     (cache / "sstate-cache").mkdir()
-    build = runner.build(1, git.url, "main", AUTO_BUILD_CACHE_DIR=str(cache))
+    settings = {"CACHE_DIR": str(cache), "HASHSERVE": "hashserv.example.com:8686",
+                "BB_NUMBER_THREADS": "6", "PARALLEL_MAKE": "-j 12", "KEEP_WORKSPACE": "1",
+                "SOMETHING_NEWER": "ignored"}
+    build = runner.build(1, git.url, "main", settings=settings)
 
     assert_finished(build, "SUCCESS", 0)
     assert f'DL_DIR               = "{cache}/downloads"' in build.log
     assert f'SSTATE_DIR           = "{cache}/sstate-cache"' in build.log
+    assert 'BB_HASHSERVE         = "hashserv.example.com:8686"' in build.log
+    assert 'BB_NUMBER_THREADS    = "6"' in build.log
+    assert 'PARALLEL_MAKE        = "-j 12"' in build.log
+    conf = build.job_dir / "work" / "src" / "build" / "conf"
+    auto = (conf / "auto.conf").read_text()
+    assert f'DL_DIR = "{cache}/downloads"\n' in auto and 'PARALLEL_MAKE = "-j 12"\n' in auto
+    assert "DL_DIR" not in (conf / "local.conf").read_text()  # the user's file is untouched
+    assert "SOMETHING_NEWER" not in auto and "SOMETHING_NEWER" not in build.log
+
+
+def test_what_a_build_adds_to_the_caches_is_group_writable(runner, git, tmp_path):
+    # umask 002 in the build: files in the shared caches stay writable for the next user.
+    build = runner.build(1, git.url, "main")
+
+    assert_finished(build, "SUCCESS", 0)
+    conf = build.job_dir / "work" / "src" / "build" / "conf" / "local.conf"
+    assert stat.S_IMODE(conf.stat().st_mode) & 0o020
+
+
+def test_missing_caches_are_not_used_and_bad_settings_are_ignored(runner, git, tmp_path):
+    settings = {"CACHE_DIR": str(tmp_path / "absent"), "HASHSERVE": "$(touch /tmp/x):1",
+                "BB_NUMBER_THREADS": "0", "PARALLEL_MAKE": "-j 8; rm -rf /",
+                "KEEP_WORKSPACE": "1", "KAS_FILE": "../../etc/passwd.yml"}
+    build = runner.build(1, git.url, "main", settings=settings)
+
+    assert_finished(build, "SUCCESS", 0)
+    for name in ("HASHSERVE", "BB_NUMBER_THREADS", "PARALLEL_MAKE", "KAS_FILE"):
+        assert f"WARNING: ignoring the build setting {name}=" in build.log
+    assert "DL_DIR" not in build.log and "BB_HASHSERVE" not in build.log
+    assert "NOTE: no shared caches" in build.log
+    assert not (build.job_dir / "work" / "src" / "build" / "conf" / "auto.conf").exists()
 
 
 def test_submodules_are_cloned_with_the_token(runner, git):
@@ -315,7 +349,7 @@ def test_bad_arguments_are_refused_before_anything_runs(runner, git, override, m
     assert result.returncode == 2
     assert message in result.stderr
     assert len(git.server.requests) == before
-    assert list(job_dir.iterdir()) == []
+    assert [p.name for p in job_dir.iterdir()] == ["build-settings"]  # nothing written
 
 
 @pytest.mark.parametrize("args", [["1", "https://127.0.0.1/x.git", "main", MACHINE],

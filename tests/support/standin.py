@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "poky-standin"
+KAS_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "kas-standin"
 
 # Reproducible commits, whoever runs the tests and whatever their git config says.
 _GIT_ENV = {
@@ -78,3 +79,20 @@ def create_layer_repo(bare_path: Path, name: str = "meta-extra") -> str:
 def commit_of(bare_path: Path, ref: str) -> str:
     """The commit ``ref`` (branch, tag or abbreviation) names in the bare repository."""
     return _git(bare_path, "rev-parse", "--verify", f"{ref}^{{commit}}")
+
+
+def create_kas_repo(bare_path: Path) -> str:
+    """A bare repository holding the stand-in poky plus a kas project (kas.yml at the top,
+    kas/other.yml); returns its main commit. Real kas builds it with the stand-in bitbake."""
+    with tempfile.TemporaryDirectory(prefix="standin-kas-") as tmp:
+        work = Path(tmp) / "project"
+        shutil.copytree(FIXTURE, work, symlinks=True)
+        shutil.copytree(KAS_FIXTURE, work, symlinks=True, dirs_exist_ok=True)
+        (work / "VERSION").write_text("2.0\n")
+        _git(work, "init", "--quiet", "--initial-branch=main")
+        _git(work, "add", "--all")
+        _git(work, "commit", "--quiet", "-m", "kas project on the poky stand-in")
+        sha = _git(work, "rev-parse", "HEAD")
+        bare_path.parent.mkdir(parents=True, exist_ok=True)
+        _git(Path(tmp), "clone", "--quiet", "--bare", str(work), str(bare_path))
+    return sha

@@ -33,6 +33,7 @@ class LongBuild:
     job_id: int
     scanner: ProcScanner
     result: dict | None = None
+    git_config: bytes = b""  # the clone's .git/config, read while the build ran
 
     def finish(self, web) -> dict:
         """Wait for the end (once), then stop scanning /proc."""
@@ -53,6 +54,8 @@ def long_build(alice, accounts, git):
     build = LongBuild(submit(alice, git.url, "slow-image"), scanner)
     try:
         wait_for_log(build.job_id, "NOTE: Running task 1 of 12")
+        # Read now: the workspace (and the clone with it) is removed when the build ends.
+        build.git_config = (job_dir(build.job_id) / "work" / "src" / ".git" / "config").read_bytes()
         yield build
         build.finish(alice)
     finally:
@@ -106,8 +109,11 @@ def test_the_token_appears_in_no_process_log_git_config_or_credential_store(alic
 
     secrets = secret_forms(git.token)
     home = accounts.alice.home
-    for path in (job_dir(job_id) / "logs" / "build.log", job_dir(job_id) / "work" / "src" / ".git" / "config",
-                 job_dir(job_id) / "launch.log", home / ".gitconfig"):
+    assert b"[remote \"origin\"]" in long_build.git_config
+    assert not any(s in long_build.git_config for s in secrets), ".git/config holds the token"
+    assert not (job_dir(job_id) / "work").exists()  # the workspace was cleaned up afterwards
+    for path in (job_dir(job_id) / "logs" / "build.log", job_dir(job_id) / "launch.log",
+                 home / ".gitconfig"):
         data = path.read_bytes()
         assert not any(s in data for s in secrets), path
     credentials = home / ".git-credentials"

@@ -36,3 +36,47 @@ def test_no_secret_key_refuses_to_start_unless_dev():
     dev = Settings.from_env({"AUTO_BUILD_DEV": "1"})
     assert len(dev.session_secret()) >= 32
     assert Settings.from_env({"AUTO_BUILD_SECRET_KEY": "k" * 40}).session_secret() == "k" * 40
+
+
+def test_admin_group_is_optional():
+    assert Settings.from_env({}).admin_group is None
+    assert Settings.from_env({"AUTO_BUILD_ADMIN_GROUP": "  "}).admin_group is None
+    assert Settings.from_env({"AUTO_BUILD_ADMIN_GROUP": "build-admins"}).admin_group == "build-admins"
+
+
+def test_retention_and_free_space_settings():
+    defaults = Settings.from_env({})
+    assert (defaults.retention_days, defaults.min_free_gb) == (30, 20)
+    s = Settings.from_env({"AUTO_BUILD_RETENTION_DAYS": "7", "AUTO_BUILD_MIN_FREE_GB": "0"})
+    assert (s.retention_days, s.min_free_gb) == (7, 0)  # 0 switches the free-space check off
+    with pytest.raises(ConfigError, match="AUTO_BUILD_RETENTION_DAYS"):
+        Settings.from_env({"AUTO_BUILD_RETENTION_DAYS": "0"})
+    with pytest.raises(ConfigError, match="AUTO_BUILD_MIN_FREE_GB"):
+        Settings.from_env({"AUTO_BUILD_MIN_FREE_GB": "lots"})
+
+
+def test_build_settings_for_the_runner():
+    assert Settings.from_env({}).build_settings() == {
+        "CACHE_DIR": "/srv/autobuild/cache", "KEEP_WORKSPACE": "0"}
+    s = Settings.from_env({"AUTO_BUILD_CACHE_DIR": "/data/yocto-cache",
+                           "AUTO_BUILD_HASHSERVE": "hashserv.lan:8686",
+                           "AUTO_BUILD_BB_NUMBER_THREADS": "16",
+                           "AUTO_BUILD_PARALLEL_MAKE": "-j 24",
+                           "AUTO_BUILD_KEEP_WORKSPACE": "1"})
+    assert s.build_settings() == {"CACHE_DIR": "/data/yocto-cache", "KEEP_WORKSPACE": "1",
+                                  "HASHSERVE": "hashserv.lan:8686", "BB_NUMBER_THREADS": "16",
+                                  "PARALLEL_MAKE": "-j 24"}
+    assert Settings.from_env({"AUTO_BUILD_PARALLEL_MAKE": "8",
+                              "AUTO_BUILD_HASHSERVE": "auto"}).build_settings()["PARALLEL_MAKE"] == "-j 8"
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("AUTO_BUILD_HASHSERVE", "host"), ("AUTO_BUILD_HASHSERVE", "h:0"),
+    ("AUTO_BUILD_HASHSERVE", "h:99999"), ("AUTO_BUILD_HASHSERVE", "$(id):1"),
+    ("AUTO_BUILD_BB_NUMBER_THREADS", "0"), ("AUTO_BUILD_BB_NUMBER_THREADS", "many"),
+    ("AUTO_BUILD_PARALLEL_MAKE", "-j 0"), ("AUTO_BUILD_PARALLEL_MAKE", "-l 4"),
+    ("AUTO_BUILD_PARALLEL_MAKE", "-j 8 -l 4"),
+])
+def test_bad_build_settings_name_the_variable(name, value):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})

@@ -149,9 +149,11 @@ def test_builtin_plugins_give_the_seed_patterns():
 
 def test_builtin_plugins_are_registered_under_their_module_name():
     pm = build_plugin_manager(load_entry_points=False)
-    assert {name for name, _ in pm.list_name_plugin()} == {"default_artifacts", "mtd_extras"}
+    assert {name for name, _ in pm.list_name_plugin()} == {
+        "default_artifacts", "mtd_extras", "webhook", "email_notify"}
     assert DEFAULT_PLUGINS == ("autobuild_plugins.default_artifacts",
-                               "autobuild_plugins.mtd_extras")
+                               "autobuild_plugins.mtd_extras", "autobuild_plugins.webhook",
+                               "autobuild_plugins.email_notify")
 
 
 def test_a_disabled_builtin_plugin_is_not_called():

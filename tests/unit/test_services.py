@@ -5,22 +5,14 @@ from autobuild.domain.jobs import JobStatus
 from autobuild.domain.ports import RunnerStatus
 from autobuild.domain.requests import InvalidRequest
 from autobuild.domain.services import JobNotFound, JobService, NotAllowed
-from tests.fakes import FakeClock, FakeEvents, FakeJobFiles, FakeJobRepository, FakeRunner
+from tests.fakes import FakeWorld
 
 URL = "https://git.example.com/yocto/poky.git"
 
 
 @pytest.fixture
 def world():
-    class World:
-        clock = FakeClock()
-        repo = FakeJobRepository()
-        files = FakeJobFiles()
-        events = FakeEvents()
-    w = World()
-    w.runner = FakeRunner(w.files, w.clock)
-    w.service = JobService(w.repo, w.files, w.runner, w.events, w.clock, max_running=1)
-    return w
+    return FakeWorld()
 
 
 def submit(w, owner="alice", target="core-image-minimal"):

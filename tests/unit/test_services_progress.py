@@ -5,8 +5,8 @@ import pytest
 from autobuild.domain import services
 from autobuild.domain.failures import task_log_name
 from autobuild.domain.progress import Phase
-from autobuild.domain.services import JobNotFound, JobService
-from tests.fakes import FakeClock, FakeEvents, FakeJobFiles, FakeJobRepository, FakeRunner
+from autobuild.domain.services import JobNotFound
+from tests.fakes import FakeWorld
 
 URL = "https://git.example.com/yocto/poky.git"
 LOGFILE = "/j/1/work/src/build/tmp/work/qemux86-64-poky-linux/fail-image/1.0-r0/temp/log.do_compile.9"
@@ -24,14 +24,7 @@ Summary: 1 task failed:
 
 @pytest.fixture
 def world():
-    class World:
-        clock = FakeClock()
-        repo = FakeJobRepository()
-        files = FakeJobFiles()
-        events = FakeEvents()
-    w = World()
-    w.runner = FakeRunner(w.files, w.clock)
-    w.service = JobService(w.repo, w.files, w.runner, w.events, w.clock)
+    w = FakeWorld()
     w.job = w.service.submit("alice", URL, "main", "qemux86-64", "fail-image")
     return w
 

@@ -14,8 +14,10 @@ from autobuild.config import Settings
 from autobuild.domain.services import JobService
 from autobuild.web.app import create_app
 from tests.fakes import (
+    FakeAdministrators,
     FakeAuthenticator,
     FakeClock,
+    FakeDiskSpace,
     FakeEvents,
     FakeJobFiles,
     FakeJobRepository,
@@ -33,6 +35,8 @@ class Fakes:
     events: FakeEvents = field(default_factory=FakeEvents)
     auth: FakeAuthenticator = field(default_factory=FakeAuthenticator)
     tokens: FakeTokenStore = field(default_factory=FakeTokenStore)
+    disk: FakeDiskSpace = field(default_factory=FakeDiskSpace)
+    admins: FakeAdministrators = field(default_factory=FakeAdministrators)
     runner: FakeRunner = field(init=False)
 
     def __post_init__(self) -> None:
@@ -41,7 +45,7 @@ class Fakes:
     def overrides(self) -> dict[str, object]:
         return {"jobs": self.jobs, "files": self.files, "runner": self.runner,
                 "events": self.events, "auth": self.auth, "tokens": self.tokens,
-                "clock": self.clock}
+                "clock": self.clock, "admins": self.admins, "disk_space": self.disk}
 
 
 @pytest.fixture

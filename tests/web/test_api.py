@@ -107,14 +107,16 @@ def test_log_is_complete_once_the_job_ended_and_all_was_read(alice, job, fakes, 
     assert partial["complete"] is False
 
 
-def test_artifacts_are_listed_with_name_size_and_mtime(alice, job, fakes):
+def test_artifacts_are_listed_with_name_size_mtime_and_sha256(alice, job, fakes):
     fakes.files.artifacts[1] = {"image.bin": b"123", "flash.mtd": b"12345"}
+    fakes.files.checksums[1] = {"image.bin": "a665a459" + "0" * 56}
 
     body = alice.get("/api/jobs/1/artifacts").json()
 
     assert body == [
-        {"name": "flash.mtd", "size": 5, "mtime": "2026-01-01T00:00:00Z"},
-        {"name": "image.bin", "size": 3, "mtime": "2026-01-01T00:00:00Z"},
+        {"name": "flash.mtd", "size": 5, "mtime": "2026-01-01T00:00:00Z", "sha256": None},
+        {"name": "image.bin", "size": 3, "mtime": "2026-01-01T00:00:00Z",
+         "sha256": "a665a459" + "0" * 56},
     ]
 
 

@@ -8,12 +8,14 @@ are read.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import re
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -23,6 +25,7 @@ from autobuild.domain.artifacts import (
     ArtifactInfo,
     ArtifactNotFound,
     is_plain_name,
+    parse_checksums,
     resolve_artifact_path,
 )
 from autobuild.domain.jobs import TERMINAL_STATUSES, Job
@@ -35,6 +38,10 @@ PARAMETER_FILE_MODE = 0o640
 LOG_PATH = ("logs", "build.log")
 STATUS_PATH = ("status.json",)
 ARTIFACTS_DIR = "artifacts"
+CHECKSUMS_PATH = ("artifacts.sha256",)  # runner-written, sha256sum format
+MAX_CHECKSUMS_BYTES = 1024 * 1024
+BUILD_SETTINGS = "build-settings"
+_SETTING_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 MAX_STATUS_BYTES = 64 * 1024
 TASK_LOGS_DIR = ("logs", "failed-tasks")
 MAX_TASK_LOG_TAIL = 8 * 1024
@@ -94,8 +101,11 @@ class JobDirectory:
             raise ValueError(f"not a job id: {job_id!r}")
         return self._root / name
 
-    def create(self, job: Job, artifact_patterns: list[str]) -> None:
-        """Make ``<root>/<id>`` (mode 2770) with ``job.json`` and ``artifact-patterns`` (0640).
+    def create(self, job: Job, artifact_patterns: list[str],
+               build_settings: Mapping[str, str] | None = None) -> None:
+        """Make ``<root>/<id>`` (mode 2770) with ``job.json``, ``artifact-patterns`` and
+        ``build-settings`` (``KEY=VALUE`` lines: ``build_settings`` plus the job's KAS_FILE),
+        all 0640. Raises ValueError for a key or value the runner could not read back.
 
         Ids are never reused, so a leftover directory means the database was replaced: it is
         moved aside to ``<id>.orphaned-<unix time>`` (kept, never mixed into the new job).
@@ -117,12 +127,18 @@ class JobDirectory:
             "target": job.target,
             "created_at": _utc_text(job.created_at),
             "artifact_patterns": list(artifact_patterns),
+            "kas_file": job.kas_file,
         }
+        settings = dict(build_settings or {})
+        if job.kas_file:
+            settings["KAS_FILE"] = job.kas_file
+        settings_text = _settings_text(settings)
         _write_atomically(directory, "job.json",
                           (json.dumps(parameters, indent=2) + "\n").encode(), PARAMETER_FILE_MODE)
         _write_atomically(directory, "artifact-patterns",
                           "".join(f"{p}\n" for p in artifact_patterns).encode(),
                           PARAMETER_FILE_MODE)
+        _write_atomically(directory, BUILD_SETTINGS, settings_text.encode(), PARAMETER_FILE_MODE)
 
     # --- log ---------------------------------------------------------------------------------
 
@@ -194,7 +210,9 @@ class JobDirectory:
     # --- artifacts ---------------------------------------------------------------------------
 
     def list_artifacts(self, job_id: int) -> list[ArtifactInfo]:
-        """Regular files in ``artifacts/`` with plain names, sorted by name."""
+        """Regular files in ``artifacts/`` with plain names, sorted by name, each with the
+        sha256 the runner recorded in ``artifacts.sha256`` (None if it has none)."""
+        sums = self._read_checksums(job_id)
         with self._open_dir(job_id, ARTIFACTS_DIR) as dir_fd:
             if dir_fd is None:
                 return []
@@ -208,8 +226,17 @@ class JobDirectory:
                     except OSError:
                         continue  # removed while listing
                     if stat.S_ISREG(info.st_mode):
-                        found.append(_artifact_info(entry.name, info))
+                        found.append(_artifact_info(entry.name, info, sums.get(entry.name)))
         return sorted(found, key=lambda item: item.name)
+
+    def _read_checksums(self, job_id: int) -> dict[str, str]:
+        with self._open_file(job_id, *CHECKSUMS_PATH) as fd:
+            if fd is None:
+                return {}
+            raw = os.read(fd, MAX_CHECKSUMS_BYTES + 1)
+        if len(raw) > MAX_CHECKSUMS_BYTES:
+            return {}
+        return parse_checksums(raw.decode("utf-8", errors="replace"))
 
     def open_artifact(self, job_id: int, name: str) -> tuple[BinaryIO, ArtifactInfo]:
         """The open artifact and its size/mtime, both from the same descriptor.
@@ -233,6 +260,60 @@ class JobDirectory:
         except BaseException:
             os.close(fd)
             raise
+
+    # --- retention ---------------------------------------------------------------------------
+
+    def usage(self, job_id: int) -> int:
+        """Bytes allocated to the files under the job directory (like ``du``): symlinks are not
+        followed and other filesystems not entered; what cannot be read counts as 0."""
+        name = _dir_name(job_id)
+        if name is None:
+            return 0
+        top = self._root / name
+        try:
+            device = os.lstat(top).st_dev
+        except OSError:
+            return 0
+        total = 0
+        for directory, dirnames, filenames in os.walk(top, followlinks=False):
+            for entry in (*dirnames, *filenames):
+                try:
+                    info = os.lstat(os.path.join(directory, entry))
+                except OSError:
+                    continue
+                if info.st_dev == device:
+                    total += info.st_blocks * 512
+            dirnames[:] = [d for d in dirnames
+                           if _same_device(os.path.join(directory, d), device)]
+        return total
+
+    def remove(self, job_id: int) -> None:
+        """Unlink the entries left in the job directory (the runner removed its own first) and
+        the directory itself; nothing if it is gone. A directory left inside (the runner's,
+        not purged) is never entered: OSError names it and nothing is deleted."""
+        name = _dir_name(job_id)
+        if name is None:
+            raise ValueError(f"not a job id: {job_id!r}")
+        root_fd = os.open(self._root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            try:
+                dir_fd = os.open(name, _DIR_FLAGS, dir_fd=root_fd)
+            except FileNotFoundError:
+                return
+            try:
+                with os.scandir(dir_fd) as entries:
+                    found = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+                if left := [entry for entry, is_dir in found if is_dir]:
+                    # Checked before deleting anything: the job keeps all its files or none.
+                    raise OSError(errno.ENOTEMPTY, f"{self._root / name} still holds "
+                                  f"{', '.join(sorted(left))}")
+                for entry, _ in found:
+                    os.unlink(entry, dir_fd=dir_fd)
+            finally:
+                os.close(dir_fd)
+            os.rmdir(name, dir_fd=root_fd)
+        finally:
+            os.close(root_fd)
 
     # --- safe opening ------------------------------------------------------------------------
 
@@ -300,6 +381,25 @@ def _read_tail(dir_fd: int, name: str, limit: int) -> str | None:
     return data.decode("utf-8", errors="replace")
 
 
-def _artifact_info(name: str, info: os.stat_result) -> ArtifactInfo:
+def _same_device(path: str, device: int) -> bool:
+    try:
+        return os.lstat(path).st_dev == device
+    except OSError:
+        return False
+
+
+def _artifact_info(name: str, info: os.stat_result, sha256: str | None = None) -> ArtifactInfo:
     return ArtifactInfo(name=name, size=info.st_size,
-                        mtime=datetime.fromtimestamp(info.st_mtime, UTC))
+                        mtime=datetime.fromtimestamp(info.st_mtime, UTC), sha256=sha256)
+
+
+def _settings_text(settings: Mapping[str, str]) -> str:
+    """``KEY=VALUE`` lines; the runner reads them literally (never sourced), one per line."""
+    lines = []
+    for key, value in settings.items():
+        if not _SETTING_KEY.match(key):
+            raise ValueError(f"not a build setting name: {key!r}")
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+            raise ValueError(f"the build setting {key} has a control character")
+        lines.append(f"{key}={value}\n")
+    return "".join(lines)

@@ -45,12 +45,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE jobs ADD COLUMN kas_file TEXT",
         "ALTER TABLE jobs ADD COLUMN waiting_reason TEXT",
     ),
+    (
+        # 3: when `autobuild gc` removed the job's logs and artifacts (retention).
+        "ALTER TABLE jobs ADD COLUMN purged_at TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _COLUMNS = ("owner", "repo_url", "ref", "machine", "target", "status", "created_at",
             "started_at", "finished_at", "exit_code", "reason", "pid", "cancel_requested_by",
-            "pid_start_time", "kas_file", "waiting_reason")
+            "pid_start_time", "kas_file", "waiting_reason", "purged_at")
 _SELECT = f"SELECT id, {', '.join(_COLUMNS)} FROM jobs"
 
 
@@ -91,6 +95,7 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         pid_start_time=row["pid_start_time"],
         kas_file=row["kas_file"],
         waiting_reason=row["waiting_reason"],
+        purged_at=_from_text(row["purged_at"]),
     )
 
 
@@ -98,7 +103,7 @@ def _job_values(job: Job) -> tuple[Any, ...]:
     return (job.owner, job.repo_url, job.ref, job.machine, job.target, str(job.status),
             _to_text(job.created_at), _to_text(job.started_at), _to_text(job.finished_at),
             job.exit_code, job.reason, job.pid, job.cancel_requested_by, job.pid_start_time,
-            job.kas_file, job.waiting_reason)
+            job.kas_file, job.waiting_reason, _to_text(job.purged_at))
 
 
 class SqliteJobRepository:

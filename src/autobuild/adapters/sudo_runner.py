@@ -10,9 +10,12 @@ from pathlib import Path
 from autobuild.domain.jobs import Job
 from autobuild.domain.ports import RunnerError
 
+from . import procfs
+
 log = logging.getLogger(__name__)
 
 ERROR_TAIL_CHARS = 2000
+PURGE_TIMEOUT = 3600  # seconds; a kept Yocto workspace holds millions of files
 # Without sudo (tests, a developer machine) the runner inherits these from the service;
 # with sudo, env_reset drops them and the runner's production defaults apply.
 DEV_PASSTHROUGH = ("AUTO_BUILD_PYTHON", "AUTO_BUILD_CANCEL_GRACE", "AUTO_BUILD_CACHE_DIR",
@@ -55,6 +58,8 @@ class RunnerProcess:
         self._popen = popen
         self._launch_log = launch_log
         self.pid = popen.pid
+        # Read at once: with the pid it identifies this process after a service restart.
+        self.start_time = procfs.start_time(popen.pid)
 
     def poll(self) -> int | None:
         """The exit code once the process has ended, else None. Never blocks."""
@@ -125,13 +130,21 @@ class SudoBuildRunner:
                               f"{exc.strerror or exc}") from exc
 
     def probe(self, job: Job) -> bool:
-        """True while the process recorded for ``job`` (``job.pid``) is alive."""
-        if not job.pid or job.pid <= 0:
-            return False
+        """True while the process recorded for ``job`` runs: ``job.pid`` exists, is not a
+        zombie, and started at ``job.pid_start_time`` when that is known (pids get reused)."""
+        return procfs.is_alive(job.pid, job.pid_start_time)
+
+    def purge(self, job: Job) -> None:
+        """Run ``run_job.sh --purge <id>`` as the owner and wait for it (deleting a workspace
+        can take minutes); raises RunnerError with what the runner said when it fails."""
         try:
-            os.kill(job.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True  # alive, but someone else's (sudo runs as root)
-        return True
+            result = subprocess.run(
+                self._command(job, ["--purge", str(job.id)]), stdin=subprocess.DEVNULL,
+                capture_output=True, text=True, errors="replace", timeout=PURGE_TIMEOUT,
+                env=runner_env(self._jobs_root, self._use_sudo))
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RunnerError(f"cannot purge job {job.id} as {job.owner}: {exc}") from exc
+        if result.returncode != 0:
+            said = (result.stderr.strip() or result.stdout.strip())[-ERROR_TAIL_CHARS:]
+            raise RunnerError(f"purging job {job.id} as {job.owner} failed "
+                              f"(exit {result.returncode}): {said}")

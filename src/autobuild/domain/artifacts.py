@@ -18,6 +18,21 @@ class ArtifactInfo:
     name: str
     size: int
     mtime: datetime
+    sha256: str | None = None  # from the runner's artifacts.sha256; None when it has none
+
+
+_SHA256_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
+
+
+def parse_checksums(text: str) -> dict[str, str]:
+    """Name -> sha256 from ``sha256sum`` output; lines that are malformed, escaped (a name
+    with a newline or backslash) or not a plain name are skipped."""
+    sums: dict[str, str] = {}
+    for line in text.splitlines():
+        match = _SHA256_LINE.match(line)
+        if match and is_plain_name(match.group(2)):
+            sums[match.group(2)] = match.group(1)
+    return sums
 
 
 _PATTERN = re.compile(r"^[A-Za-z0-9._*?\[\]!+-]{1,128}$")

@@ -39,6 +39,13 @@ TLS_UNTRUSTED = ("The git server's TLS certificate is not trusted on the build m
 OTHER_HOST = ("The GitLab token was not sent to {url}: it goes only to the repository's own host "
               "(is a submodule on another server?)")
 UNKNOWN_REF = "The branch, tag or commit '{ref}' was not found in the repository"
+DISK_FULL = ("The build server ran out of disk space during this build: ask the admin to free "
+             "some (old builds, the shared caches), then rebuild")
+# A write that failed for lack of space (any tool, any language), or bitbake's disk monitor.
+_DISK_FULL_MARKERS = ("No space left on device", "[Errno 28]",
+                      "disk space monitor action is \"STOPTASKS\"",
+                      "disk space monitor action is \"HALT\"",
+                      "disk space monitor action is \"ABORT\"")
 
 
 @dataclass(frozen=True)
@@ -68,10 +75,11 @@ class FailureSummary:
     more_tasks: int = 0  # failed tasks beyond the first MAX_TASKS
     logfiles: tuple[str, ...] = ()
     git_problem: str | None = None
+    disk_problem: str | None = None  # DISK_FULL when the log shows the disk filled up
 
     @property
     def is_empty(self) -> bool:
-        return not (self.tasks or self.logfiles or self.git_problem)
+        return not (self.tasks or self.logfiles or self.git_problem or self.disk_problem)
 
 
 _ESCAPES = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b\[[0-9;?]*[A-Za-z]")
@@ -234,7 +242,13 @@ def summarize(text: str, task_logs: Mapping[str, str] | None = None) -> FailureS
             log_tail=logs.get(name) if name else None,
         ))
     return FailureSummary(tasks=tuple(tasks), more_tasks=max(0, len(drafts) - MAX_TASKS),
-                          logfiles=tuple(logfiles), git_problem=explain_git(git_lines))
+                          logfiles=tuple(logfiles), git_problem=explain_git(git_lines),
+                          disk_problem=DISK_FULL if disk_full(text) else None)
+
+
+def disk_full(text: str) -> bool:
+    """True when the log says a write failed for lack of disk space."""
+    return any(marker in text for marker in _DISK_FULL_MARKERS)
 
 
 def _place_logfile(drafts: list[_Draft], path: str) -> None:

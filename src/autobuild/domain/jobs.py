@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 class JobStatus(enum.StrEnum):
@@ -66,6 +66,7 @@ class Job:
     cancel_requested_by: str | None = None
     kas_file: str | None = None  # None: the runner looks for kas.yml itself
     waiting_reason: str | None = None  # why a PENDING job has not started yet
+    purged_at: datetime | None = None  # when retention removed its logs and artifacts
 
     @property
     def is_terminal(self) -> bool:
@@ -117,6 +118,18 @@ class Job:
         self.finished_at = self._not_before(now)
         self.reason = reason
         return old
+
+    def is_expired(self, now: datetime, retention_days: int) -> bool:
+        """True when the job ended more than ``retention_days`` days before ``now`` and its
+        logs and artifacts are still there (only ended jobs ever expire)."""
+        return (self.is_terminal and self.purged_at is None and self.finished_at is not None
+                and self.finished_at < now - timedelta(days=retention_days))
+
+    def mark_purged(self, now: datetime) -> None:
+        """Record that its logs and artifacts are gone; only an ended job can be purged."""
+        if not self.is_terminal:
+            raise ValueError(f"job {self.id} is {self.status}: only ended jobs are purged")
+        self.purged_at = max(now, self.finished_at or now)
 
     def duration_seconds(self, now: datetime) -> float | None:
         """Seconds spent running so far (or in all, once finished); None before it starts."""

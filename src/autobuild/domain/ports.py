@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Protocol
@@ -40,6 +41,9 @@ class BuildProcess(Protocol):
     """A launched runner process."""
 
     pid: int
+    # When it started (on Linux: clock ticks since boot); with the pid it tells the process
+    # apart from a later one that got the same pid. None when it could not be read.
+    start_time: int | None
 
     def poll(self) -> int | None:
         """The exit code once the process has ended, else None. Never blocks."""
@@ -64,6 +68,17 @@ class BuildRunner(Protocol):
     def probe(self, job: Job) -> bool:
         """True while the process that runs ``job`` is alive (used after a service restart)."""
         ...
+
+    def purge(self, job: Job) -> None:
+        """Delete, as the owner, what the build wrote in the job directory of the ended ``job``
+        (logs, artifacts, workspace); waits until done. Raises RunnerError if it could not."""
+        ...
+
+
+class Administrators(Protocol):
+    """Who administers the service (may cancel anyone's build)."""
+
+    def is_admin(self, username: str) -> bool: ...
 
 
 class RunnerError(Exception):
@@ -90,8 +105,10 @@ class RunnerStatus:
 class JobFiles(Protocol):
     """The job directory: parameters, log, status and artifacts on disk."""
 
-    def create(self, job: Job, artifact_patterns: list[str]) -> None:
-        """Make the job's directory and write its parameters for the runner."""
+    def create(self, job: Job, artifact_patterns: list[str],
+               build_settings: Mapping[str, str] | None = None) -> None:
+        """Make the job's directory and write its parameters for the runner, with the
+        service's ``build_settings`` (KEY -> value) in ``build-settings``."""
         ...
 
     def read_log(self, job_id: int, offset: int, limit: int) -> bytes:
@@ -113,6 +130,22 @@ class JobFiles(Protocol):
 
     def open_artifact(self, job_id: int, name: str) -> tuple[BinaryIO, ArtifactInfo]:
         """Open a regular file in the job's artifacts dir; raises ArtifactNotFound otherwise."""
+        ...
+
+    def usage(self, job_id: int) -> int:
+        """Bytes the job directory takes on disk (symlinks not followed; 0 if it is gone)."""
+        ...
+
+    def remove(self, job_id: int) -> None:
+        """Delete what is left of the job directory once the runner purged its part (the
+        service's own files) and the directory itself; nothing if it is gone. Raises OSError
+        when something stays."""
+        ...
+
+
+class DiskSpace(Protocol):
+    def free_bytes(self, path: str) -> int:
+        """Bytes available to unprivileged users on the filesystem holding ``path``."""
         ...
 
 

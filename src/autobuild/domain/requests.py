@@ -169,6 +169,40 @@ class Target:
         return self.value
 
 
+_KAS_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+_KAS_SUFFIXES = (".yml", ".yaml", ".json")
+MAX_KAS_FILE_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class KasFile:
+    """A kas configuration file inside the repository, such as ``kas/qemu.yml``.
+
+    A relative path of plain segments (``[A-Za-z0-9._-]``, none starting with ``.`` or ``-``,
+    so no ``..``), ending in .yml, .yaml or .json, at most 200 characters: joined to the
+    clone's directory it always stays inside it.
+    """
+
+    value: str
+
+    @classmethod
+    def parse(cls, raw: str) -> KasFile:
+        text = raw.strip()
+        if not text:
+            raise ValueError("enter the kas file's path in the repository, such as kas/qemu.yml")
+        if len(text) > MAX_KAS_FILE_LENGTH:
+            raise ValueError(f"the kas file path is longer than {MAX_KAS_FILE_LENGTH} characters")
+        if not text.endswith(_KAS_SUFFIXES):
+            raise ValueError("the kas file must end in .yml, .yaml or .json")
+        if not all(_KAS_SEGMENT.match(segment) for segment in text.split("/")):
+            raise ValueError("the kas file is a relative path of letters, digits and . _ - "
+                             "(no part may start with '.' or '-')")
+        return cls(text)
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class BuildRequest:
     """A complete, validated build request."""
@@ -177,6 +211,7 @@ class BuildRequest:
     ref: GitRef
     machine: Machine
     target: Target
+    kas_file: KasFile | None = None
 
     @classmethod
     def parse(
@@ -186,8 +221,11 @@ class BuildRequest:
         machine: str,
         target: str,
         allowed_hosts: frozenset[str] | set[str] = frozenset(),
+        kas_file: str | None = None,
     ) -> BuildRequest:
-        """Validate every field; raises InvalidRequest naming each bad field at once."""
+        """Validate every field; raises InvalidRequest naming each bad field at once.
+
+        An empty or missing ``kas_file`` means none (the runner looks for kas.yml itself)."""
         errors: dict[str, str] = {}
         values: dict[str, object] = {}
         parsers = {
@@ -196,6 +234,8 @@ class BuildRequest:
             "machine": lambda: Machine.parse(machine),
             "target": lambda: Target.parse(target),
         }
+        if kas_file and kas_file.strip():
+            parsers["kas_file"] = lambda: KasFile.parse(kas_file)
         for name, parse in parsers.items():
             try:
                 values[name] = parse()

@@ -3,22 +3,27 @@
 Business rules:
 - a request is validated in full before anything is stored; a bad one stores nothing;
 - jobs start oldest first, and never more than ``max_running`` run at once;
+- no job starts while the disk guard reports a shortage: queued jobs wait with the reason;
 - the runner's own ``status.json`` decides how a build ended; the process exit code is the
   fallback, and a runner that vanished without a status makes the job FAILED with a reason;
-- only the owner may cancel a job; anyone signed in may rebuild it as their own;
+- only the owner (or an administrator) may cancel a job; anyone signed in may rebuild it
+  as their own;
 - plugins are told every status change, after it is stored.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .artifacts import ArtifactInfo, merge_patterns
+from .disk import DiskGuard
 from .failures import FailureSummary, summarize
 from .jobs import Job, JobStatus
 from .logs import LogChunk, decode_chunk
 from .ports import (
+    Administrators,
     BuildProcess,
     BuildRunner,
     Clock,
@@ -77,6 +82,9 @@ class JobService:
         clock: Clock,
         max_running: int = 1,
         allowed_hosts: frozenset[str] = frozenset(),
+        admins: Administrators | None = None,
+        build_settings: Mapping[str, str] | None = None,
+        disk_guard: DiskGuard | None = None,
     ) -> None:
         self._jobs = jobs
         self._files = files
@@ -85,6 +93,10 @@ class JobService:
         self._clock = clock
         self._max_running = max(1, max_running)
         self._allowed_hosts = allowed_hosts
+        self._admins = admins
+        # Written into every job's build-settings for the runner (caches, threads, kas...).
+        self._build_settings = dict(build_settings or {})
+        self._disk_guard = disk_guard
         self._processes: dict[int, BuildProcess] = {}
         # Request threads and the scheduler both change jobs; one lock keeps each change whole.
         self._lock = threading.RLock()
@@ -154,15 +166,18 @@ class JobService:
 
     # --- commands ------------------------------------------------------------------------
 
-    def submit(self, owner: str, repo_url: str, ref: str, machine: str, target: str) -> Job:
+    def submit(self, owner: str, repo_url: str, ref: str, machine: str, target: str,
+               kas_file: str | None = None) -> Job:
         """Validate and queue a build; raises InvalidRequest with a message per bad field."""
-        request = BuildRequest.parse(repo_url, ref, machine, target, self._allowed_hosts)
+        request = BuildRequest.parse(repo_url, ref, machine, target, self._allowed_hosts,
+                                     kas_file=kas_file)
         return self._queue(owner, request)
 
     def rebuild(self, job_id: int, user: str) -> Job:
         """A new PENDING job with the same parameters, owned by ``user``."""
         old = self.get(job_id)
-        request = BuildRequest.parse(old.repo_url, old.ref, old.machine, old.target)
+        request = BuildRequest.parse(old.repo_url, old.ref, old.machine, old.target,
+                                     kas_file=old.kas_file)
         return self._queue(user, request)
 
     def _queue(self, owner: str, request: BuildRequest) -> Job:
@@ -173,18 +188,31 @@ class JobService:
             machine=str(request.machine),
             target=str(request.target),
             created_at=self._clock.now(),
+            kas_file=str(request.kas_file) if request.kas_file else None,
         )
         with self._lock:
             job = self._jobs.add(job)
             patterns = merge_patterns([self._events.artifact_patterns(job)])
-            self._files.create(job, patterns)
+            self._files.create(job, patterns, self._build_settings)
         return job
 
+    def may_cancel(self, job: Job, user: str | None) -> bool:
+        """Whether ``user`` may cancel ``job`` now: it has not ended, and ``user`` owns it or
+        is an administrator."""
+        return not job.is_terminal and self._may_stop(job, user)
+
+    def _may_stop(self, job: Job, user: str | None) -> bool:
+        if not user:
+            return False
+        return job.owner == user or (self._admins is not None and self._admins.is_admin(user))
+
     def cancel(self, job_id: int, user: str) -> Job:
-        """PENDING jobs leave the queue at once; RUNNING ones are asked to stop."""
+        """PENDING jobs leave the queue at once; RUNNING ones are asked to stop. Only the owner
+        or an administrator may; it needs nothing but the job's id and owner (no process
+        handle), so it works as well for a build started before a service restart."""
         with self._lock:
             job = self.get(job_id)
-            if job.owner != user:
+            if not self._may_stop(job, user):
                 raise NotAllowed("only the owner of a build can cancel it")
             if job.status is JobStatus.PENDING:
                 old = job.cancel(self._clock.now(), f"cancelled by {user} before it started")
@@ -204,9 +232,16 @@ class JobService:
         started: list[Job] = []
         with self._lock:
             running = len(self._jobs.with_status(JobStatus.RUNNING))
+            shortage: str | None = None
             for job in self._jobs.with_status(JobStatus.PENDING):
                 if running >= self._max_running:
-                    break
+                    self._set_waiting(job, shortage)  # waits for a slot: no stale disk reason
+                    continue
+                if shortage is None and self._disk_guard is not None:
+                    shortage = self._disk_guard.shortage()
+                if shortage is not None:
+                    self._set_waiting(job, shortage)  # stays queued until there is room
+                    continue
                 old = job.start(self._clock.now())
                 self._store(job, old)
                 running += 1
@@ -216,11 +251,17 @@ class JobService:
                     old = job.fail(f"the build could not be started: {exc}", self._clock.now())
                     self._store(job, old)
                     continue
-                job.attach_process(process.pid)
+                job.attach_process(process.pid, process.start_time)
                 self._jobs.save(job)
                 self._processes[job.id] = process  # type: ignore[index]
                 started.append(job)
         return started
+
+    def _set_waiting(self, job: Job, reason: str | None) -> None:
+        """Store why a queued job waits (shown on its page), only when that changed."""
+        if job.waiting_reason != reason:
+            job.waiting_reason = reason
+            self._jobs.save(job)
 
     def watch(self) -> list[Job]:
         """Record every build that has ended; returns the jobs that became terminal."""
@@ -262,8 +303,8 @@ class JobService:
             old = job.fail(f"the runner ended with exit code {exit_code} without writing "
                            f"its status{detail}", now, exit_code)
         else:
-            old = job.fail("the runner process is gone and left no status "
-                           "(was the machine restarted?)", now)
+            old = job.fail("the runner process is gone and left no status: it was killed, or "
+                           "the machine restarted, while the service was not watching", now)
         self._store(job, old)
 
     def _store(self, job: Job, old: JobStatus) -> None:

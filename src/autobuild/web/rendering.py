@@ -64,8 +64,10 @@ def repo_name(url: str) -> str:
     return path.removesuffix(".git") or url
 
 
-def job_json(job: Job, now: datetime, user: str | None = None) -> dict[str, Any]:
-    """A job as the API returns it."""
+def job_json(job: Job, now: datetime, user: str | None = None,
+             can_cancel: bool | None = None) -> dict[str, Any]:
+    """A job as the API returns it; ``can_cancel`` (JobService.may_cancel) defaults to the
+    owner rule."""
     return {
         "id": job.id,
         "owner": job.owner,
@@ -73,6 +75,7 @@ def job_json(job: Job, now: datetime, user: str | None = None) -> dict[str, Any]
         "ref": job.ref,
         "machine": job.machine,
         "target": job.target,
+        "kas_file": job.kas_file,
         "status": str(job.status),
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),
@@ -80,8 +83,11 @@ def job_json(job: Job, now: datetime, user: str | None = None) -> dict[str, Any]
         "exit_code": job.exit_code,
         "reason": job.reason,
         "cancel_requested_by": job.cancel_requested_by,
+        "waiting_reason": job.waiting_reason,
+        "purged_at": iso(job.purged_at),
         "duration_seconds": job.duration_seconds(now),
-        "can_cancel": user == job.owner and not job.is_terminal,
+        "can_cancel": (user == job.owner and not job.is_terminal) if can_cancel is None
+        else can_cancel,
     }
 
 
@@ -111,7 +117,7 @@ def progress_json(progress: Progress) -> dict[str, Any]:
 
 
 def artifact_json(info: ArtifactInfo) -> dict[str, Any]:
-    return {"name": info.name, "size": info.size, "mtime": iso(info.mtime)}
+    return {"name": info.name, "size": info.size, "mtime": iso(info.mtime), "sha256": info.sha256}
 
 
 def make_templates() -> Jinja2Templates:

@@ -38,7 +38,8 @@ def list_jobs(
     result = service.list_page(page, per_page)
     now = clock.now()
     return {
-        "items": [job_json(job, now, user) for job in result.items],
+        "items": [job_json(job, now, user, service.may_cancel(job, user))
+                  for job in result.items],
         "page": result.number,
         "pages": result.pages,
         "per_page": result.per_page,
@@ -49,7 +50,8 @@ def list_jobs(
 @router.get("/jobs/{job_id:jobid}")
 @inject
 def get_job(job_id: int, user: User, service: Service, clock: Now) -> dict[str, Any]:
-    data = job_json(service.get(job_id), clock.now(), user)
+    found = service.get(job_id)
+    data = job_json(found, clock.now(), user, service.may_cancel(found, user))
     data["progress"] = progress_json(service.progress(job_id))
     return data
 
@@ -145,7 +147,7 @@ def cancel_job(
 ) -> dict[str, Any]:
     job = service.cancel(job_id, user)
     scheduler.wake()
-    return job_json(job, clock.now(), user)
+    return job_json(job, clock.now(), user, service.may_cancel(job, user))
 
 
 @router.post("/jobs/{job_id:jobid}/rebuild", dependencies=[HeaderCsrf])

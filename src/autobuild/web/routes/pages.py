@@ -24,8 +24,9 @@ Sched = Annotated[Scheduler, Depends(Provide[Container.scheduler])]
 Now = Annotated[Clock, Depends(Provide[Container.clock])]
 
 PER_PAGE = 25
-FIELDS = ("repo_url", "ref", "machine", "target")
-NEW_JOB_DEFAULTS = {"repo_url": "", "ref": "main", "machine": "", "target": "core-image-minimal"}
+FIELDS = ("repo_url", "ref", "machine", "target", "kas_file")
+NEW_JOB_DEFAULTS = {"repo_url": "", "ref": "main", "machine": "", "target": "core-image-minimal",
+                    "kas_file": ""}
 MAX_TOKEN_LENGTH = 512  # the runner's own limit
 
 
@@ -35,7 +36,9 @@ def job_list(request: Request, user: User, service: Service, clock: Now, page: i
     result = service.list_page(page, PER_PAGE)
     progress = {job.id: service.progress(job.id) for job in result.items  # type: ignore[arg-type]
                 if job.status is JobStatus.RUNNING}
-    return render(request, "jobs.html", {"page": result, "now": clock.now(), "progress": progress})
+    cancellable = {job.id for job in result.items if service.may_cancel(job, user)}
+    return render(request, "jobs.html", {"page": result, "now": clock.now(), "progress": progress,
+                                         "cancellable": cancellable})
 
 
 def _token_on_file(tokens: TokenStore, user: str) -> bool | None:
@@ -78,7 +81,7 @@ def new_job_form(
         except JobNotFound:
             pass  # a stale link: start from the defaults
         else:
-            values = {name: getattr(old, name) for name in FIELDS}
+            values = {name: getattr(old, name) or "" for name in FIELDS}
     return _new_job_page(request, user, tokens, values)
 
 
@@ -94,8 +97,10 @@ def submit_job(
     ref: Annotated[str, Form()] = "",
     machine: Annotated[str, Form()] = "",
     target: Annotated[str, Form()] = "",
+    kas_file: Annotated[str, Form()] = "",
 ) -> Response:
-    values = {"repo_url": repo_url, "ref": ref, "machine": machine, "target": target}
+    values = {"repo_url": repo_url, "ref": ref, "machine": machine, "target": target,
+              "kas_file": kas_file}
     try:
         job = service.submit(user, **values)
     except InvalidRequest as exc:
@@ -113,9 +118,10 @@ def job_page(request: Request, job_id: int, user: User, service: Service, clock:
         "job": job,
         "artifacts": service.artifacts(job_id),
         "now": clock.now(),
-        "can_cancel": job.owner == user and not job.is_terminal,
+        "can_cancel": service.may_cancel(job, user),
         "progress": None if job.is_terminal else service.progress(job_id),
         "failure": _failure_of(service, job),
+        "retention_days": request.app.state.settings.retention_days,
     }
     return render(request, "job.html", context)
 
@@ -141,7 +147,8 @@ def job_failure(request: Request, job_id: int, user: User, service: Service) -> 
 @router.post("/jobs/{job_id:jobid}/cancel", dependencies=[FormCsrf])
 @inject
 def cancel_job(
-    request: Request, job_id: int, user: User, service: Service, scheduler: Sched
+    request: Request, job_id: int, user: User, service: Service, scheduler: Sched,
+    back: Annotated[str, Form()] = "",
 ) -> Response:
     job = service.cancel(job_id, user)
     scheduler.wake()
@@ -151,7 +158,8 @@ def cancel_job(
         flash(request, f"Build #{job_id} has been asked to stop; it shows CANCELLED once it has.")
     else:
         flash(request, f"Build #{job_id} had already ended ({job.status}).")
-    return RedirectResponse(f"/jobs/{job_id}", status_code=303)
+    # Only a fixed choice of where to go back to: a free URL would be an open redirect.
+    return RedirectResponse("/" if back == "list" else f"/jobs/{job_id}", status_code=303)
 
 
 @router.post("/jobs/{job_id:jobid}/rebuild", dependencies=[FormCsrf])

@@ -198,14 +198,60 @@
       sizeCell.textContent = formatSize(a.size);
       var timeCell = document.createElement("td");
       timeCell.textContent = formatWhen(a.mtime);
+      var sumCell = document.createElement("td");
+      if (a.sha256) {
+        var sum = document.createElement("code");
+        sum.className = "sha256";
+        sum.title = a.sha256;
+        sum.dataset.sha256 = a.sha256;
+        sum.textContent = a.sha256.slice(0, 12) + "\u2026";
+        sumCell.appendChild(sum);
+      } else {
+        sumCell.textContent = "\u2013";
+        sumCell.className = "muted";
+      }
+      var linkCell = document.createElement("td");
+      var copy = document.createElement("button");
+      copy.type = "button";
+      copy.className = "button button-small copy-link";
+      copy.dataset.href = base + "/artifacts/" + encodeURIComponent(a.name);
+      copy.textContent = "Copy link";
+      linkCell.appendChild(copy);
       row.appendChild(nameCell);
       row.appendChild(sizeCell);
       row.appendChild(timeCell);
+      row.appendChild(sumCell);
+      row.appendChild(linkCell);
       body.appendChild(row);
     });
     table.hidden = items.length === 0;
     empty.hidden = items.length !== 0;
     if (!items.length) empty.textContent = "This build produced no artifacts.";
+  }
+
+  // Copy buttons: the absolute download URL, or the full sha256 when its short form is clicked.
+  function copyText(text, done) {
+    if (navigator.clipboard && navigator.clipboard.writeText) {
+      navigator.clipboard.writeText(text).then(done, function () { window.prompt("Copy:", text); });
+    } else {
+      window.prompt("Copy:", text);  // no clipboard API (plain http): let the user copy it
+    }
+  }
+
+  var artifactsBody = document.getElementById("artifacts-body");
+  if (artifactsBody) {
+    artifactsBody.addEventListener("click", function (event) {
+      var target = event.target;
+      if (target.classList.contains("copy-link")) {
+        var url = new URL(target.dataset.href, window.location.href).href;
+        copyText(url, function () {
+          target.textContent = "Copied";
+          window.setTimeout(function () { target.textContent = "Copy link"; }, 1500);
+        });
+      } else if (target.classList.contains("sha256")) {
+        copyText(target.dataset.sha256, function () { target.classList.add("copied"); });
+      }
+    });
   }
 
   function refreshArtifacts() {
@@ -333,7 +379,7 @@
             return;
           }
           if (res.body.status === "RUNNING") {
-            setText("status-line", "Stopping: the build has been asked to stop.");
+            setText("status-line", "Cancelling…");
           }
           applyStatus(res.body);
         })

@@ -1,0 +1,79 @@
+"""Retention: the logs and artifacts of ended jobs are kept for a number of days, then removed.
+
+Business rules:
+- only ended jobs (SUCCESS, FAILED, CANCELLED) expire, ``days`` days after they finished;
+- a job is purged once: the runner deletes, as the owner, what the build wrote; then the
+  service deletes its own files and the directory; then the job records ``purged_at``;
+- the job itself (its parameters, status and times) stays in the list for good;
+- a job that cannot be purged (sudo refused, a file stays) is reported and left as it is, and
+  the others are still purged; when the runner fails but the service can remove everything
+  itself (a job cancelled before it ran), the job is purged all the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .jobs import TERMINAL_STATUSES, Job
+from .ports import BuildRunner, Clock, JobFiles, JobRepository, RunnerError
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    """What happened to one expired job: ``error`` is None when it was purged."""
+
+    job: Job
+    bytes_used: int  # what its directory took before (what was freed, when purged)
+    error: str | None = None
+
+    @property
+    def purged(self) -> bool:
+        return self.error is None
+
+
+class Retention:
+    def __init__(self, jobs: JobRepository, files: JobFiles, runner: BuildRunner, clock: Clock,
+                 days: int) -> None:
+        if days < 1:
+            raise ValueError("retention must be at least one day")
+        self._jobs = jobs
+        self._files = files
+        self._runner = runner
+        self._clock = clock
+        self.days = days
+
+    def expired(self) -> list[Job]:
+        """Ended jobs whose logs and artifacts are older than the retention, oldest first."""
+        now = self._clock.now()
+        return [job for job in self._jobs.with_status(*TERMINAL_STATUSES)
+                if job.is_expired(now, self.days)]
+
+    def usage(self, job: Job) -> int:
+        return self._files.usage(job.id)  # type: ignore[arg-type]
+
+    def purge(self, job: Job) -> PurgeResult:
+        """Remove ``job``'s directory and record it; never raises for a job that cannot be."""
+        used = self.usage(job)
+        try:
+            self._runner.purge(job)
+        except RunnerError as exc:
+            # A job that never ran holds only the service's files: no runner needed for it
+            # (nor an owner who is still allowed to use sudo).
+            try:
+                self._files.remove(job.id)  # type: ignore[arg-type]
+            except OSError:
+                return PurgeResult(job, used, str(exc))
+        else:
+            try:
+                self._files.remove(job.id)  # type: ignore[arg-type]
+            except OSError as exc:
+                return PurgeResult(job, used, f"the service could not remove the rest: {exc}")
+        job.mark_purged(self._clock.now())
+        self._jobs.save(job)
+        return PurgeResult(job, used)
+
+    def run(self, dry_run: bool = False) -> list[PurgeResult]:
+        """Purge every expired job (or, with ``dry_run``, only say what would go)."""
+        if dry_run:
+            return [PurgeResult(job, self.usage(job)) for job in self.expired()]
+        return [self.purge(job) for job in self.expired()]

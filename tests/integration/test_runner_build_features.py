@@ -1,0 +1,226 @@
+"""run_job.sh: kas projects (real kas, stand-in bitbake), workspace cleanup, sha256 of the
+artifacts, and a disk that fills up during the build."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.support.standin import create_kas_repo
+
+from .conftest import MACHINE, TARGET
+from .test_runner import assert_finished
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+KAS = REPO_ROOT / ".venv" / "bin" / "kas"
+
+
+@pytest.fixture
+def kas_url(git) -> str:
+    bare = git.bare.parent / "kas-project.git"
+    if not bare.exists():
+        create_kas_repo(bare)
+    return git.server.url("kas-project.git")
+
+
+def sha256_lines(build) -> dict[str, str]:
+    text = (build.job_dir / "artifacts.sha256").read_text()
+    sums = {}
+    for line in text.splitlines():
+        digest, name = line.split("  ", 1)
+        sums[name] = digest
+    return sums
+
+
+# --- sha256 ----------------------------------------------------------------------------------
+
+def test_runner_records_the_sha256_of_every_collected_artifact(runner, git):
+    build = runner.build(1, git.url, "main")
+
+    assert_finished(build, "SUCCESS", 0)
+    sums = sha256_lines(build)
+    assert sums and set(sums) == set(build.artifacts)
+    for name, path in build.artifacts.items():
+        assert sums[name] == hashlib.sha256(path.read_bytes()).hexdigest(), name
+    checked = subprocess.run(["sha256sum", "--check", "--strict", "../artifacts.sha256"],
+                             cwd=build.job_dir / "artifacts", capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert oct((build.job_dir / "artifacts.sha256").stat().st_mode & 0o777) == "0o640"
+
+
+def test_no_artifacts_means_no_checksum_file(runner, git):
+    build = runner.build(1, git.url, "main", patterns=["*.wic"])
+
+    assert_finished(build, "SUCCESS", 0)
+    assert not (build.job_dir / "artifacts.sha256").exists()
+
+
+# --- workspace cleanup -----------------------------------------------------------------------
+
+def test_workspace_is_removed_after_a_build_and_artifacts_stay(runner, git, tmp_path):
+    build = runner.build(1, git.url, "main",
+                         settings={"CACHE_DIR": str(tmp_path / "none"), "KEEP_WORKSPACE": "0"})
+
+    assert_finished(build, "SUCCESS", 0)
+    assert not (build.job_dir / "work").exists()
+    assert build.artifacts and (build.job_dir / "artifacts.sha256").exists()
+    log = build.log
+    assert log.index("==> Collecting artifacts") < log.index("==> Removing the workspace")
+    assert "Removed work/ (the clone and build/tmp): " in log
+    assert "freed" in log.split("Removed work/", 1)[1].splitlines()[0]
+
+
+def test_workspace_is_removed_after_a_failure_once_task_logs_are_saved(runner, git, tmp_path):
+    build = runner.build(1, git.url, "main", target="fail-image",
+                         settings={"CACHE_DIR": str(tmp_path / "none"), "KEEP_WORKSPACE": "0"})
+
+    assert_finished(build, "FAILED", 1)
+    assert not (build.job_dir / "work").exists()
+    saved = list((build.job_dir / "logs" / "failed-tasks").iterdir())
+    assert len(saved) == 1 and "oe_runmake failed" in saved[0].read_text()
+
+
+def test_read_only_directories_in_the_workspace_are_removed_too(runner, git, tmp_path):
+    # Yocto leaves read-only trees behind (Go's module cache); a plain rm -rf fails on them.
+    job_dir = runner.job_dir(1, settings={"CACHE_DIR": str(tmp_path / "none")})
+    read_only = job_dir / "work" / "gomod" / "pkg"
+    read_only.mkdir(parents=True)
+    (read_only / "file.go").write_text("package x\n")
+    read_only.chmod(0o555)
+    read_only.parent.chmod(0o555)
+    try:
+        result = runner.run("1", git.url, "main", MACHINE, TARGET)
+        assert result.returncode == 0
+        assert not (job_dir / "work").exists()
+    finally:
+        if read_only.exists():
+            read_only.parent.chmod(0o755)
+            read_only.chmod(0o755)
+
+
+def test_keep_workspace_keeps_it_and_says_how_big_it_is(runner, git):
+    build = runner.build(1, git.url, "main")  # the fixture's settings keep it
+
+    assert_finished(build, "SUCCESS", 0)
+    assert (build.job_dir / "work" / "src" / "build" / "tmp").is_dir()
+    assert "Keeping the workspace (KEEP_WORKSPACE=1): work/ uses " in build.log
+
+
+def test_cancelled_build_cleans_up_too(runner, git, tmp_path):
+    runner.job_dir(1, settings={"CACHE_DIR": str(tmp_path / "none")})
+    proc = subprocess.Popen([str(runner.path), "1", git.url, "main", MACHINE, "slow-image"],
+                            env=runner.env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    runner.wait_for_log(1, "Running task 2 of")
+    assert runner.run("--cancel", "1", env=runner.env(AUTO_BUILD_CANCEL_GRACE="2")).returncode == 0
+    assert proc.wait(timeout=60) != 0
+    job_dir = runner.jobs_root / "1"
+    assert '"CANCELLED"' in (job_dir / "status.json").read_text()
+    assert not (job_dir / "work").exists()
+
+
+# --- kas -------------------------------------------------------------------------------------
+
+def test_repo_with_kas_yml_is_built_by_real_kas_with_the_form_machine_and_target(
+        runner, git, kas_url, tmp_path):
+    cache = tmp_path / "cache"
+    (cache / "downloads").mkdir(parents=True)
+    (cache / "sstate-cache").mkdir()
+    build = runner.build(1, kas_url, "main", machine="genericarm64", target="core-image-base",
+                         settings={"CACHE_DIR": str(cache), "KEEP_WORKSPACE": "1",
+                                   "BB_NUMBER_THREADS": "3"})
+
+    assert_finished(build, "SUCCESS", 0)
+    log = build.log
+    assert "==> kas build kas.yml: bitbake core-image-base (MACHINE=genericarm64)" in log
+    assert "kas 5.5" in log
+    assert "oe-init-build-env" not in log.split("==> kas build", 1)[0].split("==> Checking out")[1]
+    # kas's own bitbake call, with the form's values overriding kas.yml's.
+    assert "bitbake -c build core-image-base" in log or 'TARGET               = "core-image-base"' in log
+    assert 'MACHINE              = "genericarm64"' in log
+    assert f'DL_DIR               = "{cache}/downloads"' in log
+    assert 'BB_NUMBER_THREADS    = "3"' in log
+    build_dir = build.job_dir / "work" / "build"
+    assert 'MACHINE ??= "genericarm64"' in (build_dir / "conf" / "local.conf").read_text()
+    assert f'SSTATE_DIR = "{cache}/sstate-cache"' in (build_dir / "conf" / "auto.conf").read_text()
+    names = set(build.artifacts)
+    assert "core-image-base-genericarm64.bin" in names
+    assert b"version=2.0" in build.artifacts["core-image-base-genericarm64.bin"].read_bytes()
+    assert set(sha256_lines(build)) == names
+
+
+def test_kas_file_from_the_form_is_used(runner, git, kas_url, tmp_path):
+    build = runner.build(1, kas_url, "main", target="core-image-minimal",
+                         settings={"CACHE_DIR": str(tmp_path / "none"), "KEEP_WORKSPACE": "0",
+                                   "KAS_FILE": "kas/other.yml"})
+
+    assert_finished(build, "SUCCESS", 0)
+    assert "==> kas build kas/other.yml: bitbake core-image-minimal" in build.log
+    assert f"core-image-minimal-{MACHINE}.bin" in build.artifacts
+    assert not (build.job_dir / "work").exists()
+
+
+def test_failed_kas_build_saves_task_logs_and_fails(runner, git, kas_url, tmp_path):
+    build = runner.build(1, kas_url, "main", target="fail-image",
+                         settings={"CACHE_DIR": str(tmp_path / "none"), "KEEP_WORKSPACE": "0"})
+
+    assert_finished(build, "FAILED", 2)  # kas's exit code when bitbake fails
+    assert "ERROR: kas build kas.yml failed (exit 2)" in build.log
+    saved = list((build.job_dir / "logs" / "failed-tasks").iterdir())
+    assert len(saved) == 1 and "oe_runmake failed" in saved[0].read_text()
+
+
+def test_missing_kas_file_fails_with_one_clear_line(runner, git, tmp_path):
+    build = runner.build(1, git.url, "main",
+                         settings={"CACHE_DIR": str(tmp_path / "none"), "KAS_FILE": "kas/none.yml"})
+
+    assert_finished(build, "FAILED", 1)
+    assert "ERROR: the kas file kas/none.yml is not a file in the repository" in build.log
+
+
+def test_without_a_kas_file_the_poky_path_is_taken(runner, git):
+    build = runner.build(1, git.url, "main")
+
+    assert_finished(build, "SUCCESS", 0)
+    assert "==> Setting up the build environment (oe-init-build-env)" in build.log
+    assert "kas build" not in build.log
+
+
+# --- disk full -------------------------------------------------------------------------------
+
+@pytest.fixture
+def tiny_jobs_root(tmp_path):
+    """A 3 MiB tmpfs as the jobs root (root only; skipped where mounting is not allowed)."""
+    root = tmp_path / f"tiny-{uuid.uuid4().hex[:8]}"
+    root.mkdir()
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("needs root to mount a tmpfs")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3M,mode=0755", "tmpfs",
+                              str(root)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield root
+    finally:
+        subprocess.run(["umount", "-l", str(root)], capture_output=True)
+
+
+@pytest.mark.parametrize("keep", ["0", "1"])
+def test_disk_full_ends_failed_with_a_status_and_frees_the_workspace(runner, git, tiny_jobs_root,
+                                                                     keep):
+    runner.jobs_root = tiny_jobs_root
+    build = runner.build(1, git.url, "main", target="fill-disk-image",
+                         settings={"CACHE_DIR": "/nonexistent", "KEEP_WORKSPACE": keep})
+
+    assert_finished(build, "FAILED", 1)
+    log = build.log
+    assert "ERROR: No space left on device: the disk holding" in log
+    assert not (build.job_dir / "work").exists()  # freed even when asked to keep it
+    assert not (build.job_dir / ".space-reserve").exists()

@@ -1,0 +1,113 @@
+"""Cancel from the job list, administrators (AUTO_BUILD_ADMIN_GROUP), "Cancelling…" while a
+build stops, and the reason of a FAILED or CANCELLED build shown on its page."""
+
+from __future__ import annotations
+
+import html
+import re
+
+from autobuild.domain.jobs import JobStatus
+from tests.web.helpers import page_csrf, submit
+
+
+def _row(page: str, job_id: int) -> str:
+    match = re.search(rf'<tr class="job-row">\s*<td data-label="Build"><a class="job-link" '
+                      rf'href="/jobs/{job_id}">.*?</tr>', page, re.S)
+    assert match, f"no row for build #{job_id}"
+    return match.group(0)
+
+
+def _status_line(page: str) -> str:
+    match = re.search(r'<p class="status-line" id="status-line"[^>]*>(.*?)</p>', page, re.S)
+    assert match
+    return html.unescape(match.group(1))
+
+
+def test_job_list_has_a_cancel_button_only_for_unfinished_builds_of_the_user(alice, bob, fakes,
+                                                                              service):
+    submit(alice)  # 1: will run
+    submit(bob)  # 2: bob's, queued
+    submit(alice)  # 3: queued
+    submit(alice)  # 4: will end
+    fakes.jobs.rows[4].status = JobStatus.SUCCESS
+    service.tick()
+    assert fakes.jobs.get(1).status is JobStatus.RUNNING
+
+    page = alice.get("/").text
+    for job_id in (1, 3):
+        assert f'action="/jobs/{job_id}/cancel"' in _row(page, job_id)
+    for job_id in (2, 4):
+        assert "/cancel" not in _row(page, job_id)
+    assert 'name="csrf_token"' in _row(page, 1)
+
+
+def test_cancel_from_the_list_takes_a_queued_build_out_and_comes_back_to_the_list(alice, fakes):
+    submit(alice)
+    response = alice.post("/jobs/1/cancel", data={"csrf_token": page_csrf(alice, "/"),
+                                                  "back": "list"})
+    assert response.status_code == 303 and response.headers["location"] == "/"
+    assert fakes.jobs.get(1).status is JobStatus.CANCELLED
+    page = alice.get("/").text
+    assert "Build #1 was cancelled before it started." in page
+    assert "/cancel" not in _row(page, 1)
+
+
+def test_only_the_list_is_a_place_to_go_back_to(alice, fakes):
+    submit(alice)
+    response = alice.post("/jobs/1/cancel", data={"csrf_token": page_csrf(alice, "/"),
+                                                  "back": "https://evil.example.com/"})
+    assert response.headers["location"] == "/jobs/1"
+
+
+def test_a_running_build_shows_cancelling_until_it_has_stopped(alice, fakes, service):
+    submit(alice)
+    service.tick()
+    alice.post("/jobs/1/cancel", data={"csrf_token": page_csrf(alice, "/"), "back": "list"})
+    assert fakes.runner.cancelled == [1]
+
+    listing = alice.get("/").text
+    assert "Cancelling…" in _row(listing, 1) and "/cancel" not in _row(listing, 1)
+    assert _status_line(alice.get("/jobs/1").text) == "Cancelling… (asked by alice)"
+
+    fakes.runner.finish(1, 130, status="CANCELLED")
+    service.tick()
+    assert "Cancelling…" not in _row(alice.get("/").text, 1)
+    page = alice.get("/jobs/1").text
+    assert _status_line(page) == "cancelled by alice"
+    assert 'data-status="CANCELLED"' in page
+
+
+def test_an_administrator_may_cancel_anyones_build(alice, bob, fakes, service):
+    submit(alice)
+    service.tick()
+    assert 'id="cancel-form"' not in bob.get("/jobs/1").text
+    assert bob.get("/api/jobs/1").json()["can_cancel"] is False
+    refused = bob.post("/jobs/1/cancel", data={"csrf_token": page_csrf(bob, "/")})
+    assert refused.status_code == 403 and fakes.runner.cancelled == []
+
+    fakes.admins.admins.add("bob")
+
+    assert 'id="cancel-form"' in bob.get("/jobs/1").text
+    assert 'action="/jobs/1/cancel"' in _row(bob.get("/").text, 1)
+    assert bob.get("/api/jobs").json()["items"][0]["can_cancel"] is True
+    response = bob.post("/api/jobs/1/cancel", headers={"X-CSRF-Token": page_csrf(bob, "/")})
+    assert response.status_code == 200
+    assert response.json()["cancel_requested_by"] == "bob"
+    assert fakes.runner.cancelled == [1]
+    fakes.runner.finish(1, 130, status="CANCELLED")
+    service.tick()
+    assert fakes.jobs.get(1).reason == "cancelled by bob"
+
+
+def test_a_build_lost_while_the_service_was_down_shows_why_it_failed(alice, fakes, service):
+    submit(alice)
+    job = fakes.jobs.get(1)  # RUNNING, started by the service before its restart
+    job.start(fakes.clock.now())
+    job.attach_process(4242, 123)
+    fakes.jobs.save(job)
+    service.tick()  # nothing to poll: it probes, and the runner is not alive
+
+    page = alice.get("/jobs/1").text
+    assert 'data-status="FAILED"' in page
+    assert _status_line(page).startswith("the runner process is gone and left no status")
+    assert alice.get("/api/jobs/1").json()["reason"].startswith("the runner process is gone")
