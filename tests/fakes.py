@@ -64,7 +64,11 @@ class FakeJobFiles:
     task_logs: dict[int, dict[str, str]] = field(default_factory=dict)
     build_settings: dict[int, dict[str, str]] = field(default_factory=dict)
     checksums: dict[int, dict[str, str]] = field(default_factory=dict)
+    runner_pids: dict[int, int] = field(default_factory=dict)
     mtime: datetime = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def read_runner_pid(self, job_id: int) -> int | None:
+        return self.runner_pids.get(job_id)
 
     def create(self, job: Job, artifact_patterns: list[str],
                build_settings: Mapping[str, str] | None = None) -> None:

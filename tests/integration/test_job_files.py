@@ -351,3 +351,15 @@ def test_a_job_dir_that_is_a_symlink_serves_nothing(files, root, tmp_path):
     assert files.list_artifacts(JOB_ID) == []
     with pytest.raises(ArtifactNotFound):
         files.open_artifact(JOB_ID, "image.bin")
+
+
+def test_runner_pid_is_read_from_the_runners_file_and_garbage_is_ignored(root, files):
+    files.create(make_job(), ["*.bin"])
+    assert files.read_runner_pid(JOB_ID) is None
+    (root / str(JOB_ID) / "runner.pid").write_text("4242 4243\n")
+    assert files.read_runner_pid(JOB_ID) == 4242
+    (root / str(JOB_ID) / "runner.pid").write_text("-1 x\n")
+    assert files.read_runner_pid(JOB_ID) is None
+    (root / str(JOB_ID) / "runner.pid").unlink()
+    os.symlink("/proc/self/stat", root / str(JOB_ID) / "runner.pid")
+    assert files.read_runner_pid(JOB_ID) is None

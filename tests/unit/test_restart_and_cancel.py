@@ -15,6 +15,7 @@ from tests.fakes import (
     FakeJobFiles,
     FakeJobRepository,
     FakeRunner,
+    FakeWorld,
 )
 
 URL = "https://git.example.com/yocto/poky.git"
@@ -167,3 +168,36 @@ def test_without_an_administrators_port_only_the_owner_may_cancel(world):
     assert not plain.may_cancel(world.repo.get(job_id), "root-of-builds")
     with pytest.raises(NotAllowed):
         plain.cancel(job_id, "root-of-builds")
+
+
+def test_a_service_that_died_before_recording_the_pid_finds_the_runner_by_its_pid_file():
+    w = FakeWorld()
+    job = w.service.submit("alice", "https://git.example.com/p.git", "main", "qemux86-64",
+                           "core-image-minimal")
+    stored = w.repo.get(job.id)
+    stored.start(w.clock.now())  # RUNNING was saved, then the service died: no pid recorded
+    w.repo.save(stored)
+    w.files.runner_pids[job.id] = 4242  # but the runner had started
+    w.runner.alive.add(job.id)
+
+    restarted = JobService(w.repo, w.files, w.runner, w.events, w.clock)
+    restarted.tick()
+    assert w.repo.get(job.id).status is JobStatus.RUNNING
+    assert w.repo.get(job.id).pid == 4242
+
+    w.runner.alive.discard(job.id)
+    w.files.statuses[job.id] = RunnerStatus("SUCCESS", 0, w.clock.now())
+    restarted.tick()
+    assert w.repo.get(job.id).status is JobStatus.SUCCESS
+
+
+def test_a_service_that_died_before_launching_marks_the_job_failed_with_the_reason():
+    w = FakeWorld()
+    job = w.service.submit("alice", "https://git.example.com/p.git", "main", "qemux86-64",
+                           "core-image-minimal")
+    stored = w.repo.get(job.id)
+    stored.start(w.clock.now())
+    w.repo.save(stored)
+    w.service.tick()  # no process handle, no runner.pid, no status: nothing runs it
+    lost = w.repo.get(job.id)
+    assert lost.status is JobStatus.FAILED and "no status" in lost.reason

@@ -339,6 +339,16 @@ class JobDirectory:
             if fd is not None:
                 os.close(fd)
 
+    def read_runner_pid(self, job_id: int) -> int | None:
+        """The first number of ``runner.pid`` ("<runner pid> <build pgid>"), or None."""
+        with self._open_file(job_id, "runner.pid") as fd:
+            if fd is None:
+                return None
+            fields = os.read(fd, 64).split()
+        if fields and fields[0].isdigit() and 0 < int(fields[0]) < 2**22:
+            return int(fields[0])
+        return None
+
     @contextmanager
     def _open_file(self, job_id: int, *parts: str) -> Iterator[int | None]:
         """A descriptor of the regular file ``<root>/<id>/<parts...>``, or None."""

@@ -121,6 +121,10 @@ class JobFiles(Protocol):
         """The runner's final status, or None while there is none (or it is unreadable)."""
         ...
 
+    def read_runner_pid(self, job_id: int) -> int | None:
+        """The runner's own pid from ``runner.pid`` (written as it starts), or None."""
+        ...
+
     def read_task_logs(self, job_id: int) -> dict[str, str]:
         """The logs of failed tasks the runner saved in ``logs/failed-tasks/``: name -> the
         end of the file (at most 8 KiB, from a line start when cut), decoded; {} if none."""

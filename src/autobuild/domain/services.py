@@ -280,6 +280,13 @@ class JobService:
                     continue
                 # Not started by this process (the service restarted): status.json, then liveness.
                 status = self._files.read_status(job.id)  # type: ignore[arg-type]
+                if status is None and job.pid is None:
+                    # The service stopped between marking it RUNNING and recording the pid:
+                    # the runner, if it started, says who it is in runner.pid.
+                    runner_pid = self._files.read_runner_pid(job.id)  # type: ignore[arg-type]
+                    if runner_pid is not None:
+                        job.attach_process(runner_pid)
+                        self._jobs.save(job)
                 if status is None and self._runner.probe(job):
                     continue
                 if status is None:
