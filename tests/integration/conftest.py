@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from autobuild.adapters.job_files import JobDirectory
+
 from tests.support.git_https_server import GitHttpsServer, installed_user_token
 from tests.support.standin import commit_of, create_standin_repo
 
@@ -163,6 +165,17 @@ def jobs_root(tmp_path: Path) -> Path:
     root = tmp_path / "jobs"
     root.mkdir()
     return root
+
+
+@pytest.fixture
+def root(jobs_root: Path) -> Path:
+    """The jobs root, for tests of the job directory adapter."""
+    return jobs_root
+
+
+@pytest.fixture
+def files(jobs_root: Path) -> JobDirectory:
+    return JobDirectory(jobs_root)
 
 
 @pytest.fixture

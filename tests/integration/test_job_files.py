@@ -10,23 +10,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from autobuild.adapters.job_files import JobDirectory
 from autobuild.domain.artifacts import ArtifactNotFound
 from autobuild.domain.jobs import Job
 
 JOB_ID = 12
-
-
-@pytest.fixture
-def root(tmp_path):
-    path = tmp_path / "jobs"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def files(root):
-    return JobDirectory(root)
 
 
 @pytest.fixture

@@ -7,21 +7,8 @@ import os
 import pytest
 
 from autobuild.adapters import job_files
-from autobuild.adapters.job_files import JobDirectory
 
 JOB_ID = 12
-
-
-@pytest.fixture
-def root(tmp_path):
-    path = tmp_path / "jobs"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def files(root):
-    return JobDirectory(root)
 
 
 @pytest.fixture
