@@ -367,19 +367,15 @@ on_signal() {  # forward INT/TERM/HUP to the build's process group; finish_build
 }
 
 reap_build_group() {  # nothing the build started may outlive the runner
-    local pgid=$1 i
-    for (( i = 0; i < 25; i++ )); do
-        group_alive "$pgid" || return 0
-        sleep 0.2
+    local pgid=$1 sig i
+    for sig in TERM KILL; do  # 5 s to end by itself, then SIGTERM, 5 s more, then SIGKILL
+        for (( i = 0; i < 25; i++ )); do
+            group_alive "$pgid" || return 0
+            sleep 0.2
+        done
+        step "Stopping leftover build processes (SIG$sig)"
+        kill -s "$sig" -- "-$pgid" 2>/dev/null || true
     done
-    step "Stopping leftover build processes (SIGTERM)"
-    kill -TERM -- "-$pgid" 2>/dev/null || true
-    for (( i = 0; i < 25; i++ )); do
-        group_alive "$pgid" || return 0
-        sleep 0.2
-    done
-    step "Killing leftover build processes (SIGKILL)"
-    kill -KILL -- "-$pgid" 2>/dev/null || true
 }
 
 setup_git_env() {  # every git process: https only, our askpass, no credential helper
