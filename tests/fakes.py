@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import copy
 import io
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from autobuild.domain.artifacts import ArtifactInfo, ArtifactNotFound, is_plain_name
-from autobuild.domain.jobs import Job, JobStatus
-from autobuild.domain.ports import RunnerError, RunnerStatus
+from autobuild.domain.commands import JobCommands
+from autobuild.domain.jobs import Job, JobStatus, Submission
+from autobuild.domain.permissions import Permissions
+from autobuild.domain.ports import Ended, Lost, Running, RunnerError, RunnerState
+from autobuild.domain.queries import JobQueries
+from autobuild.domain.supervision import Supervisor
 
 
 class FakeClock:
@@ -28,9 +33,12 @@ class FakeJobRepository:
     def __init__(self) -> None:
         self.rows: dict[int, Job] = {}
         self._next_id = 1
+        self.fail_add: Exception | None = None  # raised by add (a full disk...), nothing stored
 
-    def add(self, job: Job) -> Job:
-        job.id = self._next_id
+    def add(self, submission: Submission) -> Job:
+        if self.fail_add is not None:
+            raise self.fail_add
+        job = Job.from_submission(self._next_id, submission)
         self._next_id += 1
         self.rows[job.id] = copy.deepcopy(job)
         return job
@@ -57,126 +65,93 @@ class FakeJobRepository:
 
 @dataclass
 class FakeJobFiles:
-    created: dict[int, list[str]] = field(default_factory=dict)
+    """What builds left, by job id; the methods take the job, as the port does."""
+
     logs: dict[int, bytes] = field(default_factory=dict)
-    statuses: dict[int, RunnerStatus] = field(default_factory=dict)
     artifacts: dict[int, dict[str, bytes]] = field(default_factory=dict)
     task_logs: dict[int, dict[str, str]] = field(default_factory=dict)
-    build_settings: dict[int, dict[str, str]] = field(default_factory=dict)
     checksums: dict[int, dict[str, str]] = field(default_factory=dict)
-    runner_pids: dict[int, int] = field(default_factory=dict)
     mtime: datetime = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def read_runner_pid(self, job_id: int) -> int | None:
-        return self.runner_pids.get(job_id)
-
-    def create(self, job: Job, artifact_patterns: list[str],
-               build_settings: Mapping[str, str] | None = None) -> None:
-        self.created[job.id] = list(artifact_patterns)  # type: ignore[index]
-        self.build_settings[job.id] = dict(build_settings or {})  # type: ignore[index]
 
     def append_log(self, job_id: int, data: bytes) -> None:
         self.logs[job_id] = self.logs.get(job_id, b"") + data
 
-    def read_log(self, job_id: int, offset: int, limit: int) -> bytes:
-        return self.logs.get(job_id, b"")[offset:offset + limit]
+    def read_log(self, job: Job, offset: int, limit: int) -> bytes:
+        return self.logs.get(job.id, b"")[offset:offset + limit]
 
-    def log_size(self, job_id: int) -> int:
-        return len(self.logs.get(job_id, b""))
+    def log_size(self, job: Job) -> int:
+        return len(self.logs.get(job.id, b""))
 
-    def read_status(self, job_id: int) -> RunnerStatus | None:
-        return self.statuses.get(job_id)
+    def read_task_logs(self, job: Job) -> dict[str, str]:
+        return dict(self.task_logs.get(job.id, {}))
 
-    def read_task_logs(self, job_id: int) -> dict[str, str]:
-        return dict(self.task_logs.get(job_id, {}))
-
-    def list_artifacts(self, job_id: int) -> list[ArtifactInfo]:
-        sums = self.checksums.get(job_id, {})
+    def list_artifacts(self, job: Job) -> list[ArtifactInfo]:
+        sums = self.checksums.get(job.id, {})
         return [ArtifactInfo(name, len(data), self.mtime, sums.get(name))
-                for name, data in sorted(self.artifacts.get(job_id, {}).items())]
+                for name, data in sorted(self.artifacts.get(job.id, {}).items())]
 
-    def usage(self, job_id: int) -> int:
-        return self.log_size(job_id) + sum(len(d) for d in self.artifacts.get(job_id, {}).values())
+    def usage(self, job: Job) -> int:
+        return self.log_size(job) + sum(len(d) for d in self.artifacts.get(job.id, {}).values())
 
-    def remove(self, job_id: int) -> None:
-        """What the service removes once the runner purged: the directory is then gone.
-        Raises OSError while the build's log or artifacts (the runner's files) are there."""
-        if self.logs.get(job_id) or self.artifacts.get(job_id):
-            raise OSError(39, "Directory not empty")
-        for files in (self.logs, self.statuses, self.artifacts, self.task_logs, self.created):
-            files.pop(job_id, None)
-
-    def open_artifact(self, job_id: int, name: str):
-        files = self.artifacts.get(job_id, {})
+    def open_artifact(self, job: Job, name: str):
+        files = self.artifacts.get(job.id, {})
         if not is_plain_name(name) or name not in files:
             raise ArtifactNotFound(name)
         data = files[name]
         return io.BytesIO(data), ArtifactInfo(name, len(data), self.mtime)
 
 
-class FakeProcess:
-    def __init__(self, pid: int, start_time: int | None = None) -> None:
-        self.pid = pid
-        self.start_time = start_time
-        self.exit_code: int | None = None
-        self.stderr = ""
-
-    def poll(self) -> int | None:
-        return self.exit_code
-
-    def error_output(self) -> str:
-        return self.stderr
-
-
 class FakeRunner:
-    """Launches nothing; tests end builds with ``finish(job_id, code)``."""
+    """The BuildRunner port: launches nothing; tests end builds with ``finish`` or ``lose``."""
 
     def __init__(self, files: FakeJobFiles, clock: FakeClock) -> None:
-        self.files = files
-        self.clock = clock
-        self.processes: dict[int, FakeProcess] = {}
+        self.files, self.clock = files, clock
+        self.states: dict[int, RunnerState] = {}  # what state() answers, by job id
+        self.orders: dict[int, tuple[tuple[str, ...] | None, object]] = {}  # patterns, settings
+        self.launches: list[int] = []
         self.cancelled: list[int] = []
-        self.alive: set[int] = set()
-        self.refuse: str | None = None
         self.purged: list[int] = []
+        self.refuse: str | None = None  # launch raises RunnerError with this
+        self.refuse_cancel: str | None = None
         self.refuse_purge: str | None = None
-        self._next_pid = 1000
+        self.listeners: list[Callable[[], None]] = []
 
-    def launch(self, job: Job) -> FakeProcess:
+    def launch(self, job: Job) -> str:
         if self.refuse:
             raise RunnerError(self.refuse)
-        self._next_pid += 1
-        process = FakeProcess(self._next_pid, start_time=self._next_pid * 100)
-        self.processes[job.id] = process  # type: ignore[index]
-        self.alive.add(job.id)  # type: ignore[arg-type]
-        return process
+        self.launches.append(job.id)
+        self.orders[job.id] = (job.artifact_patterns, job.settings)
+        self.states[job.id] = Running()
+        return f"fake-{job.id}"
+
+    def state(self, job: Job) -> RunnerState:
+        return self.states.get(job.id, Lost("the runner did not start", started=False))
 
     def cancel(self, job: Job) -> None:
-        self.cancelled.append(job.id)  # type: ignore[arg-type]
+        if self.refuse_cancel:
+            raise RunnerError(self.refuse_cancel)
+        self.cancelled.append(job.id)
 
     def purge(self, job: Job) -> None:
         """Deletes what the build wrote (its log and artifacts); ``refuse_purge`` makes it fail."""
         if self.refuse_purge:
             raise RunnerError(self.refuse_purge)
-        self.purged.append(job.id)  # type: ignore[arg-type]
-        self.files.logs.pop(job.id, None)  # type: ignore[arg-type]
-        self.files.artifacts.pop(job.id, None)  # type: ignore[arg-type]
+        self.purged.append(job.id)
+        self.files.logs.pop(job.id, None)
+        self.files.artifacts.pop(job.id, None)
 
-    def probe(self, job: Job) -> bool:
-        """Alive as the real runner sees it: the job's process runs, and (when the job
-        recorded one) with the start time it was launched with: a reused pid is not it."""
-        if job.id not in self.alive:
-            return False
-        process = self.processes.get(job.id)  # type: ignore[arg-type]
-        return (process is None or job.pid_start_time is None
-                or process.start_time == job.pid_start_time)
+    def on_change(self, callback: Callable[[], None]) -> None:
+        self.listeners.append(callback)
 
     def finish(self, job_id: int, exit_code: int, status: str | None = None) -> None:
-        """The build ends: the runner writes status.json, then the process exits."""
-        final = status or ("SUCCESS" if exit_code == 0 else "FAILED")
-        self.files.statuses[job_id] = RunnerStatus(final, exit_code, self.clock.now())
-        self.processes[job_id].exit_code = exit_code
-        self.alive.discard(job_id)
+        """The build ends and says how (as the runner's status.json does)."""
+        final = JobStatus(status or ("SUCCESS" if exit_code == 0 else "FAILED"))
+        self.states[job_id] = Ended(final, exit_code, self.clock.now())
+        for listener in self.listeners:
+            listener()
+
+    def lose(self, job_id: int, reason: str = "killed", started: bool = True) -> None:
+        self.states[job_id] = Lost(reason, started)
 
 
 class FakeEvents:
@@ -233,15 +208,19 @@ class FakeDiskSpace:
 
 
 class FakeWorld:
-    """A JobService wired to a fresh fake of every port; attributes are the fakes themselves."""
+    """The core wired to a fresh fake of every port; attributes are the pieces and the fakes."""
 
-    def __init__(self, max_running: int = 1, **service_kwargs) -> None:
-        from autobuild.domain.services import JobService
-
+    def __init__(self, max_running: int = 1, admins: FakeAdministrators | None = None,
+                 allowed_hosts: frozenset[str] = frozenset(), **supervisor_kwargs) -> None:
         self.clock = FakeClock()
         self.repo = FakeJobRepository()
         self.files = FakeJobFiles()
         self.events = FakeEvents()
         self.runner = FakeRunner(self.files, self.clock)
-        self.service = JobService(self.repo, self.files, self.runner, self.events, self.clock,
-                                  max_running=max_running, **service_kwargs)
+        lock = threading.RLock()
+        self.permissions = Permissions(admins)
+        self.queries = JobQueries(self.repo, self.files)
+        self.commands = JobCommands(self.repo, self.runner, self.events, self.clock,
+                                    self.permissions, lock, allowed_hosts)
+        self.supervisor = Supervisor(self.repo, self.runner, self.events, self.clock, lock,
+                                     max_running=max_running, **supervisor_kwargs)

@@ -31,13 +31,14 @@ def _gc(settings: Settings, dry_run: bool) -> int:
     from .adapters.clock import SystemClock
     from .adapters.job_files import JobDirectory
     from .adapters.sqlite_jobs import SqliteJobRepository
-    from .adapters.sudo_runner import SudoBuildRunner
+    from .adapters.local_runner import LocalBuildRunner
     from .domain.retention import Retention
     from .web.rendering import human_size, when
 
     retention = Retention(
         SqliteJobRepository(settings.db_path), JobDirectory(settings.jobs_root),
-        SudoBuildRunner(settings.runner_path, settings.jobs_root, settings.use_sudo),
+        LocalBuildRunner(settings.runner_path, settings.jobs_root, settings.launch_dir,
+                         settings.use_sudo),
         SystemClock(), settings.retention_days)
     try:
         results = retention.run(dry_run=dry_run)
@@ -76,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
                        help=f"the service's environment file (default {DEFAULT_ENV_FILE})")
     gc = sub.add_parser("gc", help="remove logs and artifacts older than AUTO_BUILD_RETENTION_DAYS")
     gc.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    upgrade = sub.add_parser("upgrade-layout", help="as root, with the service stopped: move old "
+                             "job directories (jobs/<id>) to jobs/<owner>/<id> under the new rules")
+    upgrade.add_argument("--env-file", type=Path, default=DEFAULT_ENV_FILE,
+                         help=f"the service's environment file (default {DEFAULT_ENV_FILE})")
+    upgrade.add_argument("--check", action="store_true",
+                         help="only list what would change (exit 1 when something would)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -83,6 +90,14 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(Settings.from_env())
         if args.command == "gc":
             return _gc(Settings.from_env(), args.dry_run)
+        if args.command == "upgrade-layout":
+            from .upgrade import run as upgrade_layout
+
+            env = dict(os.environ)
+            if args.env_file.is_file():
+                env.update(read_env_file(args.env_file))
+            settings = Settings.from_env(env)
+            return upgrade_layout(settings.jobs_root, settings.db_path, check_only=args.check)
         if args.command == "check":
             from .check import run_checks
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .domain.layout import LAUNCH_DIR
+from .domain.orders import BuildSettings, InvalidOrder, parse_hashserve, parse_parallel_make
 
 
 class ConfigError(Exception):
@@ -35,29 +37,18 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
-_HASHSERVE = re.compile(r"^(auto|[A-Za-z0-9][A-Za-z0-9.-]{0,252}:[0-9]{1,5})$")
-_PARALLEL_MAKE = re.compile(r"^(?:-j\s*)?([0-9]{1,4})$")
-
-
 def _hashserve(raw: str) -> str | None:
-    value = raw.strip()
-    if not value:
-        return None
-    match = _HASHSERVE.match(value)
-    if not match or (value != "auto" and not 0 < int(value.rsplit(":", 1)[1]) < 65536):
-        raise ConfigError(f"AUTO_BUILD_HASHSERVE must be host:port or auto, not {value!r}")
-    return value
+    try:
+        return parse_hashserve(raw)
+    except ValueError as exc:
+        raise ConfigError(f"AUTO_BUILD_HASHSERVE {exc}") from None
 
 
 def _parallel_make(raw: str) -> int | None:
-    value = raw.strip()
-    if not value:
-        return None
-    match = _PARALLEL_MAKE.match(value)
-    if not match or int(match.group(1)) < 1:
-        raise ConfigError(f"AUTO_BUILD_PARALLEL_MAKE must be a number of jobs such as 8 or "
-                          f"'-j 8', not {value!r}")
-    return int(match.group(1))
+    try:
+        return parse_parallel_make(raw)
+    except ValueError as exc:
+        raise ConfigError(f"AUTO_BUILD_PARALLEL_MAKE {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -83,6 +74,8 @@ class Settings:
     parallel_make: int | None = None  # as "-j N"
     keep_workspace: bool = False  # keep work/ (clone, build/tmp) after the build
     poll_interval: float = 1.0
+    # Tests only: stop the process (as kill -9 would) at this named step of submit/start.
+    crash_at: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -113,19 +106,23 @@ class Settings:
             bb_number_threads=_int(env, "AUTO_BUILD_BB_NUMBER_THREADS", 0, minimum=1) or None,
             parallel_make=_parallel_make(env.get("AUTO_BUILD_PARALLEL_MAKE", "")),
             keep_workspace=_flag(env.get("AUTO_BUILD_KEEP_WORKSPACE")),
+            crash_at=env.get("AUTO_BUILD_TEST_CRASH_AT", "").strip() or None,
         )
 
-    def build_settings(self) -> dict[str, str]:
-        """What every build's runner is told (KEY -> value), written to ``build-settings``."""
-        values = {"CACHE_DIR": str(self.cache_dir),
-                  "KEEP_WORKSPACE": "1" if self.keep_workspace else "0"}
-        if self.hashserve:
-            values["HASHSERVE"] = self.hashserve
-        if self.bb_number_threads:
-            values["BB_NUMBER_THREADS"] = str(self.bb_number_threads)
-        if self.parallel_make:
-            values["PARALLEL_MAKE"] = f"-j {self.parallel_make}"
-        return values
+    def build_settings(self) -> BuildSettings:
+        """What every build's runner is told, in its order."""
+        try:
+            return BuildSettings(cache_dir=str(self.cache_dir), hashserve=self.hashserve,
+                                 bb_number_threads=self.bb_number_threads,
+                                 parallel_make=self.parallel_make,
+                                 keep_workspace=self.keep_workspace)
+        except InvalidOrder as exc:
+            raise ConfigError(f"AUTO_BUILD_CACHE_DIR or a build setting: {exc}") from None
+
+    @property
+    def launch_dir(self) -> Path:
+        """The service's own per-job launch logs, beside the database (no engineer writes there)."""
+        return self.db_path.parent / LAUNCH_DIR
 
     def session_secret(self) -> str:
         """The cookie-signing key; refuses to run without one unless in dev mode."""

@@ -1,4 +1,5 @@
-"""The one in-process scheduler: a loop that records finished builds and starts queued ones."""
+"""The one in-process scheduler: starts queued builds and records ended ones, at once when the
+runner says a build may have ended (or a job was queued), and every ``interval`` seconds."""
 
 from __future__ import annotations
 
@@ -6,20 +7,23 @@ import asyncio
 import contextlib
 import logging
 
-from .domain.services import JobService
+from .domain.ports import BuildRunner
+from .domain.supervision import Supervisor
 
 log = logging.getLogger(__name__)
 
 
 class Scheduler:
-    """Runs ``JobService.tick`` every ``interval`` seconds, or at once after ``wake()``."""
+    """Runs ``Supervisor.reconcile`` once, then ``Supervisor.tick`` every ``interval`` seconds
+    or at once after ``wake()``."""
 
-    def __init__(self, service: JobService, interval: float = 1.0) -> None:
-        self._service = service
+    def __init__(self, supervisor: Supervisor, runner: BuildRunner, interval: float = 1.0) -> None:
+        self._supervisor = supervisor
         self._interval = interval
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        runner.on_change(self.wake)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -35,16 +39,19 @@ class Scheduler:
 
     def wake(self) -> None:
         """Ask for a tick now (safe from any thread)."""
-        if self._loop is not None and self._wakeup is not None:
-            self._loop.call_soon_threadsafe(self._wakeup.set)
+        loop, wakeup = self._loop, self._wakeup
+        if loop is not None and wakeup is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(wakeup.set)
 
     async def _run(self) -> None:
         assert self._wakeup is not None
+        step = self._supervisor.reconcile
         while True:
+            self._wakeup.clear()
             try:
-                await asyncio.to_thread(self._service.tick)
+                await asyncio.to_thread(step)
             except Exception:  # a broken tick must not stop the scheduler for good
                 log.exception("scheduler tick failed")
+            step = self._supervisor.tick
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self._interval)
-            self._wakeup.clear()

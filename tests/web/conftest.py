@@ -11,7 +11,9 @@ from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from autobuild.config import Settings
-from autobuild.domain.services import JobService
+from autobuild.domain.commands import JobCommands
+from autobuild.domain.queries import JobQueries
+from autobuild.domain.supervision import Supervisor
 from autobuild.web.app import create_app
 from tests.fakes import (
     FakeAdministrators,
@@ -75,8 +77,18 @@ def app(settings: Settings, fakes: Fakes) -> Iterator[FastAPI]:
 
 
 @pytest.fixture
-def service(app: FastAPI) -> JobService:
-    return app.state.container.job_service()
+def supervisor(app: FastAPI) -> Supervisor:
+    return app.state.container.supervisor()
+
+
+@pytest.fixture
+def commands(app: FastAPI) -> JobCommands:
+    return app.state.container.commands()
+
+
+@pytest.fixture
+def queries(app: FastAPI) -> JobQueries:
+    return app.state.container.queries()
 
 
 @pytest.fixture

@@ -18,10 +18,10 @@ def job(alice, fakes):
     return fakes.jobs.get(1)
 
 
-def finish(service, fakes, job_id=1, exit_code=0):
-    service.tick()
+def finish(supervisor, fakes, job_id=1, exit_code=0):
+    supervisor.tick()
     fakes.runner.finish(job_id, exit_code)
-    service.tick()
+    supervisor.tick()
 
 
 def test_job_list_is_paginated_newest_first(alice, fakes):
@@ -36,8 +36,8 @@ def test_job_list_is_paginated_newest_first(alice, fakes):
     assert [item["id"] for item in second["items"]] == [1]
 
 
-def test_job_detail(alice, bob, job, fakes, service):
-    service.tick()
+def test_job_detail(alice, bob, job, fakes, supervisor):
+    supervisor.tick()
     fakes.clock.advance(90)
 
     body = alice.get("/api/jobs/1").json()
@@ -94,9 +94,9 @@ def test_log_chunk_never_splits_a_utf8_character(alice, job, fakes):
     assert (second["text"], second["next_offset"]) == ("€", 5)
 
 
-def test_log_is_complete_once_the_job_ended_and_all_was_read(alice, job, fakes, service):
+def test_log_is_complete_once_the_job_ended_and_all_was_read(alice, job, fakes, supervisor):
     fakes.files.append_log(1, b"done\n")
-    finish(service, fakes)
+    finish(supervisor, fakes)
 
     body = alice.get("/api/jobs/1/log").json()
 

@@ -72,7 +72,7 @@ def wait_for(condition, timeout=5.0):
     return False
 
 
-def test_the_scheduler_runs_while_the_app_runs(app, fakes, service):
+def test_the_scheduler_runs_while_the_app_runs(app, fakes, commands):
     with TestClient(app, follow_redirects=False) as client:
         login(client, "alice")
         submit(client)
@@ -80,7 +80,7 @@ def test_the_scheduler_runs_while_the_app_runs(app, fakes, service):
         fakes.runner.finish(1, 0)
         assert wait_for(lambda: fakes.jobs.get(1).status is JobStatus.SUCCESS)
 
-    service.submit("alice", **VALID_JOB)  # after shutdown nothing starts it any more
+    commands.submit("alice", **VALID_JOB)  # after shutdown nothing starts it any more
     time.sleep(0.3)
     assert fakes.jobs.get(2).status is JobStatus.PENDING
 

@@ -13,13 +13,13 @@ pytestmark = pytest.mark.timeout(30)
 DIGEST = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
 
-def test_the_form_has_a_kas_file_field_and_the_job_keeps_it(alice, service, fakes):
+def test_the_form_has_a_kas_file_field_and_the_job_keeps_it(alice, queries, fakes):
     assert 'name="kas_file"' in alice.get("/new").text
 
     response = submit(alice, kas_file="kas/qemu.yml")
 
     assert response.status_code == 303
-    job = service.get(1)
+    job = queries.get(1)
     assert job.kas_file == "kas/qemu.yml"
     assert alice.get("/api/jobs/1").json()["kas_file"] == "kas/qemu.yml"
     assert "kas/qemu.yml" in alice.get("/jobs/1").text
@@ -28,15 +28,15 @@ def test_the_form_has_a_kas_file_field_and_the_job_keeps_it(alice, service, fake
 
 
 @pytest.mark.parametrize("bad", ["../etc/passwd.yml", "/abs.yml", "kas/x.txt", "-x.yml"])
-def test_a_kas_file_outside_the_repository_is_refused_with_its_field_marked(alice, service, bad):
+def test_a_kas_file_outside_the_repository_is_refused_with_its_field_marked(alice, queries, bad):
     response = submit(alice, kas_file=bad)
 
     assert response.status_code == 422
     assert 'id="e-kas_file"' in response.text
-    assert service.list_page().total == 0
+    assert queries.list_page().total == 0
 
 
-def test_job_page_and_api_show_the_sha256_and_a_copy_link_button(alice, fakes, service):
+def test_job_page_and_api_show_the_sha256_and_a_copy_link_button(alice, fakes, supervisor):
     submit(alice)
     fakes.files.artifacts[1] = {"core-image.bin": b"test", "other.mtd": b"x"}
     fakes.files.checksums[1] = {"core-image.bin": DIGEST}
@@ -56,17 +56,17 @@ def test_copy_link_is_wired_in_app_js_not_inline(client):
     assert "navigator.clipboard" in script and "copy-link" in script
 
 
-def test_a_full_disk_gets_its_line_in_the_failure_box(alice, fakes, service):
+def test_a_full_disk_gets_its_line_in_the_failure_box(alice, fakes, supervisor, queries):
     submit(alice)
-    service.tick()
+    supervisor.tick()
     fakes.files.append_log(1, b"==> bitbake core-image-minimal (MACHINE=qemux86-64)\n"
                               b"ERROR: No space left on device: the disk holding "
                               b"/srv/autobuild/jobs/1 filled up during this build\n"
                               b"==> Build finished: FAILED (exit 1)\n")
     fakes.runner.finish(1, 1)
-    service.tick()
+    supervisor.tick()
 
     page = alice.get("/jobs/1").text
 
-    assert service.get(1).status.value == "FAILED"
+    assert queries.get(1).status.value == "FAILED"
     assert "Why it failed" in page and html.escape(DISK_FULL) in page

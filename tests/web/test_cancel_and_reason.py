@@ -24,13 +24,13 @@ def _status_line(page: str) -> str:
 
 
 def test_job_list_has_a_cancel_button_only_for_unfinished_builds_of_the_user(alice, bob, fakes,
-                                                                              service):
+                                                                              supervisor):
     submit(alice)  # 1: will run
     submit(bob)  # 2: bob's, queued
     submit(alice)  # 3: queued
     submit(alice)  # 4: will end
     fakes.jobs.rows[4].status = JobStatus.SUCCESS
-    service.tick()
+    supervisor.tick()
     assert fakes.jobs.get(1).status is JobStatus.RUNNING
 
     page = alice.get("/").text
@@ -59,9 +59,9 @@ def test_only_the_list_is_a_place_to_go_back_to(alice, fakes):
     assert response.headers["location"] == "/jobs/1"
 
 
-def test_a_running_build_shows_cancelling_until_it_has_stopped(alice, fakes, service):
+def test_a_running_build_shows_cancelling_until_it_has_stopped(alice, fakes, supervisor):
     submit(alice)
-    service.tick()
+    supervisor.tick()
     alice.post("/jobs/1/cancel", data={"csrf_token": page_csrf(alice, "/"), "back": "list"})
     assert fakes.runner.cancelled == [1]
 
@@ -70,16 +70,16 @@ def test_a_running_build_shows_cancelling_until_it_has_stopped(alice, fakes, ser
     assert _status_line(alice.get("/jobs/1").text) == "Cancelling… (asked by alice)"
 
     fakes.runner.finish(1, 130, status="CANCELLED")
-    service.tick()
+    supervisor.tick()
     assert "Cancelling…" not in _row(alice.get("/").text, 1)
     page = alice.get("/jobs/1").text
     assert _status_line(page) == "cancelled by alice"
     assert 'data-status="CANCELLED"' in page
 
 
-def test_an_administrator_may_cancel_anyones_build(alice, bob, fakes, service):
+def test_an_administrator_may_cancel_anyones_build(alice, bob, fakes, supervisor):
     submit(alice)
-    service.tick()
+    supervisor.tick()
     assert 'id="cancel-form"' not in bob.get("/jobs/1").text
     assert bob.get("/api/jobs/1").json()["can_cancel"] is False
     refused = bob.post("/jobs/1/cancel", data={"csrf_token": page_csrf(bob, "/")})
@@ -95,17 +95,17 @@ def test_an_administrator_may_cancel_anyones_build(alice, bob, fakes, service):
     assert response.json()["cancel_requested_by"] == "bob"
     assert fakes.runner.cancelled == [1]
     fakes.runner.finish(1, 130, status="CANCELLED")
-    service.tick()
+    supervisor.tick()
     assert fakes.jobs.get(1).reason == "cancelled by bob"
 
 
-def test_a_build_lost_while_the_service_was_down_shows_why_it_failed(alice, fakes, service):
+def test_a_build_lost_while_the_service_was_down_shows_why_it_failed(alice, fakes, supervisor):
     submit(alice)
-    job = fakes.jobs.get(1)  # RUNNING, started by the service before its restart
+    job = fakes.jobs.get(1)  # RUNNING, started by the supervisor before its restart
     job.start(fakes.clock.now())
     job.attach_process(4242, 123)
     fakes.jobs.save(job)
-    service.tick()  # nothing to poll: it probes, and the runner is not alive
+    supervisor.tick()  # nothing to poll: it probes, and the runner is not alive
 
     page = alice.get("/jobs/1").text
     assert 'data-status="FAILED"' in page

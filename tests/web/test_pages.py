@@ -9,11 +9,11 @@ from autobuild.domain.jobs import JobStatus
 from tests.web.helpers import VALID_JOB, page_csrf, submit
 
 
-def run_to_end(service, runner, job_id, exit_code=0):
-    """Drive a job through the service: start it, then let the runner end it."""
-    service.tick()
+def run_to_end(supervisor, runner, job_id, exit_code=0):
+    """Drive a job through the supervisor: start it, then let the runner end it."""
+    supervisor.tick()
     runner.finish(job_id, exit_code)
-    service.tick()
+    supervisor.tick()
 
 
 def test_new_build_form_has_the_defaults(alice):
@@ -109,13 +109,13 @@ def test_job_list_is_newest_first_and_paginated(alice, fakes):
     assert "Page 2 of 2" in beyond
 
 
-def test_job_list_shows_status_owner_target_and_duration(alice, bob, fakes, service):
+def test_job_list_shows_status_owner_target_and_duration(alice, bob, fakes, supervisor):
     submit(alice)
     submit(bob, machine="raspberrypi4")
-    service.tick()  # job 1 starts
+    supervisor.tick()  # job 1 starts
     fakes.clock.advance(125)
     fakes.runner.finish(1, 2)
-    service.tick()  # job 1 ends, job 2 starts
+    supervisor.tick()  # job 1 ends, job 2 starts
     fakes.clock.advance(7)
 
     page = alice.get("/").text
@@ -134,10 +134,10 @@ def test_job_list_says_when_there_are_no_builds(alice):
     assert "No builds yet" in alice.get("/").text
 
 
-def test_job_page_shows_status_parameters_and_artifacts(alice, bob, fakes, service):
+def test_job_page_shows_status_parameters_and_artifacts(alice, bob, fakes, supervisor):
     submit(alice)
     fakes.files.artifacts[1] = {"core-image.bin": b"x" * 2048}
-    run_to_end(service, fakes.runner, 1)
+    run_to_end(supervisor, fakes.runner, 1)
 
     page = bob.get("/jobs/1").text  # any signed-in user may look
 
@@ -150,12 +150,12 @@ def test_job_page_shows_status_parameters_and_artifacts(alice, bob, fakes, servi
     assert "/static/app.js" in page
 
 
-def test_cancel_button_only_for_the_owner_of_an_unfinished_build(alice, bob, fakes, service):
+def test_cancel_button_only_for_the_owner_of_an_unfinished_build(alice, bob, fakes, supervisor):
     submit(alice)
 
     assert 'id="cancel-form"' in alice.get("/jobs/1").text
     assert 'id="cancel-form"' not in bob.get("/jobs/1").text
-    run_to_end(service, fakes.runner, 1)
+    run_to_end(supervisor, fakes.runner, 1)
     assert 'id="cancel-form"' not in alice.get("/jobs/1").text
 
 
@@ -170,9 +170,9 @@ def test_owner_cancels_a_queued_build(alice, fakes):
     assert "cancelled before it started" in alice.get("/jobs/1").text
 
 
-def test_owner_cancels_a_running_build_through_the_runner(alice, fakes, service):
+def test_owner_cancels_a_running_build_through_the_runner(alice, fakes, supervisor):
     submit(alice)
-    service.tick()
+    supervisor.tick()
 
     alice.post("/jobs/1/cancel", data={"csrf_token": page_csrf(alice, "/jobs/1")})
 
@@ -191,9 +191,9 @@ def test_someone_else_cannot_cancel(alice, bob, fakes):
     assert fakes.jobs.get(1).status is JobStatus.PENDING
 
 
-def test_rebuild_queues_a_new_build_owned_by_whoever_clicked(alice, bob, fakes, service):
+def test_rebuild_queues_a_new_build_owned_by_whoever_clicked(alice, bob, fakes, supervisor):
     submit(alice, ref="v3.1")
-    run_to_end(service, fakes.runner, 1, exit_code=1)
+    run_to_end(supervisor, fakes.runner, 1, exit_code=1)
 
     response = bob.post("/jobs/1/rebuild", data={"csrf_token": page_csrf(bob, "/jobs/1")})
 

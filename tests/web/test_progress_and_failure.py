@@ -43,23 +43,23 @@ def quick_polling(monkeypatch):
 
 
 @pytest.fixture
-def running(alice, fakes, service):
+def running(alice, fakes, supervisor):
     """Build 1, running, its log half way through the tasks."""
     assert submit(alice).status_code == 303
-    service.tick()
+    supervisor.tick()
     fakes.files.append_log(1, STARTED)
     return 1
 
 
 @pytest.fixture
-def failed(alice, fakes, service):
+def failed(alice, fakes, supervisor):
     """Build 1, FAILED in do_compile, with the task's log saved by the runner."""
     assert submit(alice).status_code == 303
-    service.tick()
+    supervisor.tick()
     fakes.files.append_log(1, FAILED)
     fakes.files.task_logs[1] = {task_log_name(LOGFILE): TASK_LOG}
     fakes.runner.finish(1, 1)
-    service.tick()
+    supervisor.tick()
     return 1
 
 
@@ -81,7 +81,7 @@ def test_api_progress_of_a_queued_job_is_starting(alice):
     assert (progress["phase"], progress["percent"]) == ("starting", None)
 
 
-def test_stream_sends_progress_after_the_log_that_changed_it(alice, running, fakes, service):
+def test_stream_sends_progress_after_the_log_that_changed_it(alice, running, fakes, supervisor):
     with alice.stream("GET", "/api/jobs/1/log/stream") as response:
         events = parse_sse(response.iter_lines())
         kinds = []
@@ -97,7 +97,7 @@ def test_stream_sends_progress_after_the_log_that_changed_it(alice, running, fak
         fakes.files.append_log(1, b"NOTE: Running task 9 of 12 (/p/busybox_1.36.1.bb:do_compile)\n")
         fakes.files.append_log(1, b"==> Collecting artifacts\n")
         fakes.runner.finish(1, 0)
-        service.tick()
+        supervisor.tick()
         rest = list(events)
 
     updates = [event_data(e) for e in rest if e.get("event") == "progress"]
@@ -107,9 +107,9 @@ def test_stream_sends_progress_after_the_log_that_changed_it(alice, running, fak
     assert rest[-1]["event"] == "end"
 
 
-def test_a_resumed_stream_knows_the_progress_of_the_log_before_it(alice, running, service, fakes):
+def test_a_resumed_stream_knows_the_progress_of_the_log_before_it(alice, running, supervisor, fakes):
     fakes.runner.finish(1, 0)
-    service.tick()
+    supervisor.tick()
     with alice.stream("GET", "/api/jobs/1/log/stream",
                       headers={"Last-Event-ID": str(len(STARTED))}) as response:
         events = list(parse_sse(response.iter_lines()))
@@ -139,7 +139,7 @@ def test_a_finished_build_hides_the_bar(alice, failed):
     assert '<div class="progress" id="progress" hidden>' in alice.get("/jobs/1").text
 
 
-def test_job_list_shows_a_small_bar_for_running_builds_only(alice, running, fakes, service):
+def test_job_list_shows_a_small_bar_for_running_builds_only(alice, running, fakes, supervisor):
     submit(alice)  # build 2 waits in the queue
 
     rows = alice.get("/").text.split('class="job-row"')[1:]
@@ -171,15 +171,15 @@ def test_a_task_log_that_was_not_saved_is_named_by_its_path(alice, failed, fakes
     assert LOGFILE in page
 
 
-def test_a_git_failure_gets_its_one_line(alice, fakes, service):
+def test_a_git_failure_gets_its_one_line(alice, fakes, supervisor):
     submit(alice)
-    service.tick()
+    supervisor.tick()
     fakes.files.append_log(1, b"==> Cloning https://gitlab.example.com/bsp/yocto-image.git\n"
                               b"remote: HTTP Basic: Access denied\n"
                               b"fatal: Authentication failed for 'https://gitlab.example.com/"
                               b"bsp/yocto-image.git/'\n==> Build finished: FAILED (exit 128)\n")
     fakes.runner.finish(1, 128)
-    service.tick()
+    supervisor.tick()
 
     page = alice.get("/jobs/1").text
 
@@ -189,12 +189,12 @@ def test_a_git_failure_gets_its_one_line(alice, fakes, service):
 
 
 @pytest.mark.parametrize("exit_code, log", [(0, FAILED), (1, b"something odd happened\n")])
-def test_no_box_unless_failed_with_something_to_say(alice, fakes, service, exit_code, log):
+def test_no_box_unless_failed_with_something_to_say(alice, fakes, supervisor, exit_code, log):
     submit(alice)
-    service.tick()
+    supervisor.tick()
     fakes.files.append_log(1, log)
     fakes.runner.finish(1, exit_code)
-    service.tick()
+    supervisor.tick()
 
     assert "Why it failed" not in alice.get("/jobs/1").text
     assert alice.get("/jobs/1/failure").status_code == 204
@@ -214,5 +214,5 @@ def test_the_box_of_a_running_or_unknown_build(alice, running, client):
     assert alice.get("/jobs/99/failure").status_code == 404
 
 
-def test_the_box_needs_a_signed_in_user(client, fakes, service):
+def test_the_box_needs_a_signed_in_user(client, fakes, supervisor):
     assert client.get("/jobs/1/failure").status_code == 303

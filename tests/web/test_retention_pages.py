@@ -8,10 +8,10 @@ URL = "https://git.example.com/yocto/poky.git"
 
 
 def test_a_job_waiting_for_disk_space_says_so_on_its_page_the_list_and_the_api(
-        alice, service, fakes):
+        alice, supervisor, commands, fakes):
     fakes.disk.free = int(3.5 * GB)
-    job = service.submit("alice", URL, "main", "qemux86-64", "core-image-minimal")
-    service.tick()
+    job = commands.submit("alice", URL, "main", "qemux86-64", "core-image-minimal")
+    supervisor.tick()
 
     reason = "Waiting for disk space: 3.5 GB free on"
     page = alice.get(f"/jobs/{job.id}").text
@@ -20,17 +20,17 @@ def test_a_job_waiting_for_disk_space_says_so_on_its_page_the_list_and_the_api(
     assert alice.get(f"/api/jobs/{job.id}").json()["waiting_reason"].startswith(reason)
 
     fakes.disk.free = 100 * GB
-    service.tick()
+    supervisor.tick()
     assert reason not in alice.get(f"/jobs/{job.id}").text
     assert alice.get(f"/api/jobs/{job.id}").json()["waiting_reason"] is None
 
 
-def test_a_purged_job_says_when_and_links_to_no_download(alice, service, fakes):
-    job = service.submit("alice", URL, "main", "qemux86-64", "core-image-minimal")
-    service.tick()
+def test_a_purged_job_says_when_and_links_to_no_download(alice, supervisor, commands, fakes):
+    job = commands.submit("alice", URL, "main", "qemux86-64", "core-image-minimal")
+    supervisor.tick()
     fakes.files.artifacts[job.id] = {"image.bin": b"x"}
     fakes.runner.finish(job.id, 0)
-    service.tick()
+    supervisor.tick()
     assert "/artifacts/image.bin" in alice.get(f"/jobs/{job.id}").text
 
     fakes.clock.advance(timedelta(days=31).total_seconds())

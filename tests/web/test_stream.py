@@ -23,10 +23,10 @@ def job(alice, fakes):
     return 1
 
 
-def finish(service, fakes, exit_code=0):
-    service.tick()
+def finish(supervisor, fakes, exit_code=0):
+    supervisor.tick()
     fakes.runner.finish(1, exit_code)
-    service.tick()
+    supervisor.tick()
 
 
 def read_all(client, **kwargs):
@@ -35,11 +35,11 @@ def read_all(client, **kwargs):
         return list(parse_sse(response.iter_lines()))
 
 
-def test_stream_of_a_finished_job_sends_status_log_then_end(alice, job, fakes, service):
+def test_stream_of_a_finished_job_sends_status_log_then_end(alice, job, fakes, supervisor):
     log = b"".join(f"NOTE: Running task {n} of 3000 (do_compile)\n".encode()
                    for n in range(1, 3001))  # more than one chunk
     fakes.files.append_log(1, log)
-    finish(service, fakes)
+    finish(supervisor, fakes)
 
     events = read_all(alice)
 
@@ -62,8 +62,8 @@ def test_stream_of_a_finished_job_sends_status_log_then_end(alice, job, fakes, s
     assert event_data(events[-1])["status"] == "SUCCESS"
 
 
-def test_stream_headers_keep_proxies_from_buffering(alice, job, fakes, service):
-    finish(service, fakes)
+def test_stream_headers_keep_proxies_from_buffering(alice, job, fakes, supervisor):
+    finish(supervisor, fakes)
 
     with alice.stream("GET", URL) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -71,10 +71,10 @@ def test_stream_headers_keep_proxies_from_buffering(alice, job, fakes, service):
         assert response.headers["cache-control"] == "no-cache"
 
 
-def test_last_event_id_resumes_without_repeating(alice, job, fakes, service):
+def test_last_event_id_resumes_without_repeating(alice, job, fakes, supervisor):
     text = "line one\nline two ü\nline three\n"
     fakes.files.append_log(1, text.encode())
-    finish(service, fakes)
+    finish(supervisor, fakes)
     first = read_all(alice)
     resume_at = int([e for e in first if e.get("event") == "log"][0]["id"])
 
@@ -87,9 +87,9 @@ def test_last_event_id_resumes_without_repeating(alice, job, fakes, service):
     assert [e.get("event") for e in at_end[1:]] == ["status", "end"]
 
 
-def test_offset_parameter_resumes_and_last_event_id_wins(alice, job, fakes, service):
+def test_offset_parameter_resumes_and_last_event_id_wins(alice, job, fakes, supervisor):
     fakes.files.append_log(1, b"0123456789")
-    finish(service, fakes)
+    finish(supervisor, fakes)
 
     by_offset = read_all(alice, params={"offset": 4})
     both = read_all(alice, params={"offset": 4}, headers={"Last-Event-ID": "7"})
@@ -98,8 +98,8 @@ def test_offset_parameter_resumes_and_last_event_id_wins(alice, job, fakes, serv
     assert [event_data(e)["text"] for e in both if e.get("event") == "log"] == ["789"]
 
 
-def test_live_stream_follows_the_log_and_status_until_the_end(alice, job, fakes, service):
-    service.tick()  # RUNNING
+def test_live_stream_follows_the_log_and_status_until_the_end(alice, job, fakes, supervisor):
+    supervisor.tick()  # RUNNING
     fakes.files.append_log(1, b"NOTE: Running task 1 of 2\n")
 
     with alice.stream("GET", URL) as response:
@@ -118,7 +118,7 @@ def test_live_stream_follows_the_log_and_status_until_the_end(alice, job, fakes,
         fakes.clock.advance(30)
         fakes.files.append_log(1, b"NOTE: Tasks Summary: all succeeded.\n")
         fakes.runner.finish(1, 0)
-        service.tick()
+        supervisor.tick()
 
         rest = list(events)
 
@@ -132,18 +132,18 @@ def test_live_stream_follows_the_log_and_status_until_the_end(alice, job, fakes,
     assert statuses[0]["finished_at"] == "2026-01-01T12:00:30Z"
 
 
-def test_a_status_event_is_sent_on_every_change(alice, job, fakes, service):
+def test_a_status_event_is_sent_on_every_change(alice, job, fakes, supervisor):
     with alice.stream("GET", URL) as response:
         events = parse_sse(response.iter_lines())
         next(events)
         assert event_data(next(events))["status"] == "PENDING"
 
-        service.tick()
+        supervisor.tick()
         running = next(events)
         assert running["event"] == "status" and event_data(running)["status"] == "RUNNING"
 
         fakes.runner.finish(1, 3)
-        service.tick()
+        supervisor.tick()
         failed = next(events)
         assert event_data(failed)["status"] == "FAILED"
         assert event_data(failed)["exit_code"] == 3
@@ -151,7 +151,7 @@ def test_a_status_event_is_sent_on_every_change(alice, job, fakes, service):
         assert next(events)["event"] == "end"
 
 
-def test_a_quiet_stream_sleeps_instead_of_spinning(alice, job, fakes, service, monkeypatch):
+def test_a_quiet_stream_sleeps_instead_of_spinning(alice, job, fakes, supervisor, monkeypatch):
     monkeypatch.setattr(stream, "POLL_SECONDS", 0.1)
     reads = []
     original = fakes.files.read_log
@@ -165,9 +165,9 @@ def test_a_quiet_stream_sleeps_instead_of_spinning(alice, job, fakes, service, m
         reads.clear()
         time.sleep(0.5)
         count = len(reads)
-        service.tick()
+        supervisor.tick()
         fakes.runner.finish(1, 0)
-        service.tick()
+        supervisor.tick()
         assert [e["event"] for e in events][-1] == "end"
 
     assert 2 <= count <= 8  # about one look per POLL_SECONDS

@@ -1,4 +1,4 @@
-"""Authenticator on ``run_job.sh --check-login``: PAM checks the password as the user.
+"""Authenticator on ``run_job.sh check-login``: PAM checks the password as the user.
 
 pam_unix lets a process check only its own user's password, and the service must not be
 able to read /etc/shadow (DESIGN.md); so the runner, started through sudo as the user, runs
@@ -11,15 +11,15 @@ from __future__ import annotations
 import logging
 import os
 import pwd
-import re
 import subprocess
 from pathlib import Path
 
-from .sudo_runner import runner_command, runner_env
+from autobuild.domain.layout import is_user_name
+
+from .sudo_shim import runner_command, runner_env
 
 log = logging.getLogger(__name__)
 
-_USERNAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 MAX_PASSWORD_CHARS = 1024
 DEFAULT_TIMEOUT = 30.0
 
@@ -38,7 +38,7 @@ class PamAuthenticator:
         self._timeout = timeout
 
     def _may_try(self, username: str, password: str) -> bool:
-        if not _USERNAME.fullmatch(username) or username == "root":
+        if not is_user_name(username) or username == "root":
             return False
         if not password or len(password) > MAX_PASSWORD_CHARS or "\0" in password:
             return False
@@ -54,10 +54,10 @@ class PamAuthenticator:
         """True only when PAM accepts ``password`` for ``username`` (never for root)."""
         if not self._may_try(username, password):
             return False
-        command = runner_command(self._runner_path, username, ["--check-login"], self._use_sudo)
+        command = runner_command(self._runner_path, username, ["check-login"], self._use_sudo)
         try:
             result = subprocess.run(command, input=password.encode("utf-8"), capture_output=True,
-                                    timeout=self._timeout, env=runner_env(None, self._use_sudo),
+                                    timeout=self._timeout, env=runner_env(self._use_sudo),
                                     start_new_session=True)
         except subprocess.TimeoutExpired:
             log.warning("login check for %s timed out after %.0f s", username, self._timeout)

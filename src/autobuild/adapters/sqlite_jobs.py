@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -10,7 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from autobuild.domain.jobs import Job, JobStatus
+from autobuild.domain.jobs import Job, JobStatus, Submission
+from autobuild.domain.orders import BuildSettings
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -49,12 +51,25 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # 3: when `autobuild gc` removed the job's logs and artifacts (retention).
         "ALTER TABLE jobs ADD COLUMN purged_at TEXT",
     ),
+    (
+        # 4: the runner adapter's own reference replaces pid + start time (kept, for builds
+        # started before, as "pid:<pid>:<start time>"); what the runner is given (artifact
+        # patterns, build settings) is stored with the job before its launch.
+        "ALTER TABLE jobs ADD COLUMN runner_ref TEXT",
+        "UPDATE jobs SET runner_ref = 'pid:' || pid || ':' || COALESCE(pid_start_time, '') "
+        "WHERE pid IS NOT NULL",
+        "ALTER TABLE jobs DROP COLUMN pid",
+        "ALTER TABLE jobs DROP COLUMN pid_start_time",
+        "ALTER TABLE jobs ADD COLUMN artifact_patterns TEXT",
+        "ALTER TABLE jobs ADD COLUMN build_settings TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _COLUMNS = ("owner", "repo_url", "ref", "machine", "target", "status", "created_at",
-            "started_at", "finished_at", "exit_code", "reason", "pid", "cancel_requested_by",
-            "pid_start_time", "kas_file", "waiting_reason", "purged_at")
+            "started_at", "finished_at", "exit_code", "reason", "runner_ref",
+            "cancel_requested_by", "kas_file", "waiting_reason", "purged_at",
+            "artifact_patterns", "build_settings")
 _SELECT = f"SELECT id, {', '.join(_COLUMNS)} FROM jobs"
 
 
@@ -90,20 +105,31 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         finished_at=_from_text(row["finished_at"]),
         exit_code=row["exit_code"],
         reason=row["reason"],
-        pid=row["pid"],
+        runner_ref=row["runner_ref"],
         cancel_requested_by=row["cancel_requested_by"],
-        pid_start_time=row["pid_start_time"],
         kas_file=row["kas_file"],
         waiting_reason=row["waiting_reason"],
         purged_at=_from_text(row["purged_at"]),
+        artifact_patterns=_patterns_from_text(row["artifact_patterns"]),
+        settings=_settings_from_text(row["build_settings"]),
     )
+
+
+def _patterns_from_text(value: str | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(json.loads(value))
+
+
+def _settings_from_text(value: str | None) -> BuildSettings | None:
+    return None if value is None else BuildSettings.from_dict(json.loads(value))
 
 
 def _job_values(job: Job) -> tuple[Any, ...]:
     return (job.owner, job.repo_url, job.ref, job.machine, job.target, str(job.status),
             _to_text(job.created_at), _to_text(job.started_at), _to_text(job.finished_at),
-            job.exit_code, job.reason, job.pid, job.cancel_requested_by, job.pid_start_time,
-            job.kas_file, job.waiting_reason, _to_text(job.purged_at))
+            job.exit_code, job.reason, job.runner_ref, job.cancel_requested_by,
+            job.kas_file, job.waiting_reason, _to_text(job.purged_at),
+            None if job.artifact_patterns is None else json.dumps(list(job.artifact_patterns)),
+            None if job.settings is None else json.dumps(job.settings.as_dict()))
 
 
 class SqliteJobRepository:
@@ -121,14 +147,16 @@ class SqliteJobRepository:
 
     # --- JobRepository ---------------------------------------------------------------------
 
-    def add(self, job: Job) -> Job:
-        """Stores ``job``, sets its new id and returns it."""
+    def add(self, submission: Submission) -> Job:
+        """Stores a new PENDING job in one statement and returns it with its id."""
+        job = Job.from_submission(0, submission)  # the id is the row's, once inserted
         placeholders = ", ".join("?" * len(_COLUMNS))
         with self._connect() as conn:
             cursor = conn.execute(
                 f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({placeholders})",
                 _job_values(job),
             )
+        assert cursor.lastrowid is not None
         job.id = cursor.lastrowid
         return job
 

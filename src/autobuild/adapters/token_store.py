@@ -1,4 +1,4 @@
-"""TokenStore on ``run_job.sh --store-token/--has-token``, run as the user who owns the token.
+"""TokenStore on ``run_job.sh store-token/has-token``, run as the user who owns the token.
 
 The service cannot write (or read) other users' homes; the runner, started through sudo as
 the user, writes ``~/.autobuild/gitlab_token`` (dir 0700, file 0600) from its stdin. The
@@ -8,17 +8,17 @@ token is never on a command line, in the environment, or in a log.
 from __future__ import annotations
 
 import logging
-import re
 import subprocess
 from pathlib import Path
 
 from autobuild.domain.ports import RunnerError
 
-from .sudo_runner import runner_command, runner_env
+from autobuild.domain.layout import is_user_name
+
+from .sudo_shim import runner_command, runner_env
 
 log = logging.getLogger(__name__)
 
-_USERNAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 DEFAULT_TIMEOUT = 30.0
 
 
@@ -32,12 +32,12 @@ class RunnerTokenStore:
         self._timeout = timeout
 
     def _run(self, username: str, mode: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
-        if not _USERNAME.fullmatch(username) or (self._use_sudo and username == "root"):
+        if not is_user_name(username) or (self._use_sudo and username == "root"):
             raise RunnerError(f"{username!r} is not a user name builds can run as")
         command = runner_command(self._runner_path, username, [mode], self._use_sudo)
         try:
             return subprocess.run(command, input=stdin, capture_output=True,
-                                  timeout=self._timeout, env=runner_env(None, self._use_sudo),
+                                  timeout=self._timeout, env=runner_env(self._use_sudo),
                                   start_new_session=True)
         except subprocess.TimeoutExpired:
             raise RunnerError(f"the runner did not answer within {self._timeout:.0f} s") from None
@@ -52,14 +52,14 @@ class RunnerTokenStore:
 
     def store(self, username: str, token: str) -> None:
         """Save ``token`` for ``username``; raises RunnerError with a message fit to show."""
-        result = self._run(username, "--store-token", token.encode("utf-8"))
+        result = self._run(username, "store-token", token.encode("utf-8"))
         if result.returncode != 0:
             log.warning("storing the token of %s failed (exit %s)", username, result.returncode)
             raise RunnerError(f"the token was not saved: {self._message(result)}")
 
     def has_token(self, username: str) -> bool:
         """True when ``username`` has a token on file; raises RunnerError if it cannot tell."""
-        result = self._run(username, "--has-token", b"")
+        result = self._run(username, "has-token", b"")
         answer = result.stdout.decode("utf-8", errors="replace").strip()
         if result.returncode == 0 and answer in ("yes", "no"):
             return answer == "yes"

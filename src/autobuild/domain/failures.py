@@ -20,6 +20,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .layout import STEP_CHECKOUT, STEP_CLONING, STEP_SUBMODULES, step_line
 from .progress import task_label
 
 MAX_TASKS = 20
@@ -94,7 +95,8 @@ _LOG_NAME = re.compile(r"log\.(do_[A-Za-z0-9_]+?)(?:\.\d+)?$")
 _UNSAFE_NAME_BYTES = re.compile(rb"[^A-Za-z0-9._+-]")
 
 # The runner's git steps; git errors after them come from bitbake's fetcher, not our clone.
-_GIT_STEPS = ("==> Cloning ", "==> Checking out ", "==> Updating submodules")
+_GIT_STEPS = tuple(step_line(s) for s in (STEP_CLONING, STEP_CHECKOUT, STEP_SUBMODULES))
+_ANY_STEP = step_line("")
 
 
 def task_log_name(path: str) -> str:
@@ -102,7 +104,7 @@ def task_log_name(path: str) -> str:
 
     ``.../<pn>/<pv>/temp/log.do_x.123`` -> ``<pn>_<pv>_log.do_x.123``, else the base name;
     bytes outside ``A-Za-z0-9._+-`` become ``_``, no leading ``.`` or ``-``, at most 200
-    bytes. runner/run_job.sh (``failed_task_log_name``) computes the same name.
+    bytes.
     """
     parts = path.split("/")
     if len(parts) >= 4 and parts[-2] == "temp":
@@ -111,6 +113,14 @@ def task_log_name(path: str) -> str:
         name = parts[-1]
     safe = _UNSAFE_NAME_BYTES.sub(b"_", name.encode("utf-8", "surrogateescape"))
     return safe.decode("ascii").lstrip(".-")[:200] or "task-log"
+
+
+def failure_logfile(line: str) -> str | None:
+    """The task log a bitbake "Logfile of failure stored in: <path>" line names, or None."""
+    if "ERROR: " not in line:
+        return None
+    match = _LOGFILE.search(_clean(line))
+    return match.group(1) if match else None
 
 
 @dataclass
@@ -200,7 +210,7 @@ def summarize(text: str, task_logs: Mapping[str, str] | None = None) -> FailureS
 
     for raw in text.splitlines():
         line = _clean(raw)
-        if line.startswith("==> "):
+        if line.startswith(_ANY_STEP):
             in_git = line.startswith(_GIT_STEPS)
         if in_git:
             git_lines.append(line)
@@ -216,9 +226,9 @@ def summarize(text: str, task_logs: Mapping[str, str] | None = None) -> FailureS
                 continue
             in_summary, last_tid = False, None
         if "ERROR: " in line:
-            if match := _LOGFILE.search(line):
-                if match.group(1) not in logfiles:
-                    logfiles.append(match.group(1))
+            if logfile := failure_logfile(line):
+                if logfile not in logfiles:
+                    logfiles.append(logfile)
             elif match := _TASK_FAILED.search(line):
                 tid, old_style_task = match.groups()
                 add_tid(f"{tid}:{old_style_task}" if old_style_task else tid)

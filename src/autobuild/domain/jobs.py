@@ -6,6 +6,9 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from .orders import BuildSettings
+from .requests import BuildRequest
+
 
 class JobStatus(enum.StrEnum):
     PENDING = "PENDING"
@@ -34,11 +37,21 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 class InvalidTransition(Exception):
     """A status change the lifecycle does not allow (e.g. SUCCESS -> RUNNING)."""
 
-    def __init__(self, job_id: int | None, old: JobStatus, new: JobStatus) -> None:
+    def __init__(self, job_id: int, old: JobStatus, new: JobStatus) -> None:
         super().__init__(f"job {job_id}: cannot go from {old} to {new}")
         self.job_id = job_id
         self.old = old
         self.new = new
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A validated build request of ``owner``, not yet stored. Stored in one step
+    (``JobRepository.add``): a job exists with all its parameters or not at all."""
+
+    owner: str
+    request: BuildRequest
+    created_at: datetime
 
 
 @dataclass
@@ -49,24 +62,41 @@ class Job:
     is clamped to the previous timestamp of the same job.
     """
 
+    id: int
     owner: str
     repo_url: str
     ref: str
     machine: str
     target: str
     created_at: datetime
-    id: int | None = None
     status: JobStatus = JobStatus.PENDING
     started_at: datetime | None = None
     finished_at: datetime | None = None
     exit_code: int | None = None
     reason: str | None = None
-    pid: int | None = None
-    pid_start_time: int | None = None  # the process's start time (clock ticks since boot)
+    # What the runner adapter needs to find the build again (opaque to the core).
+    runner_ref: str | None = None
     cancel_requested_by: str | None = None
     kas_file: str | None = None  # None: the runner looks for kas.yml itself
     waiting_reason: str | None = None  # why a PENDING job has not started yet
     purged_at: datetime | None = None  # when retention removed its logs and artifacts
+    # Decided once, just before the first launch, and stored before it: the runner gets
+    # exactly these (None until then).
+    artifact_patterns: tuple[str, ...] | None = None
+    settings: BuildSettings | None = None
+
+    @classmethod
+    def from_submission(cls, job_id: int, submission: Submission) -> Job:
+        request = submission.request
+        return cls(id=job_id, owner=submission.owner, repo_url=str(request.repo_url),
+                   ref=str(request.ref), machine=str(request.machine),
+                   target=str(request.target), created_at=submission.created_at,
+                   kas_file=str(request.kas_file) if request.kas_file else None)
+
+    def request(self) -> BuildRequest:
+        """The build parameters as a request (re-validated: they were valid when stored)."""
+        return BuildRequest.parse(self.repo_url, self.ref, self.machine, self.target,
+                                  kas_file=self.kas_file)
 
     @property
     def is_terminal(self) -> bool:
@@ -83,17 +113,34 @@ class Job:
         latest = self.started_at or self.created_at
         return max(now, latest)
 
-    def start(self, now: datetime) -> JobStatus:
-        """PENDING -> RUNNING. Returns the old status."""
+    def start(self, now: datetime, runner_ref: str | None = None) -> JobStatus:
+        """PENDING -> RUNNING, with the runner's reference for it. Returns the old status."""
         old = self._move(JobStatus.RUNNING)
         self.started_at = max(now, self.created_at)
         self.waiting_reason = None
+        self.runner_ref = runner_ref
         return old
 
-    def attach_process(self, pid: int, start_time: int | None = None) -> None:
-        """Remember which process runs this job: pid and start time identify it after a restart."""
-        self.pid = pid
-        self.pid_start_time = start_time
+    def decide(self, artifact_patterns: tuple[str, ...], settings: BuildSettings) -> bool:
+        """Fix what the runner will be given, once; True if this decided it now."""
+        if self.artifact_patterns is not None and self.settings is not None:
+            return False
+        self.artifact_patterns = tuple(artifact_patterns)
+        self.settings = settings
+        return True
+
+    def wait(self, reason: str | None) -> bool:
+        """Record why a PENDING job waits (None: it does not); True if that changed."""
+        if self.status is not JobStatus.PENDING or self.waiting_reason == reason:
+            return False
+        self.waiting_reason = reason
+        return True
+
+    def request_cancel(self, user: str) -> None:
+        """Remember who asked a RUNNING build to stop (it ends CANCELLED only if it stopped)."""
+        if self.status is not JobStatus.RUNNING:
+            raise InvalidTransition(self.id, self.status, JobStatus.CANCELLED)
+        self.cancel_requested_by = user
 
     def finish(self, exit_code: int, now: datetime, reason: str | None = None) -> JobStatus:
         """RUNNING -> SUCCESS (exit code 0) or FAILED (anything else). Returns the old status."""

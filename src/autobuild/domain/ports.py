@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Protocol
 
 from .artifacts import ArtifactInfo
-from .jobs import Job, JobStatus
+from .jobs import Job, JobStatus, Submission
 
 
 class JobRepository(Protocol):
-    """Stores jobs. ``add`` assigns the id."""
+    """Stores jobs. ``add`` stores a submission whole and assigns the id."""
 
-    def add(self, job: Job) -> Job: ...
+    def add(self, submission: Submission) -> Job: ...
 
     def get(self, job_id: int) -> Job | None: ...
 
@@ -37,41 +37,63 @@ class Authenticator(Protocol):
         ...
 
 
-class BuildProcess(Protocol):
-    """A launched runner process."""
+@dataclass(frozen=True)
+class Running:
+    """The build's runner is at work (``runner_ref``: how to find it, when the adapter had to
+    find it without one)."""
 
-    pid: int
-    # When it started (on Linux: clock ticks since boot); with the pid it tells the process
-    # apart from a later one that got the same pid. None when it could not be read.
-    start_time: int | None
+    runner_ref: str | None = None
 
-    def poll(self) -> int | None:
-        """The exit code once the process has ended, else None. Never blocks."""
-        ...
 
-    def error_output(self) -> str:
-        """The tail of what the process printed outside the build log (e.g. sudo's refusal)."""
-        ...
+@dataclass(frozen=True)
+class Ended:
+    """The runner finished and said how: ``status`` is SUCCESS, FAILED or CANCELLED."""
+
+    status: JobStatus
+    exit_code: int
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Lost:
+    """No runner works on the build and it left no end: ``started`` says whether it began
+    (False: it never did, so running it now runs it exactly once). ``reason`` is fit to show."""
+
+    reason: str
+    started: bool
+
+
+RunnerState = Running | Ended | Lost
 
 
 class BuildRunner(Protocol):
-    """Starts and stops builds. Narrow on purpose: another scheduler (Slurm...) fits behind it."""
+    """Runs builds as their owners, wherever the builds run (this host, a cluster...).
 
-    def launch(self, job: Job) -> BuildProcess:
-        """Start the build of ``job`` as its owner; raises RunnerError if it cannot start."""
+    It speaks of jobs only: how it finds a build again (processes, files, a scheduler's job
+    id) is its own business, kept in ``Job.runner_ref``."""
+
+    def launch(self, job: Job) -> str | None:
+        """Start the build of ``job`` as its owner with the parameters stored in it; returns
+        the reference to keep in ``job.runner_ref``. Raises RunnerError if it cannot start."""
+        ...
+
+    def state(self, job: Job) -> RunnerState:
+        """Where the build of ``job`` is now. Never blocks on anything a build wrote."""
         ...
 
     def cancel(self, job: Job) -> None:
-        """Ask the build of ``job`` to stop (it still writes its status when it ends)."""
-        ...
-
-    def probe(self, job: Job) -> bool:
-        """True while the process that runs ``job`` is alive (used after a service restart)."""
+        """Ask the build of ``job`` to stop; it then ends CANCELLED. Raises RunnerError when
+        the request did not reach it (the build then goes on)."""
         ...
 
     def purge(self, job: Job) -> None:
-        """Delete, as the owner, what the build wrote in the job directory of the ended ``job``
-        (logs, artifacts, workspace); waits until done. Raises RunnerError if it could not."""
+        """Delete, as the owner, everything the ended build of ``job`` left (logs, artifacts,
+        workspace, and the runner's own records of it); waits until done. Raises
+        RunnerError if it could not."""
+        ...
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from any thread) as soon as a build may have ended."""
         ...
 
 
@@ -93,57 +115,29 @@ class TokenStore(Protocol):
     def has_token(self, username: str) -> bool: ...
 
 
-@dataclass(frozen=True)
-class RunnerStatus:
-    """What the runner wrote in ``status.json`` when it ended."""
-
-    status: str
-    exit_code: int | None
-    finished_at: datetime | None
-
-
 class JobFiles(Protocol):
-    """The job directory: parameters, log, status and artifacts on disk."""
+    """What a build left for people to read: its log, the logs of failed tasks, its
+    artifacts. Read-only: only the build writes them."""
 
-    def create(self, job: Job, artifact_patterns: list[str],
-               build_settings: Mapping[str, str] | None = None) -> None:
-        """Make the job's directory and write its parameters for the runner, with the
-        service's ``build_settings`` (KEY -> value) in ``build-settings``."""
+    def read_log(self, job: Job, offset: int, limit: int) -> bytes:
+        """Up to ``limit`` bytes of the build log from byte ``offset`` (b"" if none yet)."""
         ...
 
-    def read_log(self, job_id: int, offset: int, limit: int) -> bytes:
-        """Up to ``limit`` bytes of ``build.log`` from byte ``offset`` (b"" if none yet)."""
+    def log_size(self, job: Job) -> int: ...
+
+    def read_task_logs(self, job: Job) -> dict[str, str]:
+        """The logs of failed tasks the runner saved: name -> the end of the file (at most
+        8 KiB, from a line start when cut), decoded; {} if none."""
         ...
 
-    def log_size(self, job_id: int) -> int: ...
+    def list_artifacts(self, job: Job) -> list[ArtifactInfo]: ...
 
-    def read_status(self, job_id: int) -> RunnerStatus | None:
-        """The runner's final status, or None while there is none (or it is unreadable)."""
+    def open_artifact(self, job: Job, name: str) -> tuple[BinaryIO, ArtifactInfo]:
+        """Open a regular file among the job's artifacts; raises ArtifactNotFound otherwise."""
         ...
 
-    def read_runner_pid(self, job_id: int) -> int | None:
-        """The runner's own pid from ``runner.pid`` (written as it starts), or None."""
-        ...
-
-    def read_task_logs(self, job_id: int) -> dict[str, str]:
-        """The logs of failed tasks the runner saved in ``logs/failed-tasks/``: name -> the
-        end of the file (at most 8 KiB, from a line start when cut), decoded; {} if none."""
-        ...
-
-    def list_artifacts(self, job_id: int) -> list[ArtifactInfo]: ...
-
-    def open_artifact(self, job_id: int, name: str) -> tuple[BinaryIO, ArtifactInfo]:
-        """Open a regular file in the job's artifacts dir; raises ArtifactNotFound otherwise."""
-        ...
-
-    def usage(self, job_id: int) -> int:
-        """Bytes the job directory takes on disk (symlinks not followed; 0 if it is gone)."""
-        ...
-
-    def remove(self, job_id: int) -> None:
-        """Delete what is left of the job directory once the runner purged its part (the
-        service's own files) and the directory itself; nothing if it is gone. Raises OSError
-        when something stays."""
+    def usage(self, job: Job) -> int:
+        """Bytes the build's files take on disk (links not followed; 0 if they are gone)."""
         ...
 
 
@@ -165,3 +159,16 @@ class JobEvents(Protocol):
     def artifact_patterns(self, job: Job) -> list[str]: ...
 
     def job_status_changed(self, job: Job, old: JobStatus, new: JobStatus) -> None: ...
+
+
+class Checkpoints(Protocol):
+    """Named steps of submitting and starting a build (see commands.py and supervision.py).
+    Production does nothing there; tests stop the service at one to prove that no step
+    leaves a job half made."""
+
+    def reached(self, name: str) -> None: ...
+
+
+class NoCheckpoints:
+    def reached(self, name: str) -> None:
+        return None

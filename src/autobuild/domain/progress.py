@@ -14,6 +14,11 @@ import enum
 import re
 from dataclasses import dataclass
 
+from .layout import (
+    STEP_BITBAKE, STEP_CHECKOUT, STEP_CLONING, STEP_COLLECTING, STEP_FINISHED, STEP_KAS,
+    STEP_PREFIX, STEP_SETUP, STEP_SUBMODULES, step_line,
+)
+
 
 class Phase(enum.StrEnum):
     """Build phases in the order a build goes through them."""
@@ -69,16 +74,17 @@ class Progress:
         return text
 
 
-# Runner step headers (runner/run_job.sh ``step``): written by the runner itself, unprefixed.
-_STEPS = (
-    ("==> Cloning ", Phase.CLONING),
-    ("==> Checking out ", Phase.CHECKOUT),
-    ("==> Updating submodules", Phase.CHECKOUT),
-    ("==> Setting up the build environment", Phase.CHECKOUT),
-    ("==> bitbake ", Phase.PARSING),
-    ("==> Collecting artifacts", Phase.COLLECTING),
-    ("==> Build finished: ", Phase.FINISHED),
-)
+# The runner's step headers (autobuild.domain.layout): written by the runner itself, unprefixed.
+_STEPS = tuple((step_line(text), phase) for text, phase in (
+    (STEP_CLONING, Phase.CLONING),
+    (STEP_CHECKOUT, Phase.CHECKOUT),
+    (STEP_SUBMODULES, Phase.CHECKOUT),
+    (STEP_SETUP, Phase.CHECKOUT),
+    (STEP_KAS, Phase.PARSING),
+    (STEP_BITBAKE, Phase.PARSING),
+    (STEP_COLLECTING, Phase.COLLECTING),
+    (STEP_FINISHED, Phase.FINISHED),
+))
 # bitbake's lines, anywhere in a line (a wrapper may put a timestamp before them).
 _TASK = re.compile(r"NOTE:\s+Running (setscene |noexec )?task (\d{1,9}) of (\d{1,9}) \((.*)\)")
 _PARSING = re.compile(r"Loading cache|Parsing recipes(?::\s*(\d{1,3})%)?|"
@@ -158,7 +164,7 @@ class ProgressTracker:
     def _line(self, line: str) -> None:
         if not line:
             return
-        if line.startswith("==> "):
+        if line.startswith(STEP_PREFIX):
             for prefix, phase in _STEPS:
                 if line.startswith(prefix):
                     if phase is Phase.FINISHED:

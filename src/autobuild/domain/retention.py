@@ -2,12 +2,11 @@
 
 Business rules:
 - only ended jobs (SUCCESS, FAILED, CANCELLED) expire, ``days`` days after they finished;
-- a job is purged once: the runner deletes, as the owner, what the build wrote; then the
-  service deletes its own files and the directory; then the job records ``purged_at``;
+- a job is purged once: the runner deletes, as the owner, everything the build left (and the
+  service's own record of its launch); then the job records ``purged_at``;
 - the job itself (its parameters, status and times) stays in the list for good;
 - a job that cannot be purged (sudo refused, a file stays) is reported and left as it is, and
-  the others are still purged; when the runner fails but the service can remove everything
-  itself (a job cancelled before it ran), the job is purged all the same.
+  the others are still purged.
 """
 
 from __future__ import annotations
@@ -49,25 +48,15 @@ class Retention:
                 if job.is_expired(now, self.days)]
 
     def usage(self, job: Job) -> int:
-        return self._files.usage(job.id)  # type: ignore[arg-type]
+        return self._files.usage(job)
 
     def purge(self, job: Job) -> PurgeResult:
-        """Remove ``job``'s directory and record it; never raises for a job that cannot be."""
+        """Remove what ``job`` left and record it; never raises for a job that cannot be."""
         used = self.usage(job)
         try:
             self._runner.purge(job)
         except RunnerError as exc:
-            # A job that never ran holds only the service's files: no runner needed for it
-            # (nor an owner who is still allowed to use sudo).
-            try:
-                self._files.remove(job.id)  # type: ignore[arg-type]
-            except OSError:
-                return PurgeResult(job, used, str(exc))
-        else:
-            try:
-                self._files.remove(job.id)  # type: ignore[arg-type]
-            except OSError as exc:
-                return PurgeResult(job, used, f"the service could not remove the rest: {exc}")
+            return PurgeResult(job, used, str(exc))
         job.mark_purged(self._clock.now())
         self._jobs.save(job)
         return PurgeResult(job, used)

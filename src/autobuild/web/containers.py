@@ -4,18 +4,24 @@ from __future__ import annotations
 
 from dependency_injector import containers, providers
 
+import threading
+
 from ..adapters.clock import SystemClock
+from ..adapters.crash_points import CrashAt
 from ..adapters.disk_space import StatvfsDiskSpace
 from ..adapters.job_files import JobDirectory
 from ..adapters.pam_auth import PamAuthenticator
 from ..adapters.plugins import PluginHooks, build_plugin_manager
 from ..adapters.sqlite_jobs import SqliteJobRepository
-from ..adapters.sudo_runner import SudoBuildRunner
+from ..adapters.local_runner import LocalBuildRunner
 from ..adapters.token_store import RunnerTokenStore
 from ..adapters.unix_groups import GroupAdministrators
 from ..config import Settings
 from ..domain.disk import DiskGuard
-from ..domain.services import JobService
+from ..domain.commands import JobCommands
+from ..domain.permissions import Permissions
+from ..domain.queries import JobQueries
+from ..domain.supervision import Supervisor
 from ..scheduler import Scheduler
 
 
@@ -27,11 +33,14 @@ class Container(containers.DeclarativeContainer):
 
     jobs = providers.ThreadSafeSingleton(SqliteJobRepository, settings.provided.db_path)
     files = providers.ThreadSafeSingleton(JobDirectory, settings.provided.jobs_root)
+    checkpoints = providers.ThreadSafeSingleton(CrashAt, settings.provided.crash_at)
     runner = providers.ThreadSafeSingleton(
-        SudoBuildRunner,
+        LocalBuildRunner,
         settings.provided.runner_path,
         settings.provided.jobs_root,
+        settings.provided.launch_dir,
         settings.provided.use_sudo,
+        checkpoints,
     )
     tokens = providers.ThreadSafeSingleton(
         RunnerTokenStore, settings.provided.runner_path, settings.provided.use_sudo
@@ -50,19 +59,19 @@ class Container(containers.DeclarativeContainer):
         DiskGuard, disk_space, settings.provided.jobs_root, settings.provided.min_free_gb
     )
 
-    job_service = providers.ThreadSafeSingleton(
-        JobService,
-        jobs,
-        files,
-        runner,
-        events,
-        clock,
-        settings.provided.max_running,
-        settings.provided.allowed_git_hosts,
-        admins=admins,
-        disk_guard=disk_guard,
+    # One lock for every change of a job, shared by request threads and the scheduler.
+    job_lock = providers.ThreadSafeSingleton(threading.RLock)
+    permissions = providers.ThreadSafeSingleton(Permissions, admins)
+    queries = providers.ThreadSafeSingleton(JobQueries, jobs, files)
+    commands = providers.ThreadSafeSingleton(
+        JobCommands, jobs, runner, events, clock, permissions, job_lock,
+        settings.provided.allowed_git_hosts, checkpoints,
+    )
+    supervisor = providers.ThreadSafeSingleton(
+        Supervisor, jobs, runner, events, clock, job_lock, settings.provided.max_running,
         build_settings=settings.provided.build_settings.call(),
+        disk_guard=disk_guard, checkpoints=checkpoints,
     )
     scheduler = providers.ThreadSafeSingleton(
-        Scheduler, job_service, settings.provided.poll_interval
+        Scheduler, supervisor, runner, settings.provided.poll_interval
     )

@@ -16,7 +16,8 @@ from ..domain.artifacts import ArtifactNotFound
 from ..domain.jobs import InvalidTransition
 from ..domain.ports import RunnerError
 from ..domain.requests import InvalidRequest
-from ..domain.services import JobNotFound, NotAllowed
+from ..domain.permissions import NotAllowed
+from ..domain.queries import JobNotFound
 from .rendering import render
 from .security import CsrfFailed, LoginRequired, is_api, login_url
 

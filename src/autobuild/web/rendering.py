@@ -66,7 +66,7 @@ def repo_name(url: str) -> str:
 
 def job_json(job: Job, now: datetime, user: str | None = None,
              can_cancel: bool | None = None) -> dict[str, Any]:
-    """A job as the API returns it; ``can_cancel`` (JobService.may_cancel) defaults to the
+    """A job as the API returns it; ``can_cancel`` (Permissions.may_cancel) defaults to the
     owner rule."""
     return {
         "id": job.id,

@@ -10,7 +10,9 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ...domain.ports import Clock
-from ...domain.services import JobService
+from ...domain.commands import JobCommands
+from ...domain.permissions import Permissions
+from ...domain.queries import JobQueries
 from ...scheduler import Scheduler
 from ..containers import Container
 from ..rendering import artifact_json, job_json, progress_json
@@ -18,7 +20,9 @@ from ..security import HeaderCsrf, User
 
 router = APIRouter(prefix="/api")
 
-Service = Annotated[JobService, Depends(Provide[Container.job_service])]
+Queries = Annotated[JobQueries, Depends(Provide[Container.queries])]
+Commands = Annotated[JobCommands, Depends(Provide[Container.commands])]
+Perms = Annotated[Permissions, Depends(Provide[Container.permissions])]
 Sched = Annotated[Scheduler, Depends(Provide[Container.scheduler])]
 Now = Annotated[Clock, Depends(Provide[Container.clock])]
 
@@ -30,7 +34,8 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 @inject
 def list_jobs(
     user: User,
-    service: Service,
+    service: Queries,
+    perms: Perms,
     clock: Now,
     page: Annotated[int, Query(ge=1)] = 1,
     per_page: Annotated[int, Query(ge=1, le=200)] = 25,
@@ -38,7 +43,7 @@ def list_jobs(
     result = service.list_page(page, per_page)
     now = clock.now()
     return {
-        "items": [job_json(job, now, user, service.may_cancel(job, user))
+        "items": [job_json(job, now, user, perms.may_cancel(job, user))
                   for job in result.items],
         "page": result.number,
         "pages": result.pages,
@@ -49,16 +54,16 @@ def list_jobs(
 
 @router.get("/jobs/{job_id:jobid}")
 @inject
-def get_job(job_id: int, user: User, service: Service, clock: Now) -> dict[str, Any]:
+def get_job(job_id: int, user: User, service: Queries, perms: Perms, clock: Now) -> dict[str, Any]:
     found = service.get(job_id)
-    data = job_json(found, clock.now(), user, service.may_cancel(found, user))
+    data = job_json(found, clock.now(), user, perms.may_cancel(found, user))
     data["progress"] = progress_json(service.progress(job_id))
     return data
 
 
 @router.get("/jobs/{job_id:jobid}/artifacts")
 @inject
-def list_artifacts(job_id: int, user: User, service: Service) -> list[dict[str, Any]]:
+def list_artifacts(job_id: int, user: User, service: Queries) -> list[dict[str, Any]]:
     return [artifact_json(info) for info in service.artifacts(job_id)]
 
 
@@ -111,7 +116,7 @@ def download_artifact(
     job_id: int,
     name: str,
     user: User,
-    service: Service,
+    service: Queries,
     range_: Annotated[str | None, Header(alias="range")] = None,
 ) -> Response:
     # The service opens the file once (no symlinks, regular files only); we serve that descriptor.
@@ -143,19 +148,19 @@ def download_artifact(
 @router.post("/jobs/{job_id:jobid}/cancel", dependencies=[HeaderCsrf])
 @inject
 def cancel_job(
-    job_id: int, user: User, service: Service, scheduler: Sched, clock: Now
+    job_id: int, user: User, commands: Commands, perms: Perms, scheduler: Sched, clock: Now
 ) -> dict[str, Any]:
-    job = service.cancel(job_id, user)
+    job = commands.cancel(job_id, user)
     scheduler.wake()
-    return job_json(job, clock.now(), user, service.may_cancel(job, user))
+    return job_json(job, clock.now(), user, perms.may_cancel(job, user))
 
 
 @router.post("/jobs/{job_id:jobid}/rebuild", dependencies=[HeaderCsrf])
 @inject
 def rebuild_job(
-    job_id: int, user: User, service: Service, scheduler: Sched, clock: Now
+    job_id: int, user: User, commands: Commands, scheduler: Sched, clock: Now
 ) -> JSONResponse:
-    job = service.rebuild(job_id, user)
+    job = commands.rebuild(job_id, user)
     scheduler.wake()
     return JSONResponse(job_json(job, clock.now(), user), status_code=201,
                         headers={"Location": f"/api/jobs/{job.id}"})

@@ -10,7 +10,9 @@ from ...domain.failures import FailureSummary
 from ...domain.jobs import Job, JobStatus
 from ...domain.ports import Clock, RunnerError, TokenStore
 from ...domain.requests import InvalidRequest
-from ...domain.services import JobNotFound, JobService
+from ...domain.commands import JobCommands
+from ...domain.permissions import Permissions
+from ...domain.queries import JobNotFound, JobQueries
 from ...scheduler import Scheduler
 from ..containers import Container
 from ..rendering import render
@@ -18,7 +20,9 @@ from ..security import FormCsrf, User, flash
 
 router = APIRouter()
 
-Service = Annotated[JobService, Depends(Provide[Container.job_service])]
+Queries = Annotated[JobQueries, Depends(Provide[Container.queries])]
+Commands = Annotated[JobCommands, Depends(Provide[Container.commands])]
+Perms = Annotated[Permissions, Depends(Provide[Container.permissions])]
 Tokens = Annotated[TokenStore, Depends(Provide[Container.tokens])]
 Sched = Annotated[Scheduler, Depends(Provide[Container.scheduler])]
 Now = Annotated[Clock, Depends(Provide[Container.clock])]
@@ -32,11 +36,12 @@ MAX_TOKEN_LENGTH = 512  # the runner's own limit
 
 @router.get("/")
 @inject
-def job_list(request: Request, user: User, service: Service, clock: Now, page: int = 1) -> Response:
+def job_list(request: Request, user: User, service: Queries, perms: Perms, clock: Now,
+             page: int = 1) -> Response:
     result = service.list_page(page, PER_PAGE)
-    progress = {job.id: service.progress(job.id) for job in result.items  # type: ignore[arg-type]
+    progress = {job.id: service.progress(job.id) for job in result.items
                 if job.status is JobStatus.RUNNING}
-    cancellable = {job.id for job in result.items if service.may_cancel(job, user)}
+    cancellable = {job.id for job in result.items if perms.may_cancel(job, user)}
     return render(request, "jobs.html", {"page": result, "now": clock.now(), "progress": progress,
                                          "cancellable": cancellable})
 
@@ -70,7 +75,7 @@ def _new_job_page(
 def new_job_form(
     request: Request,
     user: User,
-    service: Service,
+    service: Queries,
     tokens: Tokens,
     from_: Annotated[str, Query(alias="from")] = "",
 ) -> Response:
@@ -90,7 +95,7 @@ def new_job_form(
 def submit_job(
     request: Request,
     user: User,
-    service: Service,
+    commands: Commands,
     tokens: Tokens,
     scheduler: Sched,
     repo_url: Annotated[str, Form()] = "",
@@ -102,7 +107,7 @@ def submit_job(
     values = {"repo_url": repo_url, "ref": ref, "machine": machine, "target": target,
               "kas_file": kas_file}
     try:
-        job = service.submit(user, **values)
+        job = commands.submit(user, **values)
     except InvalidRequest as exc:
         return _new_job_page(request, user, tokens, values, exc.errors, status_code=422)
     scheduler.wake()
@@ -112,13 +117,14 @@ def submit_job(
 
 @router.get("/jobs/{job_id:jobid}")
 @inject
-def job_page(request: Request, job_id: int, user: User, service: Service, clock: Now) -> Response:
+def job_page(request: Request, job_id: int, user: User, service: Queries, perms: Perms,
+             clock: Now) -> Response:
     job = service.get(job_id)
     context = {
         "job": job,
         "artifacts": service.artifacts(job_id),
         "now": clock.now(),
-        "can_cancel": service.may_cancel(job, user),
+        "can_cancel": perms.may_cancel(job, user),
         "progress": None if job.is_terminal else service.progress(job_id),
         "failure": _failure_of(service, job),
         "retention_days": request.app.state.settings.retention_days,
@@ -126,17 +132,17 @@ def job_page(request: Request, job_id: int, user: User, service: Service, clock:
     return render(request, "job.html", context)
 
 
-def _failure_of(service: JobService, job: Job) -> FailureSummary | None:
+def _failure_of(service: JobQueries, job: Job) -> FailureSummary | None:
     """What the log says about the failure of a FAILED job; None otherwise or if nothing."""
     if job.status is not JobStatus.FAILED:
         return None
-    summary = service.failure_summary(job.id)  # type: ignore[arg-type]
+    summary = service.failure_summary(job.id)
     return None if summary.is_empty else summary
 
 
 @router.get("/jobs/{job_id:jobid}/failure")
 @inject
-def job_failure(request: Request, job_id: int, user: User, service: Service) -> Response:
+def job_failure(request: Request, job_id: int, user: User, service: Queries) -> Response:
     """The "Why it failed" box alone, for the job page to show when a build fails live."""
     failure = _failure_of(service, service.get(job_id))
     if failure is None:
@@ -147,10 +153,14 @@ def job_failure(request: Request, job_id: int, user: User, service: Service) -> 
 @router.post("/jobs/{job_id:jobid}/cancel", dependencies=[FormCsrf])
 @inject
 def cancel_job(
-    request: Request, job_id: int, user: User, service: Service, scheduler: Sched,
+    request: Request, job_id: int, user: User, commands: Commands, scheduler: Sched,
     back: Annotated[str, Form()] = "",
 ) -> Response:
-    job = service.cancel(job_id, user)
+    try:
+        job = commands.cancel(job_id, user)
+    except RunnerError as exc:
+        flash(request, f"Build #{job_id} goes on: {exc}")
+        return RedirectResponse("/" if back == "list" else f"/jobs/{job_id}", status_code=303)
     scheduler.wake()
     if job.status is JobStatus.CANCELLED and job.cancel_requested_by is None:
         flash(request, f"Build #{job_id} was cancelled before it started.")
@@ -165,9 +175,9 @@ def cancel_job(
 @router.post("/jobs/{job_id:jobid}/rebuild", dependencies=[FormCsrf])
 @inject
 def rebuild_job(
-    request: Request, job_id: int, user: User, service: Service, scheduler: Sched
+    request: Request, job_id: int, user: User, commands: Commands, scheduler: Sched
 ) -> Response:
-    job = service.rebuild(job_id, user)
+    job = commands.rebuild(job_id, user)
     scheduler.wake()
     flash(request, f"Build #{job.id} is queued: a rebuild of #{job_id}.")
     return RedirectResponse(f"/jobs/{job.id}", status_code=303)

@@ -19,14 +19,14 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from ...domain.jobs import Job
 from ...domain.progress import Progress
-from ...domain.services import DEFAULT_LOG_CHUNK, JobService
+from ...domain.queries import DEFAULT_LOG_CHUNK, JobQueries
 from ..containers import Container
 from ..rendering import progress_json, status_json
 from ..security import User, require_user
 
 router = APIRouter(prefix="/api")
 
-Service = Annotated[JobService, Depends(Provide[Container.job_service])]
+Queries = Annotated[JobQueries, Depends(Provide[Container.queries])]
 
 MAX_LOG_LIMIT = 1024 * 1024
 POLL_SECONDS = 0.5  # how often a quiet stream looks for new log bytes or a status change
@@ -38,7 +38,7 @@ RETRY_MS = 2000
 def log_chunk(
     job_id: int,
     user: User,
-    service: Service,
+    service: Queries,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_LOG_LIMIT)] = DEFAULT_LOG_CHUNK,
 ) -> dict[str, Any]:
@@ -54,7 +54,7 @@ def log_chunk(
 
 
 @inject
-def existing_job(job_id: int, service: Service) -> Job:
+def existing_job(job_id: int, service: Queries) -> Job:
     """Dependency: the job, or JobNotFound (404) before any event is sent."""
     return service.get(job_id)
 
@@ -77,7 +77,7 @@ async def log_stream(
     request: Request,
     job_id: int,
     user: User,
-    service: Service,
+    service: Queries,
     offset: Annotated[int, Query(ge=0)] = 0,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> AsyncIterator[ServerSentEvent]:

@@ -1,0 +1,109 @@
+"""Where a build's files live, and what the runner's log says: one home for every name.
+
+The jobs root belongs to the service user and is sticky and setgid (others may create
+entries but never touch anyone else's): each engineer has one directory in it, made by their
+first build (or by ``install.sh --add-user``), and each build one directory in that:
+
+    <jobs root>/<owner>/<id>/          made by the runner, as the owner, exclusively
+        runner.json                    the runner's own record: pid, process group, start time
+        cancel-requested               left by a cancel that came before runner.json
+        logs/build.log                 everything the build printed
+        logs/failed-tasks/<name>       the ends of the logs of failed bitbake tasks
+        artifacts/<name>               the collected images
+        artifacts.sha256               their checksums (sha256sum format)
+        status.json                    written last, atomically: how the build ended
+        work/                          the clone and build tree; private (0700), removed at the end
+
+Everything below ``<owner>/`` is the owner's, readable by the service through the group the
+setgid root gives it, writable by nobody else. The service's own per-job file (the launch log)
+lives in its data directory, which no engineer can write.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+
+# Modes. Group = the service's group (inherited from the setgid jobs root); others: nothing.
+JOBS_ROOT_MODE = 0o3753  # owner service, sticky + setgid, others may create (-wx) but not list
+OWNER_DIR_MODE = 0o2750
+JOB_DIR_MODE = 0o2750
+WORK_DIR_MODE = 0o700  # the clone and build tree: the owner's alone
+FILE_MODE = 0o640
+RUNNER_UMASK = 0o027
+
+# Names inside a job directory.
+RUNNER_RECORD = "runner.json"
+CANCEL_REQUEST = "cancel-requested"
+LOGS_DIR = "logs"
+BUILD_LOG = "build.log"
+TASK_LOGS_DIR = "failed-tasks"
+ARTIFACTS_DIR = "artifacts"
+CHECKSUMS = "artifacts.sha256"
+STATUS = "status.json"
+WORK_DIR = "work"
+SOURCE_DIR = "src"  # work/src: the clone
+KAS_BUILD_DIR = "build"  # work/build: kas's build directory
+SPACE_RESERVE = ".space-reserve"  # freed at the end so the status fits on a full disk
+
+LOG_PATH = (LOGS_DIR, BUILD_LOG)
+TASK_LOGS_PATH = (LOGS_DIR, TASK_LOGS_DIR)
+
+MAX_STATUS_BYTES = 64 * 1024
+MAX_RECORD_BYTES = 4096
+MAX_CHECKSUMS_BYTES = 1024 * 1024
+MAX_TASK_LOGS = 20  # failed-task logs the runner keeps per build
+MAX_TASK_LOG_BYTES = 16 << 20  # the end of a bigger task log is kept
+
+# The service's own files: <data dir>/launch/<id>.log, what sudo and the runner print before the
+# build log exists. The runner inherits it as stdout/stderr; while any process holds it open, a
+# lock the service took on it before the launch stays held, which is how the service knows the
+# runner is alive (no pids needed).
+LAUNCH_DIR = "launch"
+
+_USERNAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+def is_user_name(name: object) -> bool:
+    """A Linux user name builds may run as and a directory name in the jobs root."""
+    return isinstance(name, str) and bool(_USERNAME.match(name))
+
+
+def is_job_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 10**12
+
+
+def job_dir(owner: str, job_id: int) -> PurePosixPath:
+    """The job's directory relative to the jobs root: ``<owner>/<id>``."""
+    if not is_user_name(owner):
+        raise ValueError(f"not a user name: {owner!r}")
+    if not is_job_id(job_id):
+        raise ValueError(f"not a job id: {job_id!r}")
+    return PurePosixPath(owner, str(job_id))
+
+
+def launch_log_name(job_id: int) -> str:
+    if not is_job_id(job_id):
+        raise ValueError(f"not a job id: {job_id!r}")
+    return f"{job_id}.log"
+
+
+# The runner's step headers in build.log ("==> Cloning https://..."): progress and the
+# failure summary read them, the runner writes them.
+STEP_PREFIX = "==> "
+STEP_JOB = "Job "
+STEP_CLONING = "Cloning "
+STEP_CHECKOUT = "Checking out "
+STEP_SUBMODULES = "Updating submodules"
+STEP_SETUP = "Setting up the build environment"
+STEP_KAS = "kas build "
+STEP_BITBAKE = "bitbake "
+STEP_COLLECTING = "Collecting artifacts"
+STEP_CANCELLING = "Cancelling"
+STEP_CLEANUP = "Removing the workspace"
+STEP_FINISHED = "Build finished: "
+
+
+def step_line(text: str) -> str:
+    """A step header as it appears in the log (without the newline)."""
+    return f"{STEP_PREFIX}{text}"

@@ -1,0 +1,155 @@
+"""Supervision: starting queued builds and recording how running ones end.
+
+Business rules:
+- jobs start oldest first, and never more than ``max_running`` run at once;
+- no job starts while the disk guard reports a shortage: queued jobs wait with the reason;
+- what the runner gets (artifact patterns, build settings) is decided and stored before the
+  first launch, and never changes after;
+- a job is marked RUNNING once its runner was launched; a service stopped in between finds
+  that runner again (or its end) on start instead of launching a second one;
+- the runner says how a build ended; a build whose runner vanished without saying is FAILED
+  with the reason, and one whose runner never began says so;
+- plugins are told every status change, after it is stored.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from .artifacts import merge_patterns
+from .disk import DiskGuard
+from .jobs import Job, JobStatus
+from .orders import BuildSettings
+from .ports import (
+    BuildRunner,
+    Checkpoints,
+    Clock,
+    Ended,
+    JobEvents,
+    JobRepository,
+    Lost,
+    NoCheckpoints,
+    Running,
+    RunnerError,
+    RunnerState,
+)
+
+# Named steps, for Checkpoints.
+START_DECIDED = "start.decided"
+START_LAUNCHED = "start.launched"
+START_RECORDED = "start.recorded"
+
+
+class Supervisor:
+    def __init__(self, jobs: JobRepository, runner: BuildRunner, events: JobEvents,
+                 clock: Clock, lock: threading.RLock, max_running: int = 1,
+                 build_settings: BuildSettings | None = None,
+                 disk_guard: DiskGuard | None = None,
+                 checkpoints: Checkpoints | None = None) -> None:
+        self._jobs = jobs
+        self._runner = runner
+        self._events = events
+        self._clock = clock
+        self._lock = lock
+        self._max_running = max(1, max_running)
+        self._build_settings = build_settings or BuildSettings()
+        self._disk_guard = disk_guard
+        self._checkpoints = checkpoints or NoCheckpoints()
+
+    def reconcile(self) -> None:
+        """On start: adopt the runners a stopped service launched but did not record, record
+        the builds that ended while nobody watched, then the usual tick."""
+        with self._lock:
+            for job in self._jobs.with_status(JobStatus.PENDING):
+                if job.artifact_patterns is None:
+                    continue  # never got as far as a launch
+                state = self._runner.state(job)
+                if isinstance(state, Lost) and not state.started:
+                    continue  # never ran: it starts in turn
+                self._record_start(job, state.runner_ref if isinstance(state, Running) else None)
+                if not isinstance(state, Running):
+                    self._record_end(job, state)
+        self.tick()
+
+    def tick(self) -> None:
+        """One step: record finished builds, then start queued ones."""
+        self.watch()
+        self.start_next()
+
+    def watch(self) -> list[Job]:
+        """Record every build that has ended; returns the jobs that became terminal."""
+        ended: list[Job] = []
+        with self._lock:
+            for job in self._jobs.with_status(JobStatus.RUNNING):
+                state = self._runner.state(job)
+                if isinstance(state, Running):
+                    continue
+                self._record_end(job, state)
+                ended.append(job)
+        return ended
+
+    def start_next(self) -> list[Job]:
+        started: list[Job] = []
+        with self._lock:
+            running = len(self._jobs.with_status(JobStatus.RUNNING))
+            shortage: str | None = None
+            for job in self._jobs.with_status(JobStatus.PENDING):
+                if running >= self._max_running:
+                    self._wait(job, None)  # waits for a slot: no stale disk reason
+                    continue
+                if shortage is None and self._disk_guard is not None:
+                    shortage = self._disk_guard.shortage()
+                if shortage is not None:
+                    self._wait(job, shortage)  # stays queued until there is room
+                    continue
+                self._start(job)
+                running += 1
+                started.append(job)
+        return started
+
+    def _start(self, job: Job) -> None:
+        if job.decide(tuple(merge_patterns([self._events.artifact_patterns(job)])),
+                      self._build_settings):
+            self._jobs.save(job)
+        self._checkpoints.reached(START_DECIDED)
+        try:
+            runner_ref = self._runner.launch(job)
+        except RunnerError as exc:
+            self._record_start(job, None)
+            old = job.fail(f"the build could not be started: {exc}", self._clock.now())
+            self._store(job, old)
+            return
+        self._checkpoints.reached(START_LAUNCHED)
+        self._record_start(job, runner_ref)
+        self._checkpoints.reached(START_RECORDED)
+
+    def _record_start(self, job: Job, runner_ref: str | None) -> None:
+        old = job.start(self._clock.now(), runner_ref)
+        self._store(job, old)
+
+    def _wait(self, job: Job, reason: str | None) -> None:
+        if job.wait(reason):
+            self._jobs.save(job)
+
+    def _record_end(self, job: Job, state: RunnerState) -> None:
+        now = self._clock.now()
+        if isinstance(state, Ended) and state.status is JobStatus.CANCELLED:
+            who = job.cancel_requested_by or "a signal to the runner"
+            old = job.cancel(now, f"cancelled by {who}")
+            job.exit_code = state.exit_code
+        elif isinstance(state, Ended):
+            reason = None if state.exit_code == 0 else \
+                f"the build ended with exit code {state.exit_code}"
+            old = job.finish(state.exit_code, now, reason)
+        elif isinstance(state, Lost) and state.started:
+            old = job.fail(state.reason, now)
+        elif isinstance(state, Lost):
+            old = job.fail(f"the build never started: {state.reason}", now)
+        else:
+            raise ValueError(f"job {job.id} is still running")
+        self._store(job, old)
+
+    def _store(self, job: Job, old: JobStatus) -> None:
+        self._jobs.save(job)
+        if old is not job.status:
+            self._events.job_status_changed(job, old, job.status)
