@@ -9,15 +9,17 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from autobuild.adapters.sqlite_jobs import SCHEMA_VERSION, SqliteJobRepository
-from autobuild.domain.jobs import Job, JobStatus
+from autobuild.domain.jobs import Job, JobStatus, Submission
+from autobuild.domain.orders import BuildSettings
+from autobuild.domain.requests import BuildRequest
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
-def new_job(owner: str = "alice", minutes: int = 0) -> Job:
-    return Job(owner=owner, repo_url="https://git.example.com/bsp/poky.git", ref="v1.2",
-               machine="qemux86-64", target="core-image-minimal",
-               created_at=T0 + timedelta(minutes=minutes))
+def new_job(owner: str = "alice", minutes: int = 0) -> Submission:
+    request = BuildRequest.parse("https://git.example.com/bsp/poky.git", "v1.2", "qemux86-64",
+                                 "core-image-minimal")
+    return Submission(owner=owner, request=request, created_at=T0 + timedelta(minutes=minutes))
 
 
 @pytest.fixture
@@ -39,8 +41,11 @@ def test_every_field_round_trips(repo):
     job.finished_at = datetime(2026, 1, 1, 14, 30, tzinfo=timezone(timedelta(hours=2)))
     job.exit_code = 2
     job.reason = "the build ended with exit code 2"
-    job.pid = 4242
+    job.runner_ref = "local"
     job.cancel_requested_by = "alice"
+    job.decide(("*.bin", "*.wic.gz"), BuildSettings(cache_dir="/srv/cache", hashserve="auto",
+                                                    bb_number_threads=8, parallel_make=4,
+                                                    keep_workspace=True))
     repo.save(job)
 
     loaded = repo.get(job.id)
@@ -66,8 +71,7 @@ def test_add_assigns_increasing_ids_and_get_of_unknown_is_none(repo):
 
 
 def test_saving_a_job_that_was_never_added_raises(repo):
-    job = new_job()
-    job.id = 5
+    job = Job.from_submission(5, new_job())
     with pytest.raises(LookupError):
         repo.save(job)
 
@@ -202,11 +206,32 @@ def test_a_version_1_database_keeps_its_jobs_and_gains_the_new_fields(db_path):
 
     repo = SqliteJobRepository(db_path)
     [job] = repo.with_status(JobStatus.RUNNING)
-    assert (job.owner, job.pid, job.pid_start_time, job.kas_file) == ("alice", 42, None, None)
-    job.attach_process(43, start_time=123456)
+    # A build started by the release before the runner port spoke in jobs: its pid survives
+    # as the runner's reference, so the runner adapter can follow it to its end.
+    assert (job.owner, job.runner_ref, job.kas_file) == ("alice", "pid:42:", None)
+    assert (job.artifact_patterns, job.settings) == (None, None)
     job.kas_file = "kas/qemu.yml"
     job.waiting_reason = "waiting for disk space"
     repo.save(job)
     again = repo.get(job.id)
-    assert (again.pid, again.pid_start_time, again.kas_file, again.waiting_reason) == (
-        43, 123456, "kas/qemu.yml", "waiting for disk space")
+    assert (again.kas_file, again.waiting_reason) == ("kas/qemu.yml", "waiting for disk space")
+
+
+def test_a_version_3_database_turns_pid_and_start_time_into_the_runner_reference(db_path):
+    from autobuild.adapters.sqlite_jobs import MIGRATIONS
+
+    db_path.parent.mkdir()
+    with sqlite3.connect(db_path) as conn:
+        for step in MIGRATIONS[:3]:
+            for statement in step:
+                conn.execute(statement)
+        conn.execute("INSERT INTO jobs (owner, repo_url, ref, machine, target, status, created_at,"
+                     " pid, pid_start_time) VALUES ('bob', 'https://g.example.com/p.git', 'main',"
+                     " 'qemux86-64', 'core-image-minimal', 'RUNNING',"
+                     " '2026-01-01T12:00:00.000000+00:00', 4242, 987654)")
+        conn.execute("PRAGMA user_version = 3")
+    [job] = SqliteJobRepository(db_path).with_status(JobStatus.RUNNING)
+    assert job.runner_ref == "pid:4242:987654"
+    with sqlite3.connect(db_path) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+    assert "pid" not in columns and "pid_start_time" not in columns

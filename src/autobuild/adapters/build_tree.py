@@ -39,6 +39,12 @@ def _trusted(info: os.stat_result, uid: int) -> bool:
     return info.st_uid == uid and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
+def is_owned_file(info: os.stat_result, uid: int | None) -> bool:
+    """A regular file of ``uid``'s alone: one link, no group or other write bit."""
+    return (uid is not None and stat.S_ISREG(info.st_mode) and _trusted(info, uid)
+            and info.st_nlink == 1)
+
+
 class BuildTree:
     """Opens the files of one job's build directory for reading."""
 
@@ -114,8 +120,7 @@ def open_owned_file(dir_fd: int, name: str, uid: int | None) -> int | None:
     except (OSError, ValueError):
         return None
     try:
-        info = os.fstat(fd)
-        ok = stat.S_ISREG(info.st_mode) and _trusted(info, uid) and info.st_nlink == 1
+        ok = is_owned_file(os.fstat(fd), uid)
     except OSError:
         ok = False
     if not ok:

@@ -23,7 +23,14 @@ from autobuild.domain.artifacts import (
 )
 from autobuild.domain.jobs import Job
 
-from .build_tree import DIR_FLAGS, BuildTree, open_owned_file, owner_uid, read_tail
+from .build_tree import (
+    DIR_FLAGS,
+    BuildTree,
+    is_owned_file,
+    open_owned_file,
+    owner_uid,
+    read_tail,
+)
 
 MAX_TASK_LOG_TAIL = 8 * 1024
 MAX_TASK_LOGS_SHOWN = 50
@@ -100,7 +107,7 @@ class JobDirectory:
                         info = entry.stat(follow_symlinks=False)
                     except OSError:
                         continue  # removed while listing
-                    if stat.S_ISREG(info.st_mode) and info.st_uid == uid:
+                    if is_owned_file(info, uid):
                         found.append(_artifact_info(entry.name, info, sums.get(entry.name)))
         return sorted(found, key=lambda item: item.name)
 
