@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# GIT_ASKPASS helper of run_job.sh: answers git's prompts, for the repository's own host only.
+# GIT_ASKPASS helper of the runner: answers git's prompts, for the repository's own origin only.
 #
 # "Username for 'https://host'"         -> oauth2
-# "Password for 'https://oauth2@host'"  -> the token in ~/.autobuild/gitlab_token
-# The token is read here, from the home of the user we run as (passwd database, not $HOME),
-# so it is never in an argument, the environment, a URL or a git config. run_job.sh exports
-# AUTOBUILD_GIT_ORIGIN (https://host[:port] of the repository); any other host (a submodule
-# elsewhere, a redirect) gets nothing.
+# "Password for 'https://oauth2@host'"  -> the token in the file AUTOBUILD_TOKEN_FILE names
+# The runner (autobuild.runner.steps) sets AUTOBUILD_TOKEN_FILE (~/.autobuild/gitlab_token,
+# home from the passwd database) and AUTOBUILD_GIT_ORIGIN (https://host[:port] of the
+# repository), so the token is never in an argument, the environment, a URL or a git config.
+# Any other origin (a submodule elsewhere, a redirect) gets nothing.
 set -euo pipefail
 
 refuse() {
@@ -26,9 +26,8 @@ origin=${AUTOBUILD_GIT_ORIGIN:-}
 [[ -n $origin && $url == "$origin" ]] ||
     refuse "not sending the GitLab token to $url: the build clones from ${origin:-(unknown)}"
 
-entry=$(getent passwd "$(id -un)") || refuse "user $(id -un) is not in the passwd database"
-IFS=: read -r _ _ _ _ _ home _ <<<"$entry"
-token_file="$home/.autobuild/gitlab_token"
+token_file=${AUTOBUILD_TOKEN_FILE:-}
+[[ -n $token_file ]] || refuse "no GitLab token on file (the runner named none)"
 [[ -f $token_file && -r $token_file ]] || refuse "no GitLab token on file ($token_file)"
 token=""
 IFS= read -r token <"$token_file" || true

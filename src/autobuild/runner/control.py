@@ -1,0 +1,139 @@
+"""``cancel`` and ``purge``: act on a job of ours, found only through our own runner record.
+
+runner.json is trusted only as a regular file of ours in our own job directory, and the pid in
+it only while it runs as us with the recorded start time (so a reused pid is never signalled).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import time
+from datetime import UTC, datetime
+
+from autobuild.domain.layout import CANCEL_REQUEST, STATUS
+from autobuild.domain.orders import JobAddress
+
+from .fsops import Refused, create_file, exists, remove_tree, write_all
+from .jobdir import Identity, RunnerRecord, open_job_dir, open_jobs_root, open_owner_dir, read_record
+from .procs import group_members, is_our_process, signal_group
+
+NOT_RUNNING = 3
+WAIT_FOR_JOB_DIR = 5.0
+
+
+def _owner_path(address: JobAddress) -> str:
+    return f"{address.jobs_root.rstrip('/')}/{address.owner}"
+
+
+def _open_job(address: JobAddress, me: Identity, wait: float = 0.0) -> tuple[int, int | None]:
+    """(jobs root fd, job dir fd or None when it does not exist, after ``wait`` seconds)."""
+    root = open_jobs_root(address.jobs_root)
+    deadline = time.monotonic() + wait
+    while True:
+        owner = open_owner_dir(root, address.jobs_root, me, create=False)
+        job = None
+        if owner is not None:
+            try:
+                job = open_job_dir(owner, _owner_path(address), address.job_id, me)
+            finally:
+                os.close(owner)
+        if job is not None or time.monotonic() >= deadline:
+            return root, job
+        time.sleep(0.1)
+
+
+def _alive(record: RunnerRecord, me: Identity) -> tuple[bool, list[int]]:
+    """(is the runner alive, live members of the build's process group)."""
+    return (is_our_process(record.pid, record.start_time, me.uid),
+            group_members(record.pgid, me.uid))
+
+
+def cancel(address: JobAddress, me: Identity) -> int:
+    """0: the stop is under way (or the build stops as soon as it starts); 3: not running."""
+    job_id = address.job_id
+    root, job = _open_job(address, me, wait=WAIT_FOR_JOB_DIR)
+    os.close(root)
+    if job is None:
+        print(f"job {job_id} is not running")
+        return NOT_RUNNING
+    try:
+        if exists(job, STATUS):
+            print(f"job {job_id} is not running")
+            return NOT_RUNNING
+        record = read_record(job, job_id, me.uid)
+        if record is None:
+            # Starting right now: the runner reads this note right after writing its record.
+            try:
+                fd = create_file(job, CANCEL_REQUEST)
+            except FileExistsError:
+                pass
+            else:
+                try:
+                    write_all(fd, f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}\n".encode())
+                finally:
+                    os.close(fd)
+            record = read_record(job, job_id, me.uid)
+            if record is None:
+                print(f"job {job_id} will stop as soon as it starts")
+                return 0
+        runner_alive, members = _alive(record, me)
+        if runner_alive:
+            os.kill(record.pid, signal.SIGINT)  # the runner escalates and records CANCELLED
+            print(f"job {job_id}: stopping (SIGINT sent to its runner)")
+            return 0
+        if members:
+            signal_group(record.pgid, signal.SIGKILL)
+            print(f"job {job_id}: its runner is gone; killed what was left of the build")
+            return 0
+        print(f"job {job_id} is not running")
+        return NOT_RUNNING
+    finally:
+        os.close(job)
+
+
+def purge(address: JobAddress, me: Identity) -> int:
+    """Delete ``<jobs root>/<owner>/<id>`` (retention); 3 while its runner is alive."""
+    job_id, name = address.job_id, str(address.job_id)
+    root = open_jobs_root(address.jobs_root)
+    try:
+        owner = open_owner_dir(root, address.jobs_root, me, create=False)
+    finally:
+        os.close(root)
+    if owner is None:
+        print(f"job {job_id}: nothing to remove")
+        return 0
+    try:
+        try:
+            info = os.stat(name, dir_fd=owner, follow_symlinks=False)
+        except FileNotFoundError:
+            print(f"job {job_id}: nothing to remove")
+            return 0
+        if stat.S_ISDIR(info.st_mode):
+            job = open_job_dir(owner, _owner_path(address), job_id, me)
+            if job is not None:
+                try:
+                    _refuse_if_running(job, job_id, me)
+                finally:
+                    os.close(job)
+        try:
+            remove_tree(owner, name)
+        except OSError as exc:
+            raise Refused(f"could not remove all of job {job_id}: {exc.strerror or exc}",
+                          code=1) from None
+    finally:
+        os.close(owner)
+    print(f"job {job_id}: removed")
+    return 0
+
+
+def _refuse_if_running(job: int, job_id: int, me: Identity) -> None:
+    if exists(job, STATUS):
+        return
+    try:
+        record = read_record(job, job_id, me.uid)
+    except Refused:
+        record = None  # not a record of a runner: nothing to wait for
+    if record is not None and any(_alive(record, me)):
+        raise Refused(f"job {job_id} is still running; cancel it first", code=NOT_RUNNING)

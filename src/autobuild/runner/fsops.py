@@ -1,0 +1,235 @@
+"""File operations relative to directory descriptors: no path is resolved twice, no link followed.
+
+Every helper takes a directory descriptor and a single name (never a path with ``/``), opens
+with ``O_NOFOLLOW`` (and ``O_NONBLOCK`` where a FIFO could be waiting), and checks what it got
+with ``fstat``. Temp files are made with ``O_EXCL`` next to their target and renamed over it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from autobuild.domain.layout import FILE_MODE
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+class Refused(Exception):
+    """The runner will not go on; the message says why (shown to the user as is)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _check_name(name: str) -> None:
+    if not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"not a single file name: {name!r}")
+
+
+def open_dir(dir_fd: int | None, name: str) -> int:
+    """Open directory ``name`` in ``dir_fd`` without following a link (OSError otherwise)."""
+    _check_name(name)
+    return os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+
+
+def make_dir(dir_fd: int, name: str, mode: int) -> int:
+    """Create directory ``name`` exclusively (FileExistsError if the name is taken), open it,
+    and give it exactly ``mode`` (mkdir ignores setgid and applies the umask)."""
+    _check_name(name)
+    os.mkdir(name, mode & 0o777, dir_fd=dir_fd)
+    fd = open_dir(dir_fd, name)
+    os.fchmod(fd, mode)
+    return fd
+
+
+def exists(dir_fd: int, name: str) -> bool:
+    """True when anything (a link included) has this name."""
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def create_file(dir_fd: int, name: str, mode: int = FILE_MODE, append: bool = False) -> int:
+    """Create ``name`` exclusively for writing (O_EXCL: never an existing file or link)."""
+    _check_name(name)
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(name, flags | (os.O_APPEND if append else 0), mode, dir_fd=dir_fd)
+    os.fchmod(fd, mode)
+    return fd
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+@contextmanager
+def atomic_file(dir_fd: int, name: str, mode: int = FILE_MODE) -> Iterator[int]:
+    """Yield a descriptor of a new temp file that becomes ``name`` when the block succeeds."""
+    _check_name(name)
+    temp = f".{name}.{secrets.token_hex(6)}"
+    fd = create_file(dir_fd, temp, mode)
+    try:
+        yield fd
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with _ignore_missing():
+            os.unlink(temp, dir_fd=dir_fd)
+        raise
+    os.close(fd)
+    try:
+        os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with _ignore_missing():
+            os.unlink(temp, dir_fd=dir_fd)
+        raise
+
+
+def write_atomically(dir_fd: int, name: str, data: bytes, mode: int = FILE_MODE) -> None:
+    with atomic_file(dir_fd, name, mode) as fd:
+        write_all(fd, data)
+
+
+@contextmanager
+def _ignore_missing() -> Iterator[None]:
+    try:
+        yield
+    except FileNotFoundError:
+        pass
+
+
+def open_regular(dir_fd: int | None, name: str, owner: int | None = None,
+                 max_size: int | None = None) -> int | None:
+    """Open ``name`` for reading if it is a regular file (owned by ``owner`` when given, at
+    most ``max_size`` bytes); None when missing; Refused when it is anything else."""
+    try:
+        fd = os.open(name, READ_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
+            raise Refused(f"{name} is not a regular file") from None
+        raise
+    info = os.fstat(fd)
+    problem = None
+    if not stat.S_ISREG(info.st_mode):
+        problem = "is not a regular file"
+    elif owner is not None and info.st_uid != owner:
+        problem = "is not ours"
+    elif max_size is not None and info.st_size > max_size:
+        problem = "is too large"
+    if problem:
+        os.close(fd)
+        raise Refused(f"{name} {problem}")
+    return fd
+
+
+def read_fd(fd: int, limit: int) -> bytes:
+    chunks, size = [], 0
+    while size < limit:
+        chunk = os.read(fd, min(65536, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def fd_path(fd: int) -> str:
+    """The path of an open directory as the kernel knows it (for programs that need a path)."""
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+def tree_size(dir_fd: int) -> int:
+    """Bytes used by everything below ``dir_fd`` on its own filesystem (links not followed)."""
+    device = os.fstat(dir_fd).st_dev
+    total = 0
+    for name in _listdir(dir_fd):
+        try:
+            info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            continue
+        total += info.st_blocks * 512
+        if stat.S_ISDIR(info.st_mode) and info.st_dev == device:
+            try:
+                child = open_dir(dir_fd, name)
+            except OSError:
+                continue
+            try:
+                total += tree_size(child)
+            finally:
+                os.close(child)
+    return total
+
+
+def _listdir(dir_fd: int) -> list[str]:
+    # os.listdir(fd) would share (and move) the descriptor's position: list a duplicate.
+    dup = os.dup(dir_fd)
+    try:
+        return os.listdir(dup)
+    finally:
+        os.close(dup)
+
+
+def remove_tree(dir_fd: int, name: str) -> None:
+    """Delete ``name`` in ``dir_fd`` and everything below it: never following a link, never
+    entering another filesystem, making read-only directories writable first (Yocto leaves
+    some). Raises OSError when something could not be removed."""
+    _check_name(name)
+    info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    if not stat.S_ISDIR(info.st_mode):
+        os.unlink(name, dir_fd=dir_fd)
+        return
+    device = os.fstat(dir_fd).st_dev
+    if info.st_dev != device:
+        raise OSError(errno.EXDEV, f"{name} is on another filesystem")
+    child = open_dir(dir_fd, name)
+    try:
+        opened = os.fstat(child)
+        if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
+            raise OSError(errno.EAGAIN, f"{name} changed while being removed")
+        _empty(child, device)
+    finally:
+        os.close(child)
+    os.rmdir(name, dir_fd=dir_fd)
+
+
+def _empty(dir_fd: int, device: int) -> None:
+    info = os.fstat(dir_fd)
+    if info.st_mode & 0o700 != 0o700:
+        os.fchmod(dir_fd, stat.S_IMODE(info.st_mode) | 0o700)
+    for name in _listdir(dir_fd):
+        entry = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISDIR(entry.st_mode):
+            os.unlink(name, dir_fd=dir_fd)
+            continue
+        if entry.st_dev != device:
+            raise OSError(errno.EXDEV, f"{name} is on another filesystem")
+        child = open_dir(dir_fd, name)
+        try:
+            _empty(child, device)
+        finally:
+            os.close(child)
+        os.rmdir(name, dir_fd=dir_fd)
+
+
+def human_size(size: int) -> str:
+    """``12 KiB``, ``340 MiB``, ``1.5 GiB`` (as the log has always said it)."""
+    kib = size // 1024
+    if kib >= 1048576:
+        return f"{kib // 1048576}.{kib % 1048576 * 10 // 1048576} GiB"
+    if kib >= 1024:
+        return f"{kib // 1024} MiB"
+    return f"{kib} KiB"

@@ -1,0 +1,207 @@
+"""What a build leaves for people: its images (with checksums) and the logs of failed tasks.
+
+Both read from the private workspace (``work/``, 0700) and write into the job directory
+through its descriptors. A link in the deploy directory is followed only when it stays inside
+the build tree, a task log only when it is a regular file inside the workspace: neither a
+repository nor a log line can make the runner publish, say, ``~/.ssh/id_rsa``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Callable, Iterator
+
+from autobuild.domain.artifacts import is_plain_name, matches_any
+from autobuild.domain.failures import disk_full, failure_logfile, task_log_name
+from autobuild.domain.layout import (
+    CHECKSUMS, FILE_MODE, JOB_DIR_MODE, MAX_TASK_LOG_BYTES, MAX_TASK_LOGS, TASK_LOGS_DIR,
+    TASK_LOGS_PATH, WORK_DIR,
+)
+
+from .fsops import (
+    READ_FLAGS, _listdir, atomic_file, exists, fd_path, make_dir, open_dir, write_all,
+    write_atomically,
+)
+
+Say = Callable[[str], None]
+CHUNK = 1 << 20
+
+
+def _inside(path: str, tree: str) -> bool:
+    return path.startswith(tree.rstrip("/") + "/")
+
+
+def _resolve(path: str) -> str | None:
+    try:
+        return os.path.realpath(path, strict=True)
+    except OSError:
+        return None
+
+
+def deploy_subdir(build_rel: str, machine: str) -> str:
+    """``<build dir>/tmp/deploy/images/<machine>`` relative to the workspace."""
+    return f"{build_rel}/tmp/deploy/images/{machine}"
+
+
+def collect_artifacts(work_fd: int, build_rel: str, machine: str, patterns: tuple[str, ...],
+                      artifacts_fd: int, job_fd: int, job_path: str, say: Say) -> list[str]:
+    """Copy the deployed images matching ``patterns`` into artifacts/ (0640, temp + rename)
+    and write artifacts.sha256; returns the names collected."""
+    deploy_rel = deploy_subdir(build_rel, machine)
+    shown = f"{job_path}/{WORK_DIR}/{deploy_rel}"
+    work = fd_path(work_fd)
+    tree = _resolve(f"{work}/{build_rel}")
+    deploy = _resolve(f"{work}/{deploy_rel}")
+    if tree is None or deploy is None or not os.path.isdir(deploy):
+        say(f"no artifacts matched: {shown} does not exist")
+        return []
+    if not _inside(tree, work) or not _inside(deploy, tree):
+        say(f"no artifacts collected: {shown} is not inside the build's workspace")
+        return []
+    deploy_fd = os.open(deploy, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    sums: list[tuple[str, str]] = []
+    try:
+        for name in sorted(_listdir(deploy_fd)):
+            if not is_plain_name(name) or not matches_any(name, patterns):
+                continue
+            source = _open_artifact(deploy_fd, deploy, tree, name, say)
+            if source is None:
+                continue
+            try:
+                digest, size = _copy(source, artifacts_fd, name)
+            finally:
+                os.close(source)
+            say(f"collected {name} ({size} bytes)")
+            sums.append((name, digest))
+    finally:
+        os.close(deploy_fd)
+    if not sums:
+        say(f"no artifacts matched {' '.join(patterns) or '(no patterns)'} in {shown}")
+        return []
+    write_atomically(job_fd, CHECKSUMS, "".join(f"{d}  {n}\n" for n, d in sums).encode())
+    say(f"sha256 of {len(sums)} artifact(s) in {CHECKSUMS}")
+    return [name for name, _ in sums]
+
+
+def _open_artifact(deploy_fd: int, deploy: str, tree: str, name: str, say: Say) -> int | None:
+    info = os.stat(name, dir_fd=deploy_fd, follow_symlinks=False)
+    if stat.S_ISLNK(info.st_mode):
+        target = _resolve(f"{deploy}/{name}")
+        if target is None:
+            say(f"skipped {name}: its link leads nowhere")
+            return None
+        if not _inside(target, tree):
+            say(f"skipped {name}: its link leads outside the build tree")
+            return None
+        try:
+            fd = os.open(target, READ_FLAGS)
+        except OSError:
+            say(f"skipped {name}: not a regular file")
+            return None
+    else:
+        try:
+            fd = os.open(name, READ_FLAGS, dir_fd=deploy_fd)
+        except OSError:
+            say(f"skipped {name}: not a regular file")
+            return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        say(f"skipped {name}: not a regular file")
+        return None
+    return fd
+
+
+def _copy(source: int, dir_fd: int, name: str, offset: int = 0) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with atomic_file(dir_fd, name, FILE_MODE) as out:
+        while chunk := os.pread(source, CHUNK, offset + size):
+            digest.update(chunk)
+            write_all(out, chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+# --- logs of failed tasks -----------------------------------------------------------------
+
+def log_lines(log_fd: int) -> Iterator[str]:
+    """The lines of the build log, read through its descriptor from the start."""
+    offset, pending = 0, b""
+    while chunk := os.pread(log_fd, CHUNK, offset):
+        offset += len(chunk)
+        lines = (pending + chunk).split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            yield line.decode("utf-8", "replace")
+    if pending:
+        yield pending.decode("utf-8", "replace")
+
+
+def log_says_disk_full(log_fd: int) -> bool:
+    return any(disk_full(line) for line in log_lines(log_fd))
+
+
+def save_task_logs(log_fd: int, work_fd: int, logs_fd: int, job_path: str, say: Say) -> int:
+    """Copy (the end of) every task log named in a "Logfile of failure" line into
+    logs/failed-tasks/<task_log_name>; returns how many were tried."""
+    # Read them all first: this function's own messages go to the same log.
+    named = [p for p in map(failure_logfile, log_lines(log_fd)) if p]
+    work = fd_path(work_fd)
+    dest_fd: int | None = None
+    tried = 0
+    try:
+        for path in dict.fromkeys(named):
+            if not path.startswith("/"):
+                continue
+            real = _resolve(path)
+            if real is None or not _inside(real, work):
+                say(f"not saving the task log {path}: it is not inside the build's workspace")
+                continue
+            try:
+                source = os.open(real, READ_FLAGS)
+            except OSError:
+                source = -1
+            if source < 0 or not stat.S_ISREG(os.fstat(source).st_mode):
+                if source >= 0:
+                    os.close(source)
+                say(f"not saving the task log {path}: not a regular file")
+                continue
+            try:
+                name = task_log_name(path)
+                if dest_fd is None:
+                    dest_fd = _task_logs_dir(logs_fd)
+                    if dest_fd is None:
+                        say(f"not saving task logs: cannot create "
+                            f"{job_path}/{'/'.join(TASK_LOGS_PATH)}")
+                        return tried
+                if exists(dest_fd, name):
+                    continue
+                size = os.fstat(source).st_size
+                try:
+                    _copy(source, dest_fd, name, offset=max(0, size - MAX_TASK_LOG_BYTES))
+                    say(f"saved the log of the failed task as {'/'.join(TASK_LOGS_PATH)}/{name}")
+                except OSError:
+                    say(f"could not save the task log {path}")
+            finally:
+                os.close(source)
+            tried += 1
+            if tried >= MAX_TASK_LOGS:
+                break
+    finally:
+        if dest_fd is not None:
+            os.close(dest_fd)
+    return tried
+
+
+def _task_logs_dir(logs_fd: int) -> int | None:
+    try:
+        return open_dir(logs_fd, TASK_LOGS_DIR)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return None
+    try:
+        return make_dir(logs_fd, TASK_LOGS_DIR, JOB_DIR_MODE)
+    except OSError:
+        return None
