@@ -40,6 +40,13 @@ users_group=autobuild-users
 changes=0
 
 say() { printf '  %s\n' "$*"; }
+have_systemd() { [[ -d /run/systemd/system ]] && [[ "$(ps -p 1 -o comm=)" == systemd ]]; }
+service_running() {
+    if have_systemd; then systemctl is-active --quiet autobuild.service
+    else [[ -x "$prefix/deploy/autobuild-ctl" ]] && "$prefix/deploy/autobuild-ctl" status >/dev/null 2>&1
+    fi
+}
+stopped_service=0
 changed() { changes=$((changes + 1)); printf '  * %s\n' "$*"; }
 fail() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
 trap 'fail "step failed at line $LINENO (see the output above)"' ERR
@@ -49,7 +56,7 @@ trap 'fail "step failed at line $LINENO (see the output above)"' ERR
 echo "Installing Autobuild from $src"
 
 # --- packages ---------------------------------------------------------------------------
-packages=(python3 python3-venv git sudo nginx ca-certificates openssl)
+packages=(python3 python3-venv git sudo nginx ca-certificates openssl acl)
 # The Yocto Project's host packages for Ubuntu 24.04 (and Debian 12).
 yocto_packages=(build-essential chrpath cpio debianutils diffstat file gawk gcc git
     iputils-ping libacl1 lz4 locales python3 python3-git python3-jinja2 python3-pexpect
@@ -78,11 +85,14 @@ if ! getent group "$users_group" >/dev/null; then
 fi
 if ! id "$service_user" >/dev/null 2>&1; then
     useradd --system --user-group --home-dir "$srv" --no-create-home \
-        --shell /usr/sbin/nologin --groups "$users_group" "$service_user"
+        --shell /usr/sbin/nologin "$service_user"
     changed "created system user $service_user"
-elif ! id -nG "$service_user" | tr ' ' '\n' | grep -qx "$users_group"; then
-    usermod -aG "$users_group" "$service_user"
-    changed "added $service_user to $users_group"
+fi
+# The service is not an engineer: in their group it could run builds as itself and reach
+# what engineers share. It reads build output through its own group instead.
+if id -nG "$service_user" | tr ' ' '\n' | grep -qx "$users_group"; then
+    gpasswd -d "$service_user" "$users_group" >/dev/null
+    changed "removed $service_user from $users_group (the service reads builds through group $service_user)"
 fi
 if id -nG "$service_user" | tr ' ' '\n' | grep -qx shadow; then
     gpasswd -d "$service_user" shadow >/dev/null
@@ -90,7 +100,8 @@ if id -nG "$service_user" | tr ' ' '\n' | grep -qx shadow; then
 fi
 for u in "${add_users[@]}"; do
     id "$u" >/dev/null 2>&1 || fail "--add-user: no such user: $u"
-    [[ "$u" != root ]] || fail "--add-user: root may not use Autobuild"
+    [[ "$u" != root && "$u" != "$service_user" ]] || fail "--add-user: $u may not use Autobuild"
+    [[ "$u" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || fail "--add-user: $u is not a name Autobuild accepts (a-z, 0-9, _ and -)"
     if ! id -nG "$u" | tr ' ' '\n' | grep -qx "$users_group"; then
         usermod -aG "$users_group" "$u"
         changed "added $u to $users_group"
@@ -121,7 +132,7 @@ for item in pyproject.toml README.md src plugins runner deploy docs; do
         code_changed=1
     fi
 done
-chmod 0755 "$prefix/runner/run_job.sh" "$prefix/runner/git-askpass.sh" "$prefix/deploy/autobuild-ctl"
+for exe in "$prefix"/runner/*.sh "$prefix/deploy/autobuild-ctl"; do chmod 0755 "$exe"; done
 if ((code_changed)); then changed "copied the code"; else say "code up to date"; fi
 
 # Built from Debian's /usr/bin/python3: engineers (through sudo) must be able to run it.
@@ -161,14 +172,72 @@ ensure_dir() {  # path owner group mode
         changed "fixed $path ($now -> $owner:$group $mode)"
     fi
 }
+ensure_acl() {  # path: the group (engineers) may write whatever anyone adds, whatever the umask
+    local path=$1 want=$'user::rwx\ngroup::rwx\nother::---'
+    if [[ "$(getfacl -pcd "$path" 2>/dev/null)" != "$want" ]]; then
+        if ! setfacl -m d:u::rwx,d:g::rwx,d:o::--- "$path" 2>/dev/null; then
+            say "WARNING: cannot set ACLs on $path (mount it with acl support): builds will not share what they add to the cache"
+            return 0
+        fi
+        # Directories made by earlier builds (umask 002, no ACL) get the same default.
+        find "$path" -mindepth 1 -xdev -type d -exec setfacl -m d:u::rwx,d:g::rwx,d:o::--- {} + 2>/dev/null || true
+        changed "default ACL on $path: $users_group may write what any build adds"
+    fi
+}
 ensure_dir "$srv" root root 0755
 ensure_dir "$srv/data" "$service_user" "$service_user" 0750
-# The service creates a job dir per build (setgid: the engineer's runner may write there).
-ensure_dir "$srv/jobs" "$service_user" "$users_group" 2750
-ensure_dir "$srv/cache" root "$users_group" 2775
-ensure_dir "$srv/cache/downloads" root "$users_group" 2775
-ensure_dir "$srv/cache/sstate-cache" root "$users_group" 2775
+# The launch logs: what sudo and the runner print before a build's own log exists.
+ensure_dir "$srv/data/launch" "$service_user" "$service_user" 0750
+# Sticky + setgid, others -wx: each engineer's first build may create <user>/ (group
+# $service_user, so the service reads it), nobody may list, rename or delete another's.
+ensure_dir "$srv/jobs" "$service_user" "$service_user" 3753
+# The shared caches: members only, setgid, group-writable through default ACLs.
+ensure_dir "$srv/cache" root "$users_group" 2750
+for cache in downloads sstate-cache; do
+    ensure_dir "$srv/cache/$cache" root "$users_group" 2770
+    ensure_acl "$srv/cache/$cache"
+done
+# Every engineer's own directory, made now so that nobody else can take the name first.
+mapfile -t engineers < <(getent group "$users_group" | cut -d: -f4 | tr ',' '\n' | grep -v -x -e '' -e "$service_user" -e root || true)
+for u in "${engineers[@]}" "${add_users[@]}"; do
+    if [[ ! "$u" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || ! id "$u" >/dev/null 2>&1; then continue; fi
+    dir="$srv/jobs/$u"
+    if [[ -L "$dir" || ( -e "$dir" && ! -d "$dir" ) ]] || { [[ -d "$dir" ]] && [[ "$(stat -c %U "$dir")" != "$u" ]]; }; then
+        say "WARNING: $dir belongs to $(stat -c %U "$dir") (or is not a directory), not $u: $u's builds will fail until an admin removes it (sudo rm -r $dir)"
+    elif [[ ! -d "$dir" ]]; then
+        install -d -o "$u" -g "$service_user" -m 2750 "$dir"
+        changed "created $dir ($u:$service_user 2750)"
+    fi
+done
 say "$srv/{data,jobs,cache}"
+
+# --- old job directories ------------------------------------------------------------------
+# Builds of the old layout (jobs/<id>, shared by all engineers) move to jobs/<owner>/<id>, with
+# the service stopped; builds still running keep going (upgrade-layout explains).
+echo "Job directories"
+autobuild_cli="$prefix/venv/bin/autobuild"
+upgrade_needed=0
+upgrade_rc=0
+"$autobuild_cli" upgrade-layout --check >"$stage/upgrade-check" 2>&1 || upgrade_rc=$?
+case $upgrade_rc in
+    0) ;;
+    1) upgrade_needed=1 ;;
+    *) cat "$stage/upgrade-check" >&2; fail "autobuild upgrade-layout --check failed" ;;
+esac
+if ((upgrade_needed || code_changed)) && service_running; then
+    "$prefix/deploy/autobuild-ctl" stop >/dev/null
+    stopped_service=1
+    changed "stopped the service for the upgrade (running builds keep going)"
+fi
+if ((upgrade_needed)); then
+    upgrade_rc=0
+    "$autobuild_cli" upgrade-layout >"$stage/upgrade-out" 2>&1 || upgrade_rc=$?
+    sed 's/^/    /' "$stage/upgrade-out"
+    ((upgrade_rc == 0)) || say "WARNING: some old job directories were left in place (see above; autobuild check lists them)"
+    changed "brought the old job directories under the new rules"
+else
+    say "all in the new layout"
+fi
 
 # --- configuration ----------------------------------------------------------------------
 echo "Configuration"
@@ -181,6 +250,11 @@ install_file() {  # source target mode [owner:group]
 }
 visudo -cf "$src/deploy/sudoers/autobuild" >/dev/null || fail "deploy/sudoers/autobuild does not pass visudo -c; not installed"
 install_file "$src/deploy/sudoers/autobuild" /etc/sudoers.d/autobuild 0440
+for runas in root "$service_user"; do
+    if sudo -n -l -U "$service_user" -u "$runas" "$prefix/runner/run_job.sh" >/dev/null 2>&1; then
+        fail "sudo lets $service_user run the runner as $runas: remove the other sudoers rule that allows it (sudo -l -U $service_user)"
+    fi
+done
 install_file "$src/deploy/pam/autobuild" /etc/pam.d/autobuild 0644
 
 install -d -m 0750 -o root -g "$service_user" "$etc"
@@ -254,6 +328,9 @@ if ((start)); then
             changed "started nginx"
         fi
     fi
+elif ((stopped_service)); then
+    "$prefix/deploy/autobuild-ctl" start | sed 's/^/  /'
+    say "started the service again (it was running before the upgrade; --no-start)"
 else
     say "not started (--no-start)"
 fi

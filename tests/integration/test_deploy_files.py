@@ -17,7 +17,35 @@ def test_sudoers_file_passes_visudo_and_allows_only_the_runner_for_the_group():
     result = subprocess.run(["visudo", "-cf", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     rules = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
-    assert rules == ["autobuild ALL=(%autobuild-users) NOPASSWD: /opt/autobuild/runner/run_job.sh"]
+    # Never as root nor as the service itself, even if either joined the group: in a Runas
+    # list the last match wins, so the exclusions must come after the group.
+    assert rules == ["autobuild ALL=(%autobuild-users,!root,!autobuild) NOPASSWD: "
+                     "/opt/autobuild/runner/run_job.sh"]
+
+
+@pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck not installed")
+def test_install_script_and_ctl_pass_shellcheck():
+    for name in ("install.sh", "autobuild-ctl"):
+        result = subprocess.run(["shellcheck", str(DEPLOY / name)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout
+
+
+def test_install_script_makes_the_new_layout():
+    from autobuild.domain import layout
+
+    install = (DEPLOY / "install.sh").read_text()
+    assert f'ensure_dir "$srv/jobs" "$service_user" "$service_user" {layout.JOBS_ROOT_MODE:o}' in install
+    assert f'ensure_dir "$srv/data/{layout.LAUNCH_DIR}" "$service_user" "$service_user" 0750' in install
+    assert 'ensure_dir "$srv/cache/$cache" root "$users_group" 2770' in install
+    assert "setfacl -m d:u::rwx,d:g::rwx,d:o::---" in install
+    assert f'install -d -o "$u" -g "$service_user" -m {layout.OWNER_DIR_MODE:o}' in install
+    # The service leaves the engineers' group, and the old job directories are moved.
+    assert 'gpasswd -d "$service_user" "$users_group"' in install
+    assert "usermod -aG \"$users_group\" \"$service_user\"" not in install
+    assert "upgrade-layout --check" in install and '"$autobuild_cli" upgrade-layout >' in install
+    # ACLs need the acl package, on the server and in CI.
+    assert " acl)" in install or " acl " in install
+    assert " acl" in (ROOT / ".ci" / "run").read_text()
 
 
 def test_systemd_unit_keeps_builds_alive_and_allows_sudo():
