@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import ConfigError, Settings
+from .domain import layout
 
 SERVICE_USER = "autobuild"
 SUDOERS = Path("/etc/sudoers.d/autobuild")
@@ -47,6 +48,25 @@ def _mode(path: Path) -> tuple[str, str, int] | None:
     return owner, group, stat.S_IMODE(st.st_mode)
 
 
+CACHE_DEFAULT_ACL = ("user::rwx", "group::rwx", "other::---")
+
+
+def _default_acl(path: Path) -> tuple[str, ...] | None:
+    if not shutil.which("getfacl"):
+        return None
+    result = _run(["getfacl", "-pcd", str(path)])
+    if result.returncode != 0:
+        return None
+    return tuple(line for line in result.stdout.splitlines() if line and "mask" not in line)
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
 def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
 
@@ -61,6 +81,31 @@ def _group_members(name: str) -> list[str]:
     return sorted(members - {SERVICE_USER})
 
 
+def _writable_by(top: Path, user: str) -> list[str]:
+    """Paths below ``top`` (not following links) that ``user`` could write: owned by it, or
+    group/other-writable for a group it is in."""
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError:
+        return []
+    gids = {account.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in [*dirnames, *filenames, ""]:
+            path = os.path.join(dirpath, name) if name else dirpath
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                continue
+            mode = st.st_mode
+            if (st.st_uid == account.pw_uid or (st.st_gid in gids and mode & 0o020)
+                    or mode & 0o002):
+                found.append(path)
+    return found
+
+
 class HostCheck:
     """The checks, in the order an admin would fix them."""
 
@@ -69,7 +114,7 @@ class HostCheck:
 
     def results(self) -> Iterator[Result]:
         checks: list[Callable[[], Iterator[Result]]] = [
-            self.service_user, self.directories, self.runner, self.sudo_rules, self.pam,
+            self.service_user, self.directories, self.job_owners, self.runner, self.sudo_rules, self.pam,
             self.secret_key, self.database, self.nginx,
         ]
         for check in checks:
@@ -93,8 +138,9 @@ class HostCheck:
             yield Result(False, f"group {group} exists", f"sudo groupadd --system {group}")
             return
         groups = {g.gr_name for g in grp.getgrall() if SERVICE_USER in g.gr_mem}
-        yield Result(group in groups, f"{SERVICE_USER} is in {group} (reads job files)",
-                     f"sudo usermod -aG {group} {SERVICE_USER}")
+        yield Result(group not in groups,
+                     f"{SERVICE_USER} is NOT in {group} (it reads builds through group {SERVICE_USER})",
+                     f"sudo gpasswd -d {SERVICE_USER} {group}")
         yield Result("shadow" not in groups, f"{SERVICE_USER} is not in shadow (cannot read password hashes)",
                      f"sudo gpasswd -d {SERVICE_USER} shadow")
         members = _group_members(group)
@@ -103,11 +149,12 @@ class HostCheck:
 
     def directories(self) -> Iterator[Result]:
         group = self.s.users_group
+        caches = [self.s.cache_dir / "downloads", self.s.cache_dir / "sstate-cache"]
         expected = [
             (self.s.db_path.parent, SERVICE_USER, SERVICE_USER, 0o750),
-            (self.s.jobs_root, SERVICE_USER, group, 0o2750),
-            (self.s.jobs_root.parent / "cache" / "downloads", "root", group, 0o2775),
-            (self.s.jobs_root.parent / "cache" / "sstate-cache", "root", group, 0o2775),
+            (self.s.db_path.parent / layout.LAUNCH_DIR, SERVICE_USER, SERVICE_USER, 0o750),
+            (self.s.jobs_root, SERVICE_USER, SERVICE_USER, layout.JOBS_ROOT_MODE),
+            *((cache, "root", group, 0o2770) for cache in caches),
         ]
         for path, owner, grp_name, mode in expected:
             actual = _mode(path)
@@ -118,6 +165,47 @@ class HostCheck:
             have = f"{actual[0]}:{actual[1]} {actual[2]:o}"
             yield Result(have == want, f"{path} is {want}" + ("" if have == want else f" (is {have})"),
                          f"sudo chown {owner}:{grp_name} {path} && sudo chmod {mode:o} {path}")
+        for cache in caches:
+            if _mode(cache) is None:
+                continue
+            acl = _default_acl(cache)
+            yield Result(acl == CACHE_DEFAULT_ACL,
+                         f"{cache} has the default ACL {','.join(CACHE_DEFAULT_ACL)} (what any build "
+                         f"adds stays writable for {group})" + ("" if acl is not None else
+                                                                 " (getfacl missing or failed)"),
+                         f"sudo setfacl -m d:u::rwx,d:g::rwx,d:o::--- {cache}  (sudo apt-get install acl; "
+                         "or rerun install.sh)")
+
+    def job_owners(self) -> Iterator[Result]:
+        """Every entry of the jobs root is a directory of the user it is named after."""
+        root = self.s.jobs_root
+        try:
+            names = sorted(os.listdir(root))
+        except OSError as exc:
+            yield Result(False, f"{root} can be listed ({exc.strerror})", "run `autobuild check` as root")
+            return
+        bad = 0
+        for name in names:
+            path = root / name
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            owner = _user_name(st.st_uid)
+            if name.isdigit() and stat.S_ISLNK(st.st_mode):
+                continue  # upgrade-layout's link for a build of the old layout still running
+            if name.isdigit() or ".orphaned-" in name:
+                bad += 1
+                yield Result(False, f"jobs/{name} is a job directory of the old layout",
+                             f"sudo /opt/autobuild/venv/bin/autobuild upgrade-layout (with the service "
+                             f"stopped), or sudo rm -r {path}")
+            elif not stat.S_ISDIR(st.st_mode) or owner != name:
+                bad += 1
+                what = "is not a directory" if not stat.S_ISDIR(st.st_mode) else f"belongs to {owner}"
+                yield Result(False, f"jobs/{name} {what}",
+                             f"sudo rm -r {path}  (only {name}'s own builds belong there)")
+        if not bad:
+            yield Result(True, f"every entry of {root} is its engineer's own directory ({len(names)})")
 
     def runner(self) -> Iterator[Result]:
         runner = self.s.runner_path
@@ -128,8 +216,14 @@ class HostCheck:
                 yield Result(False, f"{path} exists", "run sudo ./deploy/install.sh")
                 return
             safe = actual[0] == "root" and not actual[2] & 0o022
-            yield Result(safe, f"{path} is root-owned and not writable by others",
+            yield Result(safe, f"{path} is root-owned and not writable by group or others",
                          f"sudo chown root:root {path} && sudo chmod go-w {path}")
+        # Nothing the runner runs may be changed by the service: else a bug in the web service
+        # becomes code execution as every engineer.
+        writable = _writable_by(code_root, SERVICE_USER)
+        yield Result(not writable, f"nothing in {code_root} is writable by {SERVICE_USER}"
+                     + (f" ({', '.join(writable[:3])}{' ...' if len(writable) > 3 else ''})" if writable else ""),
+                     f"sudo chown -R root:root {code_root} && sudo chmod -R go-w {code_root}")
 
     def sudo_rules(self) -> Iterator[Result]:
         yield Result(SUDOERS.is_file(), f"{SUDOERS} installed", "run sudo ./deploy/install.sh")
@@ -143,9 +237,11 @@ class HostCheck:
             allowed = _run(["sudo", "-n", "-l", "-U", SERVICE_USER, "-u", member, runner])
             yield Result(allowed.returncode == 0, f"{SERVICE_USER} may run the runner as {member}",
                          f"check {SUDOERS}: it must say (%{self.s.users_group}) NOPASSWD: {runner}")
-        as_root = _run(["sudo", "-n", "-l", "-U", SERVICE_USER, "-u", "root", runner])
-        yield Result(as_root.returncode != 0, f"{SERVICE_USER} may NOT run the runner as root",
-                     f"remove any rule for {SERVICE_USER} other than the one in {SUDOERS}")
+        for runas in ("root", SERVICE_USER):
+            refused = _run(["sudo", "-n", "-l", "-U", SERVICE_USER, "-u", runas, runner])
+            yield Result(refused.returncode != 0, f"{SERVICE_USER} may NOT run the runner as {runas}",
+                         f"rerun install.sh (its rule ends with ,!root,!{SERVICE_USER}) and remove any "
+                         f"other rule for {SERVICE_USER}")
         other = _run(["sudo", "-n", "-l", "-U", SERVICE_USER, "-u", members[0] if members else "nobody",
                       "/bin/sh"])
         yield Result(other.returncode != 0, f"{SERVICE_USER} may run nothing else through sudo",
