@@ -1,7 +1,7 @@
-"""Integration fixtures: the real run_job.sh, a real HTTPS git server, the stand-in poky.
+"""Integration fixtures: the real run_job.sh shim, a real HTTPS git server, the stand-in poky.
 
 The runner runs as the current user without sudo (as the service does with
-AUTO_BUILD_NO_SUDO=1); it reads the GitLab token from the real ~/.autobuild/gitlab_token of
+AUTO_BUILD_NO_SUDO=1), the build order on its stdin; it reads the GitLab token from the real ~/.autobuild/gitlab_token of
 that user, which the ``user_token`` fixture fills and restores afterwards. Tests that need
 a second Linux user (PAM, sudo) get a throwaway one when they run as root, else they skip.
 """
@@ -17,7 +17,6 @@ import pwd
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -94,64 +93,87 @@ class Build:
         return self.job_dir / "work" / "src" / "build" / "tmp" / "deploy" / "images"
 
 
+def current_user() -> str:
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
 class Runner:
-    """Runs run_job.sh as the current user with a test jobs root, like the service without sudo."""
+    """Runs the run_job.sh shim as the current user with a test jobs root, like the service
+    without sudo (AUTO_BUILD_NO_SUDO=1): the order on stdin, the build in
+    <jobs_root>/<current user>/<id>."""
 
     def __init__(self, jobs_root: Path, ca_file: Path) -> None:
         self.jobs_root = jobs_root
         self.ca_file = ca_file
         self.path = RUNNER
+        self.owner = current_user()
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "LANG": "C.UTF-8",
-            "AUTO_BUILD_JOBS_ROOT": str(self.jobs_root),
-            "AUTO_BUILD_PYTHON": sys.executable,
             "GIT_SSL_CAINFO": str(self.ca_file),
             "STANDIN_BITBAKE_DELAY": "0",
         }
         env.update(extra)
         return env
 
-    def job_dir(self, job_id: int, patterns: list[str] | None = None,
-                settings: dict[str, str] | None = None) -> Path:
-        """Make the job directory as the service does (2770), optionally with patterns, and
-        with ``build-settings``: by default the workspace is kept (tests look into it) and
+    def job_path(self, job_id: int) -> Path:
+        return self.jobs_root / self.owner / str(job_id)
+
+    def address(self, job_id: int) -> dict:
+        return {"job_id": job_id, "owner": self.owner, "jobs_root": str(self.jobs_root)}
+
+    def order(self, job_id: int, url: str, ref: str, machine: str = MACHINE,
+              target: str = TARGET, patterns: list[str] | None = None,
+              settings: dict | None = None, kas_file: str | None = None) -> str:
+        """A BuildOrder as JSON. By default the workspace is kept (tests look into it) and
         the shared caches are in a directory that does not exist."""
-        path = self.jobs_root / str(job_id)
-        path.mkdir()
-        path.chmod(0o2770)
-        if patterns is not None:
-            (path / "artifact-patterns").write_text("".join(f"{p}\n" for p in patterns))
         if settings is None:
-            settings = {"KEEP_WORKSPACE": "1", "CACHE_DIR": str(self.jobs_root / "no-cache")}
-        (path / "build-settings").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
-        return path
+            settings = {"keep_workspace": True, "cache_dir": str(self.jobs_root.parent / "no-cache")}
+        order = {**self.address(job_id), "repo_url": url, "ref": ref, "machine": machine,
+                 "target": target, "kas_file": kas_file, "settings": settings}
+        if patterns is not None:
+            order["artifact_patterns"] = patterns
+        return json.dumps(order)
 
     def run(self, *args: str, env: dict[str, str] | None = None, stdin: str | None = None,
             timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(RUNNER), *args], env=env or self.env(), input=stdin,
+        return subprocess.run([str(RUNNER), *args], env=env or self.env(), input=stdin or "",
                               capture_output=True, text=True, timeout=timeout)
 
     def build(self, job_id: int, url: str, ref: str, machine: str = MACHINE,
               target: str = TARGET, patterns: list[str] | None = None,
-              settings: dict[str, str] | None = None, **env: str) -> Build:
-        job_dir = self.job_dir(job_id, patterns, settings)
-        result = self.run(str(job_id), url, ref, machine, target, env=self.env(**env))
-        return Build(result.returncode, result.stdout, result.stderr, job_dir)
+              settings: dict | None = None, kas_file: str | None = None, **env: str) -> Build:
+        order = self.order(job_id, url, ref, machine, target, patterns, settings, kas_file)
+        result = self.run("build", str(job_id), stdin=order, env=self.env(**env))
+        return Build(result.returncode, result.stdout, result.stderr, self.job_path(job_id))
 
     def start(self, job_id: int, url: str, ref: str, machine: str = MACHINE,
-              target: str = TARGET, **env: str) -> subprocess.Popen[bytes]:
+              target: str = TARGET, settings: dict | None = None,
+              **env: str) -> subprocess.Popen[bytes]:
         """Start a build in its own session (as the service does) without waiting."""
-        self.job_dir(job_id)
-        return subprocess.Popen([str(RUNNER), str(job_id), url, ref, machine, target],
-                                env=self.env(**env), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        process = subprocess.Popen([str(RUNNER), "build", str(job_id)], env=self.env(**env),
+                                   stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+        assert process.stdin is not None
+        process.stdin.write(self.order(job_id, url, ref, machine, target,
+                                       settings=settings).encode())
+        process.stdin.close()
+        return process
+
+    def cancel(self, job_id: int, **env: str) -> subprocess.CompletedProcess[str]:
+        return self.run("cancel", str(job_id), stdin=json.dumps(self.address(job_id)),
+                        env=self.env(**env))
+
+    def purge(self, job_id: int) -> subprocess.CompletedProcess[str]:
+        return self.run("purge", str(job_id), stdin=json.dumps(self.address(job_id)))
+
+    def record(self, job_id: int) -> dict:
+        return json.loads((self.job_path(job_id) / "runner.json").read_text())
 
     def wait_for_log(self, job_id: int, text: str, timeout: float = 30) -> None:
-        log = self.jobs_root / str(job_id) / "logs" / "build.log"
+        log = self.job_path(job_id) / "logs" / "build.log"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if log.exists() and text in log.read_text(errors="replace"):

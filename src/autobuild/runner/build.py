@@ -189,7 +189,12 @@ class Supervisor:
 
     def reap_group(self, pgid: int) -> None:
         """Nothing the build started may outlive the runner: 5 s to end by itself, then
-        SIGTERM, 5 s more, then SIGKILL."""
+        SIGTERM, 5 s more, then SIGKILL. A cancelled build's leftovers get the cancel's own
+        escalation (the grace period, SIGTERM, SIGKILL)."""
+        if self.cancel_signal is not None:
+            while group_members(pgid) and not self.killed:
+                self.escalate()
+                time.sleep(POLL)
         for signum in (signal.SIGTERM, signal.SIGKILL):
             deadline = time.monotonic() + LEFTOVER_WAIT
             while group_members(pgid):

@@ -69,7 +69,7 @@ def _check_address(address: JobAddress, job_id: int, me: Identity) -> None:
 def run_build(job_id: int, stdin: BinaryIO, me: Identity) -> int:
     try:
         order = BuildOrder.from_json(read_stdin(stdin))
-    except InvalidOrder as exc:
+    except (InvalidOrder, TypeError, AttributeError, ValueError) as exc:
         raise Refused(f"invalid build order: {exc}") from None
     _check_address(order.address, job_id, me)
     build.hold_signals()
@@ -93,7 +93,7 @@ def run_build(job_id: int, stdin: BinaryIO, me: Identity) -> int:
 def run_address_mode(mode: str, job_id: int, stdin: BinaryIO, me: Identity) -> int:
     try:
         address = JobAddress.from_json(read_stdin(stdin))
-    except InvalidOrder as exc:
+    except (InvalidOrder, TypeError, AttributeError, ValueError) as exc:
         raise Refused(f"invalid job address: {exc}") from None
     _check_address(address, job_id, me)
     return control.cancel(address, me) if mode == "cancel" else control.purge(address, me)
