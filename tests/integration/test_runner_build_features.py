@@ -1,4 +1,4 @@
-"""run_job.sh: kas projects (real kas, stand-in bitbake), workspace cleanup, sha256 of the
+"""The runner: kas projects (real kas, stand-in bitbake), workspace cleanup, sha256 of the
 artifacts, and a disk that fills up during the build."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.standin import create_kas_repo
 
-from .conftest import MACHINE, TARGET
+from .conftest import MACHINE
 from .test_runner import assert_finished
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -64,8 +64,7 @@ def test_no_artifacts_means_no_checksum_file(runner, git):
 # --- workspace cleanup -----------------------------------------------------------------------
 
 def test_workspace_is_removed_after_a_build_and_artifacts_stay(runner, git, tmp_path):
-    build = runner.build(1, git.url, "main",
-                         settings={"CACHE_DIR": str(tmp_path / "none"), "KEEP_WORKSPACE": "0"})
+    build = runner.build(1, git.url, "main", settings={"cache_dir": str(tmp_path / "none")})
 
     assert_finished(build, "SUCCESS", 0)
     assert not (build.job_dir / "work").exists()
@@ -78,7 +77,7 @@ def test_workspace_is_removed_after_a_build_and_artifacts_stay(runner, git, tmp_
 
 def test_workspace_is_removed_after_a_failure_once_task_logs_are_saved(runner, git, tmp_path):
     build = runner.build(1, git.url, "main", target="fail-image",
-                         settings={"CACHE_DIR": str(tmp_path / "none"), "KEEP_WORKSPACE": "0"})
+                         settings={"cache_dir": str(tmp_path / "none")})
 
     assert_finished(build, "FAILED", 1)
     assert not (build.job_dir / "work").exists()
@@ -88,20 +87,20 @@ def test_workspace_is_removed_after_a_failure_once_task_logs_are_saved(runner, g
 
 def test_read_only_directories_in_the_workspace_are_removed_too(runner, git, tmp_path):
     # Yocto leaves read-only trees behind (Go's module cache); a plain rm -rf fails on them.
-    job_dir = runner.job_dir(1, settings={"CACHE_DIR": str(tmp_path / "none")})
-    read_only = job_dir / "work" / "gomod" / "pkg"
-    read_only.mkdir(parents=True)
-    (read_only / "file.go").write_text("package x\n")
-    read_only.chmod(0o555)
-    read_only.parent.chmod(0o555)
-    try:
-        result = runner.run("1", git.url, "main", MACHINE, TARGET)
-        assert result.returncode == 0
-        assert not (job_dir / "work").exists()
-    finally:
-        if read_only.exists():
-            read_only.parent.chmod(0o755)
-            read_only.chmod(0o755)
+    # Made here while the build runs, as a recipe would.
+    hook = tmp_path / "make-read-only.sh"
+    hook.write_text("#!/bin/sh\nmkdir -p gomod/pkg && echo x > gomod/pkg/f.go && "
+                    "chmod 555 gomod/pkg gomod\n")
+    hook.chmod(0o755)
+    process = runner.start(1, git.url, "main", settings={"cache_dir": str(tmp_path / "none")},
+                           STANDIN_BITBAKE_DELAY="0.05")
+    runner.wait_for_log(1, "==> Checking out", timeout=30)
+    work = runner.job_path(1) / "work"
+    subprocess.run([str(hook)], cwd=work, check=True)
+    assert process.wait(timeout=60) == 0
+    assert not work.exists()
+    assert "Removed work/ (the clone and build/tmp): " in (
+        runner.job_path(1) / "logs" / "build.log").read_text()
 
 
 def test_keep_workspace_keeps_it_and_says_how_big_it_is(runner, git):
@@ -113,15 +112,12 @@ def test_keep_workspace_keeps_it_and_says_how_big_it_is(runner, git):
 
 
 def test_cancelled_build_cleans_up_too(runner, git, tmp_path):
-    runner.job_dir(1, settings={"CACHE_DIR": str(tmp_path / "none")})
-    proc = subprocess.Popen([str(runner.path), "1", git.url, "main", MACHINE, "slow-image"],
-                            env=runner.env(), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = runner.start(1, git.url, "main", target="slow-image",
+                        settings={"cache_dir": str(tmp_path / "none")}, AUTO_BUILD_CANCEL_GRACE="2")
     runner.wait_for_log(1, "Running task 2 of")
-    assert runner.run("--cancel", "1", env=runner.env(AUTO_BUILD_CANCEL_GRACE="2")).returncode == 0
+    assert runner.cancel(1).returncode == 0
     assert proc.wait(timeout=60) != 0
-    job_dir = runner.jobs_root / "1"
+    job_dir = runner.job_path(1)
     assert '"CANCELLED"' in (job_dir / "status.json").read_text()
     assert not (job_dir / "work").exists()
 
@@ -134,8 +130,8 @@ def test_repo_with_kas_yml_is_built_by_real_kas_with_the_form_machine_and_target
     (cache / "downloads").mkdir(parents=True)
     (cache / "sstate-cache").mkdir()
     build = runner.build(1, kas_url, "main", machine="genericarm64", target="core-image-base",
-                         settings={"CACHE_DIR": str(cache), "KEEP_WORKSPACE": "1",
-                                   "BB_NUMBER_THREADS": "3"})
+                         settings={"cache_dir": str(cache), "keep_workspace": True,
+                                   "bb_number_threads": 3})
 
     assert_finished(build, "SUCCESS", 0)
     log = build.log
@@ -158,8 +154,7 @@ def test_repo_with_kas_yml_is_built_by_real_kas_with_the_form_machine_and_target
 
 def test_kas_file_from_the_form_is_used(runner, git, kas_url, tmp_path):
     build = runner.build(1, kas_url, "main", target="core-image-minimal",
-                         settings={"CACHE_DIR": str(tmp_path / "none"), "KEEP_WORKSPACE": "0",
-                                   "KAS_FILE": "kas/other.yml"})
+                         settings={"cache_dir": str(tmp_path / "none")}, kas_file="kas/other.yml")
 
     assert_finished(build, "SUCCESS", 0)
     assert "==> kas build kas/other.yml: bitbake core-image-minimal" in build.log
@@ -169,7 +164,7 @@ def test_kas_file_from_the_form_is_used(runner, git, kas_url, tmp_path):
 
 def test_failed_kas_build_saves_task_logs_and_fails(runner, git, kas_url, tmp_path):
     build = runner.build(1, kas_url, "main", target="fail-image",
-                         settings={"CACHE_DIR": str(tmp_path / "none"), "KEEP_WORKSPACE": "0"})
+                         settings={"cache_dir": str(tmp_path / "none")})
 
     assert_finished(build, "FAILED", 2)  # kas's exit code when bitbake fails
     assert "ERROR: kas build kas.yml failed (exit 2)" in build.log
@@ -178,8 +173,8 @@ def test_failed_kas_build_saves_task_logs_and_fails(runner, git, kas_url, tmp_pa
 
 
 def test_missing_kas_file_fails_with_one_clear_line(runner, git, tmp_path):
-    build = runner.build(1, git.url, "main",
-                         settings={"CACHE_DIR": str(tmp_path / "none"), "KAS_FILE": "kas/none.yml"})
+    build = runner.build(1, git.url, "main", settings={"cache_dir": str(tmp_path / "none")},
+                         kas_file="kas/none.yml")
 
     assert_finished(build, "FAILED", 1)
     assert "ERROR: the kas file kas/none.yml is not a file in the repository" in build.log
@@ -217,7 +212,7 @@ def test_disk_full_ends_failed_with_a_status_and_frees_the_workspace(runner, git
                                                                      keep):
     runner.jobs_root = tiny_jobs_root
     build = runner.build(1, git.url, "main", target="fill-disk-image",
-                         settings={"CACHE_DIR": "/nonexistent", "KEEP_WORKSPACE": keep})
+                         settings={"cache_dir": "/nonexistent", "keep_workspace": keep == "1"})
 
     assert_finished(build, "FAILED", 1)
     log = build.log
