@@ -72,7 +72,6 @@ def run_build(job_id: int, stdin: BinaryIO, me: Identity) -> int:
     except (InvalidOrder, TypeError, AttributeError, ValueError) as exc:
         raise Refused(f"invalid build order: {exc}") from None
     _check_address(order.address, job_id, me)
-    build.hold_signals()
     jobs_root = order.address.jobs_root
     root = open_jobs_root(jobs_root)
     try:
@@ -80,6 +79,7 @@ def run_build(job_id: int, stdin: BinaryIO, me: Identity) -> int:
     finally:
         os.close(root)
     assert owner is not None
+    build.hold_signals()  # from here on a stop request is recorded, not fatal
     try:
         files = create_job_dir(owner, f"{jobs_root.rstrip('/')}/{me.name}", job_id)
     finally:
