@@ -15,7 +15,7 @@ For every legacy ``<jobs root>/<digits>`` directory this, as root with the servi
 3. moves the service's files out: ``launch.log`` to ``<data dir>/launch/<id>.log`` when it is
    the service's own regular file; ``job.json``, ``artifact-patterns`` and ``build-settings``
    are deleted (their content is in the database);
-4. gives the rest to ``<owner>:autobuild``: directories 2750 (``work/`` 0700), files without
+4. gives the rest to ``<owner>:autobuild``: directories 2750 (``work/`` 2700), files without
    group-write and without access for others;
 5. renames it to ``<owner>/<id>`` (creating ``<owner>/``, ``<owner>:autobuild 2750``, when
    missing; a ``<owner>/`` that belongs to anyone else is reported and the job left in place).
@@ -60,6 +60,9 @@ LEGACY_PARAMETER_FILES = ("job.json", "artifact-patterns", "build-settings")
 LEGACY_RUNNER_PID = "runner.pid"
 LEGACY_DIR = re.compile(r"^[1-9][0-9]{0,11}$")
 ORPHANED_DIR = re.compile(r"^[1-9][0-9]{0,11}\.orphaned-[0-9]+$")
+# An old runner still running moves its artifacts from a temporary file in work/ into
+# artifacts/: with the setgid bit they keep the group the service reads through.
+WORK_DIR_MODE = layout.WORK_DIR_MODE | stat.S_ISGID
 LOCKED_MODE = 0o700  # a legacy directory left in place: nobody but its owner (the service)
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -277,8 +280,8 @@ class Normaliser:
             fd = _open_dir(dir_fd, name, st)
             try:
                 top_work = not in_work and path.count("/") == 1 and name == layout.WORK_DIR
-                if top_work:
-                    self._dir(fd, path, in_work=True, mode=layout.WORK_DIR_MODE)
+                if top_work:  # setgid too: what an old runner still writes there keeps the group
+                    self._dir(fd, path, in_work=True, mode=WORK_DIR_MODE)
                 elif in_work:
                     self._dir(fd, path, in_work=True, mode=None)
                 else:

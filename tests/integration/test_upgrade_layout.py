@@ -216,7 +216,7 @@ def test_a_finished_job_moves_under_its_owner_and_loses_what_others_planted(tree
         if path.is_symlink():
             continue
         if path.is_dir():
-            expected = layout.WORK_DIR_MODE if path == moved / "work" else (
+            expected = upgrade.WORK_DIR_MODE if path == moved / "work" else (
                 None if moved / "work" in path.parents else layout.JOB_DIR_MODE)
             if expected is not None:
                 assert mode(path) == expected, path
