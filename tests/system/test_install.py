@@ -62,7 +62,7 @@ def test_the_service_runs_as_autobuild_never_root_and_cannot_read_shadow(install
     assert status["Uid"].split() == [str(service.pw_uid)] * 4
     assert status["Gid"].split() == [str(service.pw_gid)] * 4
     groups = {int(g) for g in status["Groups"].split()}
-    assert groups == {service.pw_gid, grp.getgrnam(USERS_GROUP).gr_gid}
+    assert groups == {service.pw_gid}  # not autobuild-users: it reads builds through its own group
     assert grp.getgrnam("shadow").gr_gid not in groups
     assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0
 
@@ -83,14 +83,14 @@ def test_sudo_lets_autobuild_run_only_the_runner_and_only_as_group_members(insta
     assert listing.returncode == 0, listing.stderr
     rules = listing.stdout.split("may run the following commands on", 1)[1].splitlines()[1:]
     rules = [re.sub(r"\s+", " ", rule.strip()) for rule in rules if rule.strip()]
-    assert rules == [f"(%{USERS_GROUP}) NOPASSWD: {RUNNER}"]
+    assert rules == [f"(%{USERS_GROUP}, !root, !{SERVICE_USER}) NOPASSWD: {RUNNER}"]
 
     def as_service(*cmd: str) -> subprocess.CompletedProcess[str]:
         return run("runuser", "-u", SERVICE_USER, "--", "sudo", "-n", *cmd)
 
     allowed = as_service("-u", accounts.alice.name, "--", str(RUNNER), "--has-token")
     assert allowed.returncode == 0 and allowed.stdout.strip() in ("yes", "no"), allowed.stderr
-    for user in ("root", accounts.outsider.name):
+    for user in ("root", SERVICE_USER, accounts.outsider.name):
         refused = as_service("-u", user, "--", str(RUNNER), "--has-token")
         assert refused.returncode != 0 and refused.stdout == "", (user, refused.stdout)
     for command in (["/bin/sh", "-c", "id"], ["/usr/bin/id"], ["/opt/autobuild/venv/bin/python", "-V"]):
