@@ -7,6 +7,7 @@ import re
 import sys
 from typing import BinaryIO
 
+from autobuild.domain.layout import RUNNER_UMASK
 from autobuild.domain.orders import MAX_ORDER_BYTES, BuildOrder, InvalidOrder, JobAddress
 
 from . import account, build, control
@@ -101,6 +102,7 @@ def run_address_mode(mode: str, job_id: int, stdin: BinaryIO, me: Identity) -> i
 
 def main(argv: list[str], stdin: BinaryIO | None = None) -> int:
     stdin = stdin or sys.stdin.buffer
+    os.umask(RUNNER_UMASK)
     try:
         mode, job_id = parse_args(argv)
     except UsageError as exc:

@@ -156,7 +156,7 @@ def tree_size(dir_fd: int) -> int:
     """Bytes used by everything below ``dir_fd`` on its own filesystem (links not followed)."""
     device = os.fstat(dir_fd).st_dev
     total = 0
-    for name in _listdir(dir_fd):
+    for name in listdir(dir_fd):
         try:
             info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         except OSError:
@@ -174,7 +174,7 @@ def tree_size(dir_fd: int) -> int:
     return total
 
 
-def _listdir(dir_fd: int) -> list[str]:
+def listdir(dir_fd: int) -> list[str]:
     # os.listdir(fd) would share (and move) the descriptor's position: list a duplicate.
     dup = os.dup(dir_fd)
     try:
@@ -210,7 +210,7 @@ def _empty(dir_fd: int, device: int) -> None:
     info = os.fstat(dir_fd)
     if info.st_mode & 0o700 != 0o700:
         os.fchmod(dir_fd, stat.S_IMODE(info.st_mode) | 0o700)
-    for name in _listdir(dir_fd):
+    for name in listdir(dir_fd):
         entry = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         if not stat.S_ISDIR(entry.st_mode):
             os.unlink(name, dir_fd=dir_fd)

@@ -7,7 +7,6 @@ created if missing or else must be a real directory of ours; ``<id>`` is created
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import pwd
@@ -199,7 +198,3 @@ def read_record(job_fd: int, job_id: int, uid: int) -> RunnerRecord | None:
     if values["job_id"] != job_id:
         raise Refused(f"{RUNNER_RECORD} is not the record of job {job_id}")
     return RunnerRecord(**values)
-
-
-def is_missing(exc: OSError) -> bool:
-    return exc.errno == errno.ENOENT

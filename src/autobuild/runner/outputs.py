@@ -21,7 +21,7 @@ from autobuild.domain.layout import (
 )
 
 from .fsops import (
-    READ_FLAGS, _listdir, atomic_file, exists, fd_path, make_dir, open_dir, write_all,
+    READ_FLAGS, listdir, atomic_file, exists, fd_path, make_dir, open_dir, write_all,
     write_atomically,
 )
 
@@ -63,7 +63,7 @@ def collect_artifacts(work_fd: int, build_rel: str, machine: str, patterns: tupl
     deploy_fd = os.open(deploy, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     sums: list[tuple[str, str]] = []
     try:
-        for name in sorted(_listdir(deploy_fd)):
+        for name in sorted(listdir(deploy_fd)):
             if not is_plain_name(name) or not matches_any(name, patterns):
                 continue
             source = _open_artifact(deploy_fd, deploy, tree, name, say)
