@@ -780,3 +780,48 @@ def test_runner_files_are_strict_lf_bash():
             assert data.startswith(b"#!/usr/bin/env bash\n"), path
             assert b"\nset -euo pipefail\n" in data, path
             assert os.access(path, os.X_OK), path
+
+
+# --- the launch log: held by the runner alone, until it has written the status ----------------
+
+def test_only_the_runner_holds_its_stdout_and_lets_go_when_it_ends(runner, git, tmp_path):
+    import fcntl
+
+    launch_log = tmp_path / "launch.log"
+    fd = os.open(launch_log, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    process = subprocess.Popen([str(RUNNER), "build", "1"], env=runner.env(),
+                               stdin=subprocess.PIPE, stdout=fd, stderr=fd,
+                               start_new_session=True)
+    os.close(fd)  # the runner's copy keeps the lock, as in the service
+    process.stdin.write(runner.order(1, git.url, "main", target="slow-image").encode())
+    process.stdin.close()
+    runner.wait_for_log(1, "NOTE: Running task 1 of 12")
+
+    def locked() -> bool:
+        probe = os.open(launch_log, os.O_RDWR)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(probe)
+        return False
+
+    assert locked()
+    real = str(launch_log.resolve())
+    holders = []
+    for pid in group_members(runner.record(1)["pgid"]):
+        for entry in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                if os.readlink(entry) == real:
+                    holders.append(pid)
+            except OSError:
+                pass
+    assert holders == []  # no build process inherited it
+
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 143
+    assert (runner.job_path(1) / "status.json").exists()
+    assert not locked()
+    assert launch_log.read_text() == ""  # the runner said nothing there: all went to build.log
