@@ -132,3 +132,29 @@ def test_purge_removes_the_job_and_refuses_while_the_runner_lives(address, me, j
 
 def test_purge_of_a_job_under_a_missing_owner_dir_is_done(address, me):
     assert control.purge(address, me) == 0
+
+
+def test_a_runner_from_before_the_upgrade_is_cancelled_through_its_runner_pid(
+        address, me, job_dir, tmp_path):
+    old = tmp_path / "run_job.sh"
+    old.write_text("#!/bin/bash\ntrap 'echo INT; exit 130' INT\necho ready\n"
+                   "while :; do sleep 0.05; done\n")
+    old.chmod(0o755)
+    process = subprocess.Popen([str(old), "4", "https://x/y.git"], stdout=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        assert process.stdout.readline() == "ready\n"
+        with open(os.path.join(job_dir, control.LEGACY_RUNNER_PID), "w") as f:
+            f.write(f"{process.pid} {process.pid}\n")
+        with pytest.raises(Refused, match="still running"):
+            control.purge(address, me)
+
+        assert control.cancel(address, me) == 0
+
+        assert process.stdout.readline() == "INT\n"
+        assert process.wait(timeout=10) == 130
+    finally:
+        process.kill()
+        process.wait()
+    assert control.cancel(address, me) == 0  # nothing alive: only the note is left
+    assert control.purge(address, me) == 0

@@ -15,12 +15,49 @@ from datetime import UTC, datetime
 from autobuild.domain.layout import CANCEL_REQUEST, STATUS
 from autobuild.domain.orders import JobAddress
 
-from .fsops import Refused, create_file, exists, remove_tree, write_all
+from autobuild.adapters.procfs import PROC
+
+from .fsops import Refused, create_file, exists, open_regular, read_fd, remove_tree, write_all
 from .jobdir import Identity, RunnerRecord, open_job_dir, open_jobs_root, open_owner_dir, read_record
 from .procs import group_members, is_our_process, signal_group
 
 NOT_RUNNING = 3
 WAIT_FOR_JOB_DIR = 5.0
+# The record of a runner started before the upgrade (the bash run_job.sh): "<pid> <pgid>".
+# Its job directory was moved under <owner>/ while it kept running (autobuild.upgrade).
+LEGACY_RUNNER_PID = "runner.pid"
+LEGACY_MAX_BYTES = 64
+
+
+def _legacy_runner(job: int, job_id: int, me: Identity) -> tuple[int, int] | None:
+    """(pid, pgid) of a live pre-upgrade runner of this job of ours, from runner.pid, when
+    the pid is ours and its command line is ``run_job.sh <job_id> ...``; else None."""
+    try:
+        fd = open_regular(job, LEGACY_RUNNER_PID, owner=me.uid, max_size=LEGACY_MAX_BYTES)
+    except Refused:
+        return None
+    if fd is None:
+        return None
+    try:
+        fields = read_fd(fd, LEGACY_MAX_BYTES).split()
+    finally:
+        os.close(fd)
+    if len(fields) < 2 or not all(f.isdigit() for f in fields[:2]):
+        return None
+    pid, pgid = int(fields[0]), int(fields[1])
+    if not pid or not pgid:
+        return None
+    try:
+        argv = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        argv = []
+    ran_job = any(a.endswith(b"run_job.sh") and b == str(job_id).encode()
+                  for a, b in zip(argv, argv[1:]))
+    if ran_job and is_our_process(pid, None, me.uid):
+        return pid, pgid
+    if group_members(pgid, me.uid):
+        return 0, pgid
+    return None
 
 
 def _owner_path(address: JobAddress) -> str:
@@ -76,6 +113,15 @@ def cancel(address: JobAddress, me: Identity) -> int:
                     os.close(fd)
             record = read_record(job, job_id, me.uid)
             if record is None:
+                legacy = _legacy_runner(job, job_id, me)
+                if legacy is not None:
+                    pid, pgid = legacy
+                    if pid:  # the old runner forwards SIGINT and records CANCELLED
+                        os.kill(pid, signal.SIGINT)
+                    else:
+                        signal_group(pgid, signal.SIGKILL)
+                    print(f"job {job_id}: stopping (a runner from before the upgrade)")
+                    return 0
                 print(f"job {job_id} will stop as soon as it starts")
                 return 0
         runner_alive, members = _alive(record, me)
@@ -135,5 +181,6 @@ def _refuse_if_running(job: int, job_id: int, me: Identity) -> None:
         record = read_record(job, job_id, me.uid)
     except Refused:
         record = None  # not a record of a runner: nothing to wait for
-    if record is not None and any(_alive(record, me)):
+    running = record is not None and any(_alive(record, me))
+    if running or (record is None and _legacy_runner(job, job_id, me) is not None):
         raise Refused(f"job {job_id} is still running; cancel it first", code=NOT_RUNNING)
