@@ -48,9 +48,10 @@ def user_name(uid: int) -> str:
 
 def open_jobs_root(path: str) -> int:
     """The jobs root, opened once. Refused when others may write it without the sticky bit
-    (then they could rename or replace our directory in it)."""
+    (then they could rename or replace our directory in it). O_PATH: engineers may search it
+    (x) but not list it (no r), so it cannot be opened for reading."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NONBLOCK)
+        fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
         raise Refused(f"cannot open the jobs root {path}: {exc.strerror}") from None
     info = os.fstat(fd)
