@@ -11,7 +11,6 @@ import hashlib
 import json
 import pwd
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -31,12 +30,12 @@ PASSWORD = "e2e-password"
 @pytest.fixture
 def client(tmp_path, git, user_token, monkeypatch):
     monkeypatch.setenv("GIT_SSL_CAINFO", str(git.server.ca_file))
-    monkeypatch.setenv("AUTO_BUILD_PYTHON", sys.executable)
     user_token(None)  # no token on file until the user saves one in Settings
     jobs_root = tmp_path / "jobs"
     jobs_root.mkdir()
-    settings = Settings(db_path=tmp_path / "jobs.db", jobs_root=jobs_root, runner_path=RUNNER,
-                        dev_mode=True, use_sudo=False, poll_interval=0.2,
+    (tmp_path / "data").mkdir()
+    settings = Settings(db_path=tmp_path / "data" / "jobs.db", jobs_root=jobs_root,
+                        runner_path=RUNNER, dev_mode=True, use_sudo=False, poll_interval=0.2,
                         cache_dir=tmp_path / "no-cache")
     app = create_app(settings, overrides={"auth": FakeAuthenticator({USER: PASSWORD})})
     try:
@@ -109,12 +108,12 @@ def test_a_build_submitted_in_the_browser_streams_live_and_delivers_its_images(c
     assert "Tasks Summary" in text and TOKEN not in text
     offsets = [int(e["id"]) for e in log_events]
     assert offsets == sorted(offsets)
-    log_file = client.jobs_root / str(job_id) / "logs" / "build.log"
+    log_file = client.jobs_root / USER / str(job_id) / "logs" / "build.log"
     assert offsets[-1] == log_file.stat().st_size
 
     job = wait_for_status(client, job_id)
     assert (job["status"], job["exit_code"]) == ("SUCCESS", 0)
-    assert json.loads((client.jobs_root / str(job_id) / "status.json").read_text())["exit_code"] == 0
+    assert json.loads((client.jobs_root / USER / str(job_id) / "status.json").read_text())["exit_code"] == 0
 
     listing = client.get(f"/api/jobs/{job_id}/artifacts").json()
     names = {a["name"] for a in listing}
@@ -129,7 +128,7 @@ def test_a_build_submitted_in_the_browser_streams_live_and_delivers_its_images(c
         assert b"version=1.1" in body.content or artifact["name"].startswith("u-boot")
         assert len(body.content) == artifact["size"]
     # The service's default settings: the workspace is removed once the images are collected.
-    assert not (client.jobs_root / str(job_id) / "work").exists()
+    assert not (client.jobs_root / USER / str(job_id) / "work").exists()
     assert "Removed work/ (the clone and build/tmp)" in log_file.read_text()
 
     page = client.get(f"/jobs/{job_id}")
@@ -154,7 +153,7 @@ def test_download_traversal_answers_404(client, git, name):
     sign_in_and_save_token(client)
     job_id = submit(client, "core-image-minimal")
     wait_for_status(client, job_id)
-    artifacts = client.jobs_root / str(job_id) / "artifacts"
+    artifacts = client.jobs_root / USER / str(job_id) / "artifacts"
     (artifacts / "passwd").unlink(missing_ok=True)
     os.symlink("/etc/passwd", artifacts / "passwd")
     response = client.get(f"/api/jobs/{job_id}/artifacts/{name}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from tests.integration.test_end_to_end import (  # noqa: F401 (client is a fixture)
+    USER,
     client,
     sign_in_and_save_token,
     stream_until_end,
@@ -43,7 +44,7 @@ def test_a_failed_build_says_why_even_after_its_workspace_is_gone(client, git):
     sign_in_and_save_token(client)
     job_id = submit(client, "fail-image")
     assert wait_for_status(client, job_id)["status"] == "FAILED"
-    assert not (client.jobs_root / str(job_id) / "work").exists()  # the runner cleaned it up
+    assert not (client.jobs_root / USER / str(job_id) / "work").exists()  # the runner cleaned it up
 
     page = client.get(f"/jobs/{job_id}").text
 

@@ -1,14 +1,15 @@
-"""Process identity on real processes, the admin group on the real group database, and a real
-build (run_job.sh, stand-in bitbake) cancelled by a service that did not start it."""
+"""Process identity on real processes (builds of the old service are followed by pid), the
+admin group on the real group database, and a real build (run_job.sh, stand-in bitbake)
+cancelled by a service that did not start it."""
 
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
-import signal
 import subprocess
-import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,19 +19,19 @@ import pytest
 from autobuild.adapters import procfs
 from autobuild.adapters.job_files import JobDirectory
 from autobuild.adapters.sqlite_jobs import SqliteJobRepository
-from autobuild.adapters.sudo_runner import SudoBuildRunner
+from autobuild.adapters.local_runner import LocalBuildRunner
 from autobuild.adapters.unix_groups import GroupAdministrators
+from autobuild.domain import layout
+from autobuild.domain.commands import JobCommands
 from autobuild.domain.jobs import Job, JobStatus
-from autobuild.domain.services import JobService
+from autobuild.domain.orders import BuildSettings
+from autobuild.domain.permissions import Permissions
+from autobuild.domain.queries import JobQueries
+from autobuild.domain.supervision import Supervisor
 from tests.fakes import FakeClock, FakeEvents
 from tests.integration.conftest import RUNNER, group_members, session_members
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-
-def _job(job_id: int = 1, owner: str = "alice") -> Job:
-    return Job(owner=owner, repo_url="https://git.example.com/p.git", ref="main",
-               machine="qemux86-64", target="core-image-minimal", created_at=T0, id=job_id)
 
 
 @pytest.fixture
@@ -78,36 +79,6 @@ def test_command_names_with_spaces_and_parentheses_are_parsed(tmp_path):
     assert procfs.process_info(-1, fake_proc) is None
 
 
-# --- SudoBuildRunner.launch / probe on a real process ----------------------------------------
-
-def test_launch_records_the_start_time_and_probe_tells_the_process_from_a_reused_pid(tmp_path):
-    runner_path = tmp_path / "run_job.sh"
-    runner_path.write_text("#!/bin/sh\nexec sleep 300\n")
-    runner_path.chmod(0o755)
-    jobs_root = tmp_path / "jobs"
-    (jobs_root / "1").mkdir(parents=True)
-    runner = SudoBuildRunner(runner_path, jobs_root, use_sudo=False)
-    job = _job()
-    process = runner.launch(job)
-    try:
-        assert process.start_time == procfs.start_time(process.pid)
-        job.attach_process(process.pid, process.start_time)
-        assert runner.probe(job)
-        reused = _job()
-        reused.attach_process(process.pid, process.start_time - 1)
-        assert not runner.probe(reused)
-        assert not runner.probe(_job())  # no pid recorded: nothing to re-attach
-        os.kill(process.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while runner.probe(job):  # a zombie until polled: already dead for the probe
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        assert process.poll() == -signal.SIGKILL
-    finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
-
-
 # --- the admin group --------------------------------------------------------------------------
 
 def test_admin_group_members_and_primary_members_are_administrators():
@@ -130,50 +101,60 @@ def test_no_admin_group_or_a_missing_one_makes_nobody_an_administrator():
 
 # --- a real build, cancelled after a "restart" -------------------------------------------------
 
-def _service(tmp_path: Path, runner: SudoBuildRunner) -> JobService:
-    return JobService(SqliteJobRepository(tmp_path / "jobs.db"), JobDirectory(tmp_path / "jobs"),
-                      runner, FakeEvents(), FakeClock(), max_running=1)
+class Core:
+    """The core over real adapters (SQLite, the build tree, the local runner): what one
+    service process holds. A "restart" is a new Core over the same files."""
 
+    def __init__(self, tmp_path: Path) -> None:
+        self.repo = SqliteJobRepository(tmp_path / "data" / "jobs.db")
+        self.runner = LocalBuildRunner(RUNNER, tmp_path / "jobs", tmp_path / "data" / "launch",
+                                       use_sudo=False)
+        events, clock, lock = FakeEvents(), FakeClock(), threading.RLock()
+        self.queries = JobQueries(self.repo, JobDirectory(tmp_path / "jobs"))
+        self.commands = JobCommands(self.repo, self.runner, events, clock, Permissions(), lock)
+        self.supervisor = Supervisor(self.repo, self.runner, events, clock, lock,
+                                     build_settings=BuildSettings(
+                                         cache_dir=str(tmp_path / "no-cache")))
 
-def _tick_until(service: JobService, job_id: int, timeout: float = 60) -> Job:
-    deadline = time.monotonic() + timeout
-    while True:
-        service.tick()
-        job = service.get(job_id)
-        if job.is_terminal:
-            return job
-        assert time.monotonic() < deadline, f"job {job_id} did not end: {job}"
-        time.sleep(0.2)
+    def tick_until_ended(self, job_id: int, timeout: float = 60) -> Job:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.supervisor.tick()
+            job = self.queries.get(job_id)
+            if job.is_terminal:
+                return job
+            assert time.monotonic() < deadline, f"job {job_id} did not end: {job}"
+            time.sleep(0.2)
 
 
 def test_a_build_started_before_a_restart_is_reattached_and_can_be_cancelled(
         tmp_path, git, user_token, monkeypatch):
     monkeypatch.setenv("GIT_SSL_CAINFO", str(git.server.ca_file))
-    monkeypatch.setenv("AUTO_BUILD_PYTHON", sys.executable)
     monkeypatch.setenv("AUTO_BUILD_CANCEL_GRACE", "2")
     (tmp_path / "jobs").mkdir()
+    (tmp_path / "data").mkdir()
     owner = pwd.getpwuid(os.getuid()).pw_name
-    first = _service(tmp_path, SudoBuildRunner(RUNNER, tmp_path / "jobs", use_sudo=False))
-    job = first.submit(owner, git.url, "main", "qemux86-64", "slow-image")
-    first.tick()
-    started = first.get(job.id)  # type: ignore[arg-type]
-    assert started.status is JobStatus.RUNNING
-    assert started.pid_start_time == procfs.start_time(started.pid)  # type: ignore[arg-type]
-    log = tmp_path / "jobs" / str(job.id) / "logs" / "build.log"
+    first = Core(tmp_path)
+    job = first.commands.submit(owner, git.url, "main", "qemux86-64", "slow-image")
+    first.supervisor.tick()
+    assert first.queries.get(job.id).status is JobStatus.RUNNING
+    job_dir = tmp_path / "jobs" / owner / str(job.id)
+    log = job_dir / layout.LOGS_DIR / layout.BUILD_LOG
     deadline = time.monotonic() + 60
     while "NOTE: Running task 1 of 12" not in (log.read_text() if log.exists() else ""):
         assert time.monotonic() < deadline, "the build did not reach bitbake"
         time.sleep(0.1)
-    _, pgid = map(int, (tmp_path / "jobs" / str(job.id) / "runner.pid").read_text().split())
+    record = json.loads((job_dir / layout.RUNNER_RECORD).read_text())
 
-    # The service "restarts": a new JobService and runner adapter, only the database shared.
-    second = _service(tmp_path, SudoBuildRunner(RUNNER, tmp_path / "jobs", use_sudo=False))
-    second.tick()
-    assert second.get(job.id).status is JobStatus.RUNNING  # type: ignore[arg-type]
-    second.cancel(job.id, owner)  # type: ignore[arg-type]
-    ended = _tick_until(second, job.id)  # type: ignore[arg-type]
+    # The service "restarts": new objects over the same database and directories.
+    second = Core(tmp_path)
+    second.supervisor.reconcile()
+    assert second.queries.get(job.id).status is JobStatus.RUNNING
+    second.commands.cancel(job.id, owner)
+    ended = second.tick_until_ended(job.id)
 
     assert ended.status is JobStatus.CANCELLED and ended.reason == f"cancelled by {owner}"
     assert ended.exit_code == 130
-    assert log.read_text().rstrip("\n").endswith("==> Build finished: CANCELLED (exit 130)")
-    assert group_members(pgid) == [] and session_members(started.pid) == []  # type: ignore[arg-type]
+    assert log.read_text().rstrip("\n").endswith(
+        layout.step_line(f"{layout.STEP_FINISHED}CANCELLED (exit 130)"))
+    assert group_members(record["pgid"]) == [] and session_members(record["pid"]) == []

@@ -1,53 +1,27 @@
-"""The runner adapters (build runner, token store, PAM login) driving the real run_job.sh."""
+"""The account adapters (token store, PAM login) driving the real run_job.sh; the build runner
+adapter has its own file (test_local_runner.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
 import shutil
 import stat
 import tempfile
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from autobuild.adapters.pam_auth import PamAuthenticator
-from autobuild.adapters.sudo_runner import SudoBuildRunner, runner_command
+from autobuild.adapters.sudo_shim import runner_command
 from autobuild.adapters.token_store import RunnerTokenStore
-from autobuild.domain.jobs import Job
 from autobuild.domain.ports import RunnerError
 
-from .conftest import MACHINE, RUNNER, TARGET, group_members
+from .conftest import MACHINE, RUNNER, TARGET
 
 
 def current_user() -> str:
     return pwd.getpwuid(os.getuid()).pw_name
-
-
-def make_job(job_id: int, url: str, ref: str = "main", target: str = TARGET) -> Job:
-    return Job(owner=current_user(), repo_url=url, ref=ref, machine=MACHINE, target=target,
-               created_at=datetime.now(UTC), id=job_id)
-
-
-def wait_exit(process, timeout: float = 60) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        code = process.poll()
-        if code is not None:
-            return code
-        time.sleep(0.05)
-    raise AssertionError("the runner did not end")
-
-
-@pytest.fixture
-def build_runner(runner, git, monkeypatch) -> SudoBuildRunner:
-    """The adapter as the service builds it with AUTO_BUILD_NO_SUDO=1."""
-    monkeypatch.setenv("GIT_SSL_CAINFO", str(git.server.ca_file))
-    monkeypatch.setenv("AUTO_BUILD_CANCEL_GRACE", "1")
-    return SudoBuildRunner(RUNNER, runner.jobs_root, use_sudo=False)
 
 
 def test_runner_command_with_and_without_sudo():
@@ -55,80 +29,6 @@ def test_runner_command_with_and_without_sudo():
     assert runner_command(Path("/opt/autobuild/runner/run_job.sh"), "alice", args, True) == [
         "sudo", "-n", "-u", "alice", "--", "/opt/autobuild/runner/run_job.sh", *args]
     assert runner_command(Path("/r/run_job.sh"), "alice", args, False) == ["/r/run_job.sh", *args]
-
-
-# --- SudoBuildRunner ------------------------------------------------------------------------
-
-def test_launch_runs_a_real_build_and_poll_reports_its_exit_code(build_runner, runner, git):
-    job_dir = runner.job_dir(1)
-    job = make_job(1, git.url)
-
-    process = build_runner.launch(job)
-
-    assert process.poll() is None  # the stand-in bitbake takes a couple of seconds
-    assert wait_exit(process) == 0
-    status = json.loads((job_dir / "status.json").read_text())
-    assert status["status"] == "SUCCESS"
-    assert int((job_dir / "runner.pid").read_text().split()[0]) == process.pid
-    assert any(name.endswith(".rootfs.bin") for name in os.listdir(job_dir / "artifacts"))
-    assert (job_dir / "launch.log").exists() and process.error_output() == ""
-
-
-def test_a_failing_build_reports_its_exit_code(build_runner, runner, git):
-    runner.job_dir(1)
-    process = build_runner.launch(make_job(1, git.url, target="fail-image"))
-    assert wait_exit(process) == 1
-
-
-def test_a_runner_refusal_is_visible_in_error_output(build_runner, runner, git):
-    runner.job_dir(1)
-    process = build_runner.launch(make_job(1, git.url, ref="--upload-pack=touch /tmp/x"))
-
-    assert wait_exit(process) == 2
-    assert "invalid ref" in process.error_output()
-    assert len(process.error_output()) <= 2000
-
-
-def test_launch_without_a_runner_raises_runner_error(runner, git):
-    runner.job_dir(1)
-    missing = SudoBuildRunner(runner.jobs_root / "no-such-runner.sh", runner.jobs_root,
-                              use_sudo=False)
-    with pytest.raises(RunnerError, match="cannot start the build runner .*no-such-runner.sh"):
-        missing.launch(make_job(1, git.url))
-
-
-def test_launch_without_a_job_dir_raises_runner_error(build_runner, git):
-    with pytest.raises(RunnerError):
-        build_runner.launch(make_job(99, git.url))
-
-
-def test_cancel_returns_at_once_and_the_build_ends_cancelled(build_runner, runner, git):
-    job_dir = runner.job_dir(1)
-    job = make_job(1, git.url, target="slow-image")
-    process = build_runner.launch(job)
-    job.attach_process(process.pid)
-    runner.wait_for_log(1, "NOTE: Running task 1 of 12")
-    _, pgid = map(int, (job_dir / "runner.pid").read_text().split())
-    assert build_runner.probe(job)
-
-    started = time.monotonic()
-    build_runner.cancel(job)
-    assert time.monotonic() - started < 1  # the grace period runs in the background
-
-    assert wait_exit(process, timeout=30) == 130
-    status = json.loads((job_dir / "status.json").read_text())
-    assert (status["status"], status["exit_code"]) == ("CANCELLED", 130)
-    assert group_members(pgid) == []
-    assert not build_runner.probe(job)
-
-
-def test_probe_is_false_without_a_live_pid(build_runner, git):
-    job = make_job(1, git.url)
-    assert not build_runner.probe(job)
-    job.attach_process(2 ** 22 + 12345)  # above the default pid_max
-    assert not build_runner.probe(job)
-    job.attach_process(1)  # init: alive, maybe not ours
-    assert build_runner.probe(job)
 
 
 # --- RunnerTokenStore -----------------------------------------------------------------------
@@ -226,7 +126,7 @@ def test_pam_authenticator_maps_the_runners_answer(fake_runner):
     set_exit_code(3)  # the runner could not check: that is a "no" too
     assert auth.authenticate(user, "right") is False
     assert marker.read_text().splitlines() == [
-        "--check-login:wrong", "--check-login:right", "--check-login:right"]
+        "check-login:wrong", "check-login:right", "check-login:right"]
 
 
 @pytest.mark.parametrize("name", ["root", "-n", "a;b", "Alice", "", "x" * 33, "no-such-user-x"])
