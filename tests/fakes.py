@@ -151,7 +151,10 @@ class FakeRunner:
             listener()
 
     def lose(self, job_id: int, reason: str = "killed", started: bool = True) -> None:
+        """The runner vanishes without an end (``started``: whether the build had begun)."""
         self.states[job_id] = Lost(reason, started)
+        for listener in self.listeners:
+            listener()
 
 
 class FakeEvents:
@@ -207,6 +210,25 @@ class FakeDiskSpace:
         return self.free
 
 
+class ServiceStopped(Exception):
+    """Raised by FakeCheckpoints at the chosen step: the service is gone from there on."""
+
+
+class FakeCheckpoints:
+    """The Checkpoints port: ``stop_at`` a step name stops the service there, once (as
+    ``kill -9`` does: the exception is never caught by the core); ``passed`` lists the steps."""
+
+    def __init__(self) -> None:
+        self.stop_at: str | None = None
+        self.passed: list[str] = []
+
+    def reached(self, name: str) -> None:
+        self.passed.append(name)
+        if name == self.stop_at:
+            self.stop_at = None
+            raise ServiceStopped(name)
+
+
 class FakeWorld:
     """The core wired to a fresh fake of every port; attributes are the pieces and the fakes."""
 
@@ -217,10 +239,23 @@ class FakeWorld:
         self.files = FakeJobFiles()
         self.events = FakeEvents()
         self.runner = FakeRunner(self.files, self.clock)
+        self.checkpoints = FakeCheckpoints()
+        self._admins, self._allowed_hosts = admins, allowed_hosts
+        self._max_running, self._supervisor_kwargs = max_running, supervisor_kwargs
+        self.restart()
+
+    def restart(self, **supervisor_kwargs) -> FakeWorld:
+        """The service starts again (after a crash, say): new core objects with no memory,
+        over the same database, runner, build files, plugins and clock; ``supervisor_kwargs``
+        change its configuration from then on (``build_settings=``...). Returns self."""
+        self._supervisor_kwargs.update(supervisor_kwargs)
         lock = threading.RLock()
-        self.permissions = Permissions(admins)
+        self.permissions = Permissions(self._admins)
         self.queries = JobQueries(self.repo, self.files)
         self.commands = JobCommands(self.repo, self.runner, self.events, self.clock,
-                                    self.permissions, lock, allowed_hosts)
+                                    self.permissions, lock, self._allowed_hosts,
+                                    checkpoints=self.checkpoints)
         self.supervisor = Supervisor(self.repo, self.runner, self.events, self.clock, lock,
-                                     max_running=max_running, **supervisor_kwargs)
+                                     max_running=self._max_running,
+                                     checkpoints=self.checkpoints, **self._supervisor_kwargs)
+        return self

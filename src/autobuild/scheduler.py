@@ -14,8 +14,8 @@ log = logging.getLogger(__name__)
 
 
 class Scheduler:
-    """Runs ``Supervisor.reconcile`` once, then ``Supervisor.tick`` every ``interval`` seconds
-    or at once after ``wake()``."""
+    """Runs ``Supervisor.reconcile`` until it succeeds once, then ``Supervisor.tick`` every
+    ``interval`` seconds or at once after ``wake()``."""
 
     def __init__(self, supervisor: Supervisor, runner: BuildRunner, interval: float = 1.0) -> None:
         self._supervisor = supervisor
@@ -52,6 +52,9 @@ class Scheduler:
                 await asyncio.to_thread(step)
             except Exception:  # a broken tick must not stop the scheduler for good
                 log.exception("scheduler tick failed")
-            step = self._supervisor.tick
+            else:
+                # Ticks only once reconcile has succeeded: before, a runner a stopped service
+                # launched but did not record would be launched a second time.
+                step = self._supervisor.tick
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self._interval)

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from autobuild.domain.artifacts import parse_checksums
 from autobuild.domain.failures import DISK_FULL, summarize
 from autobuild.domain.requests import BuildRequest, InvalidRequest, KasFile
-from autobuild.domain.services import JobService
-from tests.fakes import FakeClock, FakeEvents, FakeJobFiles, FakeJobRepository, FakeRunner
+from autobuild.domain.jobs import JobStatus
+from autobuild.domain.orders import BuildSettings
+from tests.fakes import FakeWorld
 
 URL = "https://gitlab.example.com/team/project.git"
 
@@ -73,21 +74,27 @@ def test_a_full_disk_gets_one_line_in_the_failure_summary():
     assert summarize("ERROR: x do_compile: oe_runmake failed\n").disk_problem is None
 
 
-def make_service(files: FakeJobFiles, settings: dict[str, str]) -> JobService:
-    clock = FakeClock()
-    return JobService(FakeJobRepository(), files, FakeRunner(files, clock), FakeEvents(), clock,
-                      build_settings=settings)
-
-
 def test_every_job_gets_the_build_settings_and_a_rebuild_keeps_the_kas_file():
-    files = FakeJobFiles()
-    settings = {"CACHE_DIR": "/srv/autobuild/cache", "KEEP_WORKSPACE": "0"}
-    service = make_service(files, settings)
+    settings = BuildSettings(cache_dir="/srv/autobuild/cache", hashserve="hashserv.lan:8686",
+                             parallel_make=8, keep_workspace=False)
+    world = FakeWorld(max_running=3, build_settings=settings)
+    commands = world.commands
 
-    job = service.submit("alice", URL, "main", "qemux86-64", "core-image", kas_file="kas/q.yml")
-    again = service.rebuild(job.id, "bob")
+    job = commands.submit("alice", URL, "main", "qemux86-64", "core-image", kas_file="kas/q.yml")
+    again = commands.rebuild(job.id, "bob")
+    plain = commands.submit("alice", URL, "main", "qemux86-64", "core-image")
+    world.supervisor.tick()
 
     assert job.kas_file == again.kas_file == "kas/q.yml"
-    assert files.build_settings[job.id] == files.build_settings[again.id] == settings
-    plain = service.submit("alice", URL, "main", "qemux86-64", "core-image")
     assert plain.kas_file is None
+    for built in (job, again, plain):
+        stored = world.repo.get(built.id)
+        assert stored.status is JobStatus.RUNNING and stored.settings == settings
+        assert world.runner.orders[built.id] == (stored.artifact_patterns, settings)
+
+
+def test_without_settings_a_job_gets_the_defaults():
+    world = FakeWorld()
+    job = world.commands.submit("alice", URL, "main", "qemux86-64", "core-image")
+    world.supervisor.tick()
+    assert world.runner.orders[job.id][1] == BuildSettings()

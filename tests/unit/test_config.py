@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from autobuild.config import ConfigError, Settings
+from autobuild.domain.orders import BuildSettings
 
 
 def test_defaults_are_the_seed_paths():
@@ -56,18 +57,18 @@ def test_retention_and_free_space_settings():
 
 
 def test_build_settings_for_the_runner():
-    assert Settings.from_env({}).build_settings() == {
-        "CACHE_DIR": "/srv/autobuild/cache", "KEEP_WORKSPACE": "0"}
+    assert Settings.from_env({}).build_settings() == BuildSettings(
+        cache_dir="/srv/autobuild/cache", keep_workspace=False)
     s = Settings.from_env({"AUTO_BUILD_CACHE_DIR": "/data/yocto-cache",
                            "AUTO_BUILD_HASHSERVE": "hashserv.lan:8686",
                            "AUTO_BUILD_BB_NUMBER_THREADS": "16",
                            "AUTO_BUILD_PARALLEL_MAKE": "-j 24",
                            "AUTO_BUILD_KEEP_WORKSPACE": "1"})
-    assert s.build_settings() == {"CACHE_DIR": "/data/yocto-cache", "KEEP_WORKSPACE": "1",
-                                  "HASHSERVE": "hashserv.lan:8686", "BB_NUMBER_THREADS": "16",
-                                  "PARALLEL_MAKE": "-j 24"}
+    assert s.build_settings() == BuildSettings(
+        cache_dir="/data/yocto-cache", keep_workspace=True, hashserve="hashserv.lan:8686",
+        bb_number_threads=16, parallel_make=24)
     assert Settings.from_env({"AUTO_BUILD_PARALLEL_MAKE": "8",
-                              "AUTO_BUILD_HASHSERVE": "auto"}).build_settings()["PARALLEL_MAKE"] == "-j 8"
+                              "AUTO_BUILD_HASHSERVE": "auto"}).build_settings().parallel_make == 8
 
 
 @pytest.mark.parametrize(("name", "value"), [

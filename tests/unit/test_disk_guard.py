@@ -19,7 +19,7 @@ def world():
 
 
 def submit(w):
-    return w.service.submit("alice", URL, "main", "qemux86-64", "core-image-minimal")
+    return w.commands.submit("alice", URL, "main", "qemux86-64", "core-image-minimal")
 
 
 def test_the_message_names_the_free_space_the_path_and_the_need():
@@ -37,17 +37,18 @@ def test_zero_turns_the_check_off():
 
 def test_jobs_wait_with_the_reason_and_start_once_there_is_room(world):
     first, second = submit(world), submit(world)
-    world.service.tick()
+    world.supervisor.tick()
 
     for job in (first, second):
         stored = world.repo.get(job.id)
         assert stored.status is JobStatus.PENDING
         assert stored.waiting_reason.startswith("Waiting for disk space: 12.3 GB free on " + ROOT)
-    assert world.runner.processes == {} and world.events.changes == []
+        assert stored.artifact_patterns is None  # nothing decided for a job that did not start
+    assert world.runner.launches == [] and world.events.changes == []
     assert world.disk.asked == [ROOT]
 
     world.disk.free = 25 * GB
-    world.service.tick()
+    world.supervisor.tick()
 
     started, waiting = world.repo.get(first.id), world.repo.get(second.id)
     assert started.status is JobStatus.RUNNING and started.waiting_reason is None
@@ -58,15 +59,15 @@ def test_jobs_wait_with_the_reason_and_start_once_there_is_room(world):
 def test_a_running_build_is_not_touched_by_a_shortage(world):
     job = submit(world)
     world.disk.free = 25 * GB
-    world.service.tick()
+    world.supervisor.tick()
     world.disk.free = 0
     world.runner.finish(job.id, 0)
-    world.service.tick()
+    world.supervisor.tick()
     assert world.repo.get(job.id).status is JobStatus.SUCCESS
 
 
 def test_a_queued_job_can_still_be_cancelled_while_it_waits_for_space(world):
     job = submit(world)
-    world.service.tick()
-    world.service.cancel(job.id, "alice")
+    world.supervisor.tick()
+    world.commands.cancel(job.id, "alice")
     assert world.repo.get(job.id).status is JobStatus.CANCELLED

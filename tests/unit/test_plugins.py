@@ -18,8 +18,7 @@ from autobuild.adapters.plugins import (
     hookimpl,
 )
 from autobuild.domain.jobs import Job, JobStatus
-from autobuild.domain.services import JobService
-from tests.fakes import FakeClock, FakeJobFiles, FakeJobRepository, FakeRunner
+from tests.fakes import FakeWorld
 from tests.plugin_fixtures import plugin_manager, register_plugin  # noqa: F401  (fixtures)
 
 EXAMPLE_PLUGIN_DIR = Path(__file__).resolve().parents[2] / "docs" / "example-plugin"
@@ -122,17 +121,19 @@ def test_the_service_asks_plugins_for_patterns_and_tells_them_every_change(
             seen.append((old, new, job.status))
 
     register_plugin(Watcher())
-    clock, files, jobs = FakeClock(), FakeJobFiles(), FakeJobRepository()
-    runner = FakeRunner(files, clock)
-    service = JobService(jobs, files, runner, PluginHooks(plugin_manager), clock)
+    world = FakeWorld()
+    world.events = PluginHooks(plugin_manager)
+    world.restart()  # the core now talks to the real plugin facade
 
-    job = service.submit("alice", "https://git.example.com/bsp/poky.git", "main",
-                         "qemux86-64", "core-image-minimal")
-    service.tick()
-    runner.finish(job.id, 0)
-    service.tick()
+    job = world.commands.submit("alice", "https://git.example.com/bsp/poky.git", "main",
+                                "qemux86-64", "core-image-minimal")
+    world.supervisor.tick()
+    world.runner.finish(job.id, 0)
+    world.supervisor.tick()
 
-    assert set(files.created[job.id]) == SEED_PATTERNS | {"*.wic.gz"}
+    decided = world.repo.get(job.id).artifact_patterns
+    assert set(decided) == SEED_PATTERNS | {"*.wic.gz"} and len(decided) == len(set(decided))
+    assert world.runner.orders[job.id][0] == decided  # the runner got what plugins said
     assert seen == [(JobStatus.PENDING, JobStatus.RUNNING, JobStatus.RUNNING),
                     (JobStatus.RUNNING, JobStatus.SUCCESS, JobStatus.SUCCESS)]
 

@@ -1,203 +1,332 @@
-"""Restart safety and cancel rules of JobService: process identity, reconciliation on start,
-cancel after a restart, and who may cancel."""
+"""Restart safety and cancel rules: what ``Supervisor.reconcile`` makes of what a stopped service
+left (at each named step of starting a build), cancel after a restart, and who may cancel."""
 
 from __future__ import annotations
 
 import pytest
 
+from autobuild.domain.commands import SUBMIT_STORED, SUBMIT_VALIDATED
 from autobuild.domain.jobs import JobStatus
-from autobuild.domain.ports import RunnerStatus
-from autobuild.domain.services import JobService, NotAllowed
-from tests.fakes import (
-    FakeAdministrators,
-    FakeClock,
-    FakeEvents,
-    FakeJobFiles,
-    FakeJobRepository,
-    FakeRunner,
-    FakeWorld,
-)
+from autobuild.domain.orders import BuildSettings
+from autobuild.domain.permissions import NotAllowed, Permissions
+from autobuild.domain.ports import Ended, Lost, Running
+from autobuild.domain.supervision import START_DECIDED, START_LAUNCHED, START_RECORDED
+from tests.fakes import FakeAdministrators, FakeWorld, ServiceStopped
 
 URL = "https://git.example.com/yocto/poky.git"
+SETTINGS = BuildSettings(cache_dir="/data/cache", parallel_make=8, keep_workspace=True)
 
 
-class World:
-    def __init__(self) -> None:
-        self.clock = FakeClock()
-        self.repo = FakeJobRepository()
-        self.files = FakeJobFiles()
-        self.events = FakeEvents()
-        self.admins = FakeAdministrators({"root-of-builds"})
-        self.runner = FakeRunner(self.files, self.clock)
-        self.service = self.new_service()
-
-    def new_service(self) -> JobService:
-        """A JobService as a freshly (re)started service builds it: same database and files,
-        no memory of the processes it launched before."""
-        return JobService(self.repo, self.files, self.runner, self.events, self.clock,
-                          max_running=3, admins=self.admins)
-
-    def running(self, owner: str = "alice") -> int:
-        job = self.service.submit(owner, URL, "main", "qemux86-64", "core-image-minimal")
-        self.service.tick()
-        assert self.repo.get(job.id).status is JobStatus.RUNNING
-        return job.id  # type: ignore[return-value]
+def make_world(max_running: int = 3) -> FakeWorld:
+    return FakeWorld(max_running=max_running, admins=FakeAdministrators({"root-of-builds"}),
+                     build_settings=SETTINGS)
 
 
 @pytest.fixture
-def world() -> World:
-    return World()
+def world() -> FakeWorld:
+    return make_world()
 
 
-def test_start_records_the_pid_and_its_start_time(world):
-    job_id = world.running()
+def submit(w: FakeWorld, owner: str = "alice") -> int:
+    return w.commands.submit(owner, URL, "main", "qemux86-64", "core-image-minimal").id
+
+
+def running(w: FakeWorld, owner: str = "alice") -> int:
+    job_id = submit(w, owner)
+    w.supervisor.tick()
+    assert w.repo.get(job_id).status is JobStatus.RUNNING
+    return job_id
+
+
+def stopped_at(w: FakeWorld, step: str) -> int:
+    """Submit a job and stop the service at ``step`` of starting it; returns the job's id."""
+    job_id = submit(w)
+    w.checkpoints.stop_at = step
+    with pytest.raises(ServiceStopped):
+        w.supervisor.tick()
+    return job_id
+
+
+# --- reconcile: the service stopped while starting a build ---------------------------------
+
+
+def test_stopped_after_deciding_and_before_launching_the_job_is_launched_once_on_start(world):
+    job_id = stopped_at(world, START_DECIDED)
     stored = world.repo.get(job_id)
-    process = world.runner.processes[job_id]
-    assert (stored.pid, stored.pid_start_time) == (process.pid, process.start_time)
-    assert stored.pid_start_time is not None
+    assert stored.status is JobStatus.PENDING and stored.artifact_patterns is not None
+    assert world.runner.launches == []
+    assert world.runner.state(stored) == Lost("the runner did not start", started=False)
+
+    world.restart().supervisor.reconcile()
+
+    again = world.repo.get(job_id)
+    assert again.status is JobStatus.RUNNING and again.reason is None
+    assert world.runner.launches == [job_id]
 
 
-def test_after_a_restart_a_live_runner_is_reattached_and_its_end_recorded(world):
-    job_id = world.running()
-    restarted = world.new_service()
-    restarted.tick()
-    restarted.tick()
-    assert world.repo.get(job_id).status is JobStatus.RUNNING
+def test_stopped_after_launching_and_before_recording_the_runner_is_adopted_not_relaunched(world):
+    job_id = stopped_at(world, START_LAUNCHED)
+    assert world.repo.get(job_id).status is JobStatus.PENDING
+    assert world.runner.launches == [job_id]
+
+    world.restart().supervisor.reconcile()
+
+    adopted = world.repo.get(job_id)
+    assert adopted.status is JobStatus.RUNNING and adopted.started_at is not None
+    assert world.runner.launches == [job_id]  # no second launch
+    assert world.events.changes == [(job_id, JobStatus.PENDING, JobStatus.RUNNING)]
     world.runner.finish(job_id, 0)
-    restarted.tick()
-    stored = world.repo.get(job_id)
-    assert (stored.status, stored.exit_code, stored.reason) == (JobStatus.SUCCESS, 0, None)
-
-
-def test_after_a_restart_a_reused_pid_does_not_pass_for_the_runner(world):
-    job_id = world.running()
-    stored = world.repo.get(job_id)
-    stored.pid_start_time = (stored.pid_start_time or 0) + 1  # same pid, another process
-    world.repo.save(stored)
-    world.new_service().tick()
-    lost = world.repo.get(job_id)
-    assert lost.status is JobStatus.FAILED
-    assert "gone and left no status" in lost.reason
-
-
-def test_after_a_restart_a_terminal_status_wins_even_while_the_process_lingers(world):
-    job_id = world.running()
-    world.files.statuses[job_id] = RunnerStatus("FAILED", 1, world.clock.now())
-    assert world.runner.probe(world.repo.get(job_id))  # still alive (e.g. a zombie's parent)
-    world.new_service().tick()
-    stored = world.repo.get(job_id)
-    assert (stored.status, stored.exit_code) == (JobStatus.FAILED, 1)
-    assert "exit code 1" in stored.reason
-
-
-def test_after_a_restart_a_dead_runner_without_status_fails_with_a_reason(world):
-    job_id = world.running()
-    world.runner.alive.discard(job_id)  # killed -9 while the service was down
-    world.new_service().tick()
-    lost = world.repo.get(job_id)
-    assert lost.status is JobStatus.FAILED and lost.exit_code is None
-    assert lost.reason.startswith("the runner process is gone and left no status")
-    assert (job_id, JobStatus.RUNNING, JobStatus.FAILED) in world.events.changes
-
-
-def test_cancel_works_after_a_restart(world):
-    job_id = world.running()
-    restarted = world.new_service()  # knows nothing of the process but the stored job
-    restarted.cancel(job_id, "alice")
-    assert world.runner.cancelled == [job_id]
-    assert world.repo.get(job_id).cancel_requested_by == "alice"
-    world.runner.finish(job_id, 130, status="CANCELLED")
-    restarted.tick()
-    stored = world.repo.get(job_id)
-    assert stored.status is JobStatus.CANCELLED and stored.reason == "cancelled by alice"
-
-
-@pytest.mark.parametrize("ending", ["runner killed", "status FAILED", "status CANCELLED"])
-def test_a_cancel_asked_before_a_restart_still_ends_cancelled(world, ending):
-    job_id = world.running()
-    world.service.cancel(job_id, "alice")
-    if ending == "runner killed":
-        world.runner.alive.discard(job_id)
-    else:
-        world.runner.finish(job_id, 130, status=ending.split()[1])
-    world.new_service().tick()
-    stored = world.repo.get(job_id)
-    assert stored.status is JobStatus.CANCELLED and stored.reason == "cancelled by alice"
-
-
-def test_a_build_that_succeeded_before_the_cancel_took_effect_stays_a_success(world):
-    job_id = world.running()
-    world.service.cancel(job_id, "alice")
-    world.runner.finish(job_id, 0)
-    world.new_service().tick()
+    world.supervisor.tick()
     assert world.repo.get(job_id).status is JobStatus.SUCCESS
 
 
+def test_an_adopted_runner_counts_against_the_limit():
+    w = make_world(max_running=1)
+    adopted = stopped_at(w, START_LAUNCHED)
+    queued = submit(w)
+    w.restart().supervisor.reconcile()
+    assert w.repo.get(adopted).status is JobStatus.RUNNING
+    assert w.repo.get(queued).status is JobStatus.PENDING
+    assert w.runner.launches == [adopted]
+
+
+@pytest.mark.parametrize(("code", "status"), [(0, "SUCCESS"), (1, "FAILED"),
+                                              (130, "CANCELLED")])
+def test_a_build_launched_but_not_recorded_that_ended_meanwhile_is_recorded_as_it_ended(
+        world, code, status):
+    job_id = stopped_at(world, START_LAUNCHED)
+    world.runner.finish(job_id, code, status=status)
+
+    world.restart().supervisor.reconcile()
+
+    stored = world.repo.get(job_id)
+    assert (stored.status, stored.exit_code) == (JobStatus(status), code)
+    assert stored.started_at is not None and stored.finished_at is not None
+    assert world.runner.launches == [job_id]
+    assert [(old, new) for j, old, new in world.events.changes if j == job_id] == [
+        (JobStatus.PENDING, JobStatus.RUNNING), (JobStatus.RUNNING, JobStatus(status))]
+
+
+def test_a_build_launched_but_not_recorded_whose_runner_then_vanished_fails_with_why(world):
+    job_id = stopped_at(world, START_LAUNCHED)
+    world.runner.lose(job_id, "the runner stopped without saying how the build ended",
+                      started=True)
+    world.restart().supervisor.reconcile()
+    stored = world.repo.get(job_id)
+    assert stored.status is JobStatus.FAILED
+    assert stored.reason == "the runner stopped without saying how the build ended"
+    assert world.runner.launches == [job_id]
+
+
+def test_a_launch_that_never_began_leaves_the_job_queued_and_it_runs_once(world):
+    job_id = stopped_at(world, START_LAUNCHED)
+    first_order = world.runner.orders.pop(job_id)
+    world.runner.lose(job_id, "sudo: unable to resolve host", started=False)
+    world.runner.launches.clear()
+    world.events.patterns = ["*.wic.gz"]  # what a new decision would give now
+
+    world.restart(build_settings=BuildSettings()).supervisor.reconcile()
+
+    stored = world.repo.get(job_id)
+    assert stored.status is JobStatus.RUNNING  # queued again, then started in turn
+    assert world.runner.launches == [job_id]
+    assert world.runner.orders[job_id] == first_order == (("*.bin", "*.mtd"), SETTINGS)
+
+
+def test_stopped_after_recording_there_is_nothing_to_repair(world):
+    job_id = stopped_at(world, START_RECORDED)
+    world.restart().supervisor.reconcile()
+    assert world.repo.get(job_id).status is JobStatus.RUNNING
+    assert world.runner.launches == [job_id]
+
+
+def test_a_running_job_whose_runner_never_began_fails_saying_it_never_started(world):
+    job_id = running(world)
+    world.runner.lose(job_id, "sudo: a password is required", started=False)
+    world.restart().supervisor.reconcile()
+    stored = world.repo.get(job_id)
+    assert stored.status is JobStatus.FAILED and stored.exit_code is None
+    assert stored.reason == "the build never started: sudo: a password is required"
+    assert (job_id, JobStatus.RUNNING, JobStatus.FAILED) in world.events.changes
+
+
+def test_patterns_and_settings_are_decided_once_and_relaunched_unchanged(world):
+    job_id = stopped_at(world, START_DECIDED)
+    decided = world.repo.get(job_id)
+    assert decided.artifact_patterns == ("*.bin", "*.mtd") and decided.settings == SETTINGS
+
+    world.events.patterns = ["*.wic.gz"]  # a plugin changed, and so did the settings
+    world.restart(build_settings=BuildSettings(cache_dir="/elsewhere")).supervisor.reconcile()
+
+    stored = world.repo.get(job_id)
+    assert stored.status is JobStatus.RUNNING
+    assert (stored.artifact_patterns, stored.settings) == (("*.bin", "*.mtd"), SETTINGS)
+    assert world.runner.orders[job_id] == (("*.bin", "*.mtd"), SETTINGS)
+
+
+def test_reconcile_leaves_jobs_that_never_got_to_a_launch_to_the_queue():
+    w = make_world(max_running=1)
+    first, second = submit(w), submit(w)  # never decided: the service stopped before
+    w.restart().supervisor.reconcile()
+    assert w.repo.get(first).status is JobStatus.RUNNING
+    assert w.repo.get(second).status is JobStatus.PENDING
+    assert w.runner.launches == [first]
+
+
+def test_a_job_found_running_after_a_restart_keeps_its_runner_reference(world):
+    job_id = stopped_at(world, START_LAUNCHED)
+    world.runner.states[job_id] = Running("found-again")
+    world.restart().supervisor.reconcile()
+    assert world.repo.get(job_id).runner_ref == "found-again"
+
+
+# --- reconcile: builds that were RUNNING when the service stopped --------------------------
+
+
+def test_after_a_restart_a_live_runner_is_left_alone_and_its_end_recorded(world):
+    job_id = running(world)
+    restarted = world.restart()
+    restarted.supervisor.reconcile()
+    restarted.supervisor.tick()
+    assert world.repo.get(job_id).status is JobStatus.RUNNING
+    world.runner.finish(job_id, 0)
+    restarted.supervisor.tick()
+    stored = world.repo.get(job_id)
+    assert (stored.status, stored.exit_code, stored.reason) == (JobStatus.SUCCESS, 0, None)
+    assert world.runner.launches == [job_id]
+
+
+def test_after_a_restart_the_runners_end_wins_over_everything_else(world):
+    done, alive, dead = running(world), running(world), running(world)
+    world.runner.finish(done, 1)
+    world.runner.lose(dead, "the runner stopped without saying how the build ended")
+    world.restart().supervisor.reconcile()
+    assert world.repo.get(done).status is JobStatus.FAILED
+    assert "exit code 1" in world.repo.get(done).reason
+    assert world.repo.get(alive).status is JobStatus.RUNNING
+    lost = world.repo.get(dead)
+    assert lost.status is JobStatus.FAILED and lost.exit_code is None
+    assert lost.reason == "the runner stopped without saying how the build ended"
+
+
+# --- submit: stopped at each step -----------------------------------------------------------
+
+
+def test_a_submission_stopped_before_it_was_stored_leaves_nothing(world):
+    world.checkpoints.stop_at = SUBMIT_VALIDATED
+    with pytest.raises(ServiceStopped):
+        submit(world)
+    assert world.repo.count() == 0
+    world.restart().supervisor.reconcile()
+    assert world.runner.launches == []
+
+
+def test_a_submission_stopped_once_stored_is_a_whole_job_that_runs(world):
+    world.checkpoints.stop_at = SUBMIT_STORED
+    with pytest.raises(ServiceStopped):
+        world.commands.submit("alice", URL, "main", "qemux86-64", "core-image-minimal",
+                              kas_file="kas/q.yml")
+    [job] = world.repo.with_status(JobStatus.PENDING)
+    assert job.kas_file == "kas/q.yml"
+    world.restart().supervisor.reconcile()
+    assert world.repo.get(job.id).status is JobStatus.RUNNING
+    assert world.runner.orders[job.id] == (("*.bin", "*.mtd"), SETTINGS)
+
+
+# --- cancel ---------------------------------------------------------------------------------
+
+
+def test_cancel_works_after_a_restart(world):
+    job_id = running(world)
+    restarted = world.restart()  # knows nothing of the build but the stored job
+    restarted.commands.cancel(job_id, "alice")
+    assert world.runner.cancelled == [job_id]
+    assert world.repo.get(job_id).cancel_requested_by == "alice"
+    world.runner.finish(job_id, 130, status="CANCELLED")
+    restarted.supervisor.tick()
+    stored = world.repo.get(job_id)
+    assert stored.status is JobStatus.CANCELLED and stored.reason == "cancelled by alice"
+
+
+def test_a_cancel_asked_before_a_restart_ends_cancelled_once_the_runner_says_so(world):
+    job_id = running(world)
+    world.commands.cancel(job_id, "alice")
+    world.runner.finish(job_id, 130, status="CANCELLED")
+    world.restart().supervisor.reconcile()
+    stored = world.repo.get(job_id)
+    assert stored.status is JobStatus.CANCELLED and stored.reason == "cancelled by alice"
+
+
+@pytest.mark.parametrize("ending", ["runner lost", "status FAILED"])
+def test_a_cancel_request_does_not_turn_another_end_into_cancelled(world, ending):
+    job_id = running(world)
+    world.commands.cancel(job_id, "alice")
+    if ending == "runner lost":
+        world.runner.lose(job_id, "the runner stopped without saying how the build ended")
+    else:
+        world.runner.finish(job_id, 1, status="FAILED")
+    world.restart().supervisor.reconcile()
+    stored = world.repo.get(job_id)
+    assert stored.status is JobStatus.FAILED
+    assert stored.reason in ("the runner stopped without saying how the build ended",
+                             "the build ended with exit code 1")
+
+
+def test_a_build_that_succeeded_before_the_cancel_took_effect_stays_a_success(world):
+    job_id = running(world)
+    world.commands.cancel(job_id, "alice")
+    world.runner.finish(job_id, 0)
+    world.restart().supervisor.reconcile()
+    assert world.repo.get(job_id).status is JobStatus.SUCCESS
+
+
+def test_a_cancel_is_recorded_only_from_the_runners_state(world):
+    job_id = running(world)
+    world.commands.cancel(job_id, "alice")
+    for _ in range(3):
+        world.supervisor.tick()
+    assert world.repo.get(job_id).status is JobStatus.RUNNING
+    assert world.runner.state(world.repo.get(job_id)) == Running()
+    world.runner.states[job_id] = Ended(JobStatus.CANCELLED, 130)
+    world.supervisor.tick()
+    assert world.repo.get(job_id).status is JobStatus.CANCELLED
+
+
 def test_only_the_owner_or_an_administrator_may_cancel(world):
-    job_id = world.running(owner="alice")
+    job_id = running(world, owner="alice")
     job = world.repo.get(job_id)
-    assert world.service.may_cancel(job, "alice")
-    assert world.service.may_cancel(job, "root-of-builds")
-    assert not world.service.may_cancel(job, "bob")
-    assert not world.service.may_cancel(job, None)
+    assert world.permissions.may_cancel(job, "alice")
+    assert world.permissions.may_cancel(job, "root-of-builds")
+    assert not world.permissions.may_cancel(job, "bob")
+    assert not world.permissions.may_cancel(job, None)
     with pytest.raises(NotAllowed):
-        world.service.cancel(job_id, "bob")
+        world.commands.cancel(job_id, "bob")
     assert world.runner.cancelled == [] and world.repo.get(job_id).cancel_requested_by is None
 
-    world.service.cancel(job_id, "root-of-builds")
+    world.commands.cancel(job_id, "root-of-builds")
     assert world.runner.cancelled == [job_id]
     world.runner.finish(job_id, 130, status="CANCELLED")
-    world.service.tick()
+    world.supervisor.tick()
     stored = world.repo.get(job_id)
     assert stored.reason == "cancelled by root-of-builds"
-    assert not world.service.may_cancel(stored, "alice")  # nothing left to cancel
+    assert not world.permissions.may_cancel(stored, "alice")  # nothing left to cancel
 
 
-def test_an_administrator_takes_a_queued_build_of_someone_else_out_of_the_queue(world):
-    world.service = JobService(world.repo, world.files, world.runner, world.events, world.clock,
-                               max_running=1, admins=world.admins)
-    world.running(owner="alice")
-    queued = world.service.submit("bob", URL, "main", "qemux86-64", "core-image-minimal")
-    world.service.cancel(queued.id, "root-of-builds")
-    assert world.repo.get(queued.id).status is JobStatus.CANCELLED
+def test_an_administrator_takes_a_queued_build_of_someone_else_out_of_the_queue():
+    w = make_world(max_running=1)
+    running(w, owner="alice")
+    queued = submit(w, owner="bob")
+    w.commands.cancel(queued, "root-of-builds")
+    stored = w.repo.get(queued)
+    assert stored.status is JobStatus.CANCELLED
+    assert stored.reason == "cancelled by root-of-builds before it started"
 
 
-def test_without_an_administrators_port_only_the_owner_may_cancel(world):
-    job_id = world.running()
-    plain = JobService(world.repo, world.files, world.runner, world.events, world.clock)
-    assert not plain.may_cancel(world.repo.get(job_id), "root-of-builds")
+def test_without_an_administrators_port_only_the_owner_may_cancel():
+    w = FakeWorld()
+    job_id = running(w)
+    plain = Permissions()
+    assert not plain.may_cancel(w.repo.get(job_id), "root-of-builds")
+    assert plain.may_cancel(w.repo.get(job_id), "alice")
     with pytest.raises(NotAllowed):
-        plain.cancel(job_id, "root-of-builds")
-
-
-def test_a_service_that_died_before_recording_the_pid_finds_the_runner_by_its_pid_file():
-    w = FakeWorld()
-    job = w.service.submit("alice", "https://git.example.com/p.git", "main", "qemux86-64",
-                           "core-image-minimal")
-    stored = w.repo.get(job.id)
-    stored.start(w.clock.now())  # RUNNING was saved, then the service died: no pid recorded
-    w.repo.save(stored)
-    w.files.runner_pids[job.id] = 4242  # but the runner had started
-    w.runner.alive.add(job.id)
-
-    restarted = JobService(w.repo, w.files, w.runner, w.events, w.clock)
-    restarted.tick()
-    assert w.repo.get(job.id).status is JobStatus.RUNNING
-    assert w.repo.get(job.id).pid == 4242
-
-    w.runner.alive.discard(job.id)
-    w.files.statuses[job.id] = RunnerStatus("SUCCESS", 0, w.clock.now())
-    restarted.tick()
-    assert w.repo.get(job.id).status is JobStatus.SUCCESS
-
-
-def test_a_service_that_died_before_launching_marks_the_job_failed_with_the_reason():
-    w = FakeWorld()
-    job = w.service.submit("alice", "https://git.example.com/p.git", "main", "qemux86-64",
-                           "core-image-minimal")
-    stored = w.repo.get(job.id)
-    stored.start(w.clock.now())
-    w.repo.save(stored)
-    w.service.tick()  # no process handle, no runner.pid, no status: nothing runs it
-    lost = w.repo.get(job.id)
-    assert lost.status is JobStatus.FAILED and "no status" in lost.reason
+        w.commands.cancel(job_id, "root-of-builds")

@@ -1,10 +1,14 @@
+"""The core's use cases over the fakes: queueing, starting, recording ends, cancel, queries."""
+
 import pytest
 
 from autobuild.domain.artifacts import ArtifactNotFound
 from autobuild.domain.jobs import JobStatus
-from autobuild.domain.ports import RunnerStatus
+from autobuild.domain.orders import BuildSettings
+from autobuild.domain.permissions import NotAllowed
+from autobuild.domain.ports import RunnerError
+from autobuild.domain.queries import JobNotFound
 from autobuild.domain.requests import InvalidRequest
-from autobuild.domain.services import JobNotFound, JobService, NotAllowed
 from tests.fakes import FakeWorld
 
 URL = "https://git.example.com/yocto/poky.git"
@@ -16,30 +20,55 @@ def world():
 
 
 def submit(w, owner="alice", target="core-image-minimal"):
-    return w.service.submit(owner, URL, "main", "qemux86-64", target)
+    return w.commands.submit(owner, URL, "main", "qemux86-64", target)
 
 
-def test_submit_queues_a_pending_job_with_plugin_patterns(world):
+def test_submit_stores_the_whole_request_as_a_pending_job_and_decides_nothing_yet(world):
+    job = world.commands.submit("alice", URL, "main", "qemux86-64", "core-image-minimal",
+                                kas_file="kas/q.yml")
+    stored = world.repo.get(job.id)
+    assert stored == job and stored.status is JobStatus.PENDING
+    assert (stored.owner, stored.repo_url, stored.ref, stored.machine, stored.target,
+            stored.kas_file) == ("alice", URL, "main", "qemux86-64", "core-image-minimal",
+                                 "kas/q.yml")
+    assert (stored.artifact_patterns, stored.settings) == (None, None)  # decided at start
+    assert world.runner.launches == [] and world.events.changes == []
+
+
+def test_the_first_start_decides_the_plugin_patterns_and_the_runner_gets_exactly_those(world):
     job = submit(world)
-    assert world.repo.get(job.id).status is JobStatus.PENDING
-    assert world.files.created[job.id] == ["*.bin", "*.mtd"]
+    world.supervisor.tick()
+    stored = world.repo.get(job.id)
+    assert stored.artifact_patterns == ("*.bin", "*.mtd")
+    assert stored.settings == BuildSettings()
+    assert world.runner.orders[job.id] == (("*.bin", "*.mtd"), BuildSettings())
+
+
+def test_a_submission_the_database_refuses_leaves_no_job(world):
+    world.repo.fail_add = OSError(28, "No space left on device")
+    with pytest.raises(OSError):
+        submit(world)
+    assert world.repo.count() == 0
+    world.supervisor.tick()
+    assert world.runner.launches == []
 
 
 def test_bad_request_stores_nothing(world):
     with pytest.raises(InvalidRequest):
-        world.service.submit("alice", "http://x/y.git", "main", "m", "t")
-    assert world.repo.count() == 0 and world.files.created == {}
+        world.commands.submit("alice", "http://x/y.git", "main", "m", "t")
+    assert world.repo.count() == 0 and world.runner.launches == []
 
 
 def test_jobs_run_one_at_a_time_oldest_first(world):
     first, second = submit(world), submit(world)
-    world.service.tick()
+    world.supervisor.tick()
     assert world.repo.get(first.id).status is JobStatus.RUNNING
-    assert world.repo.get(first.id).pid is not None
+    assert world.repo.get(first.id).runner_ref == f"fake-{first.id}"
+    assert world.runner.launches == [first.id]
     assert world.repo.get(second.id).status is JobStatus.PENDING
     world.clock.advance(60)
     world.runner.finish(first.id, 0)
-    world.service.tick()
+    world.supervisor.tick()
     assert world.repo.get(first.id).status is JobStatus.SUCCESS
     assert world.repo.get(first.id).exit_code == 0
     assert world.repo.get(second.id).status is JobStatus.RUNNING
@@ -48,9 +77,9 @@ def test_jobs_run_one_at_a_time_oldest_first(world):
 
 def test_runner_status_decides_the_exit_code(world):
     job = submit(world)
-    world.service.tick()
+    world.supervisor.tick()
     world.runner.finish(job.id, 1)
-    world.service.tick()
+    world.supervisor.tick()
     stored = world.repo.get(job.id)
     assert (stored.status, stored.exit_code) == (JobStatus.FAILED, 1)
     assert "exit code 1" in stored.reason
@@ -59,72 +88,148 @@ def test_runner_status_decides_the_exit_code(world):
 def test_runner_that_cannot_start_fails_the_job_with_the_reason(world):
     world.runner.refuse = "sudo: a password is required"
     job = submit(world)
-    world.service.tick()
+    world.supervisor.tick()
     stored = world.repo.get(job.id)
     assert stored.status is JobStatus.FAILED
     assert "sudo: a password is required" in stored.reason
 
 
-def test_process_exit_without_status_reports_what_the_process_said(world):
+def test_the_runner_is_launched_before_the_job_is_marked_running(world):
     job = submit(world)
-    world.service.tick()
-    process = world.runner.processes[job.id]
-    process.stderr = "sudo: user alice is not allowed"
-    process.exit_code = 1
-    world.service.tick()
+    seen = []
+    launch = world.runner.launch
+
+    def launch_and_look(j):
+        seen.append(world.repo.get(j.id).status)
+        return launch(j)
+
+    world.runner.launch = launch_and_look
+    world.supervisor.tick()
+    assert seen == [JobStatus.PENDING]
+    assert world.repo.get(job.id).status is JobStatus.RUNNING
+    assert world.events.changes == [(job.id, JobStatus.PENDING, JobStatus.RUNNING)]
+
+
+def test_a_failed_launch_does_not_take_a_slot_from_the_next_job(world):
+    first, second = submit(world, owner="carol"), submit(world)
+    launch = world.runner.launch
+
+    def refuse_carol(job):
+        if job.owner == "carol":
+            raise RunnerError("sudo: unknown user carol")
+        return launch(job)
+
+    world.runner.launch = refuse_carol
+    assert [j.id for j in world.supervisor.start_next()] == [second.id]
+    assert world.repo.get(first.id).status is JobStatus.FAILED
+    assert world.repo.get(second.id).status is JobStatus.RUNNING
+
+
+def test_a_runner_that_vanished_after_the_build_began_fails_the_job_with_its_reason(world):
+    job = submit(world)
+    world.supervisor.tick()
+    world.runner.lose(job.id, "the runner stopped without saying how the build ended", True)
+    world.supervisor.tick()
     stored = world.repo.get(job.id)
-    assert stored.status is JobStatus.FAILED and stored.exit_code == 1
-    assert "not allowed" in stored.reason
+    assert (stored.status, stored.exit_code) == (JobStatus.FAILED, None)
+    assert stored.reason == "the runner stopped without saying how the build ended"
 
 
-def test_after_a_restart_status_json_wins_and_live_runners_are_left_alone(world):
-    done, alive, dead = submit(world), submit(world), submit(world)
-    for job in (done, alive, dead):  # three builds were running when the service died
-        stored = world.repo.get(job.id)
-        stored.start(world.clock.now())
-        stored.attach_process(4000 + job.id)
-        world.repo.save(stored)
-    world.files.statuses[done.id] = RunnerStatus("SUCCESS", 0, world.clock.now())
-    world.runner.alive = {alive.id}
-    restarted = JobService(world.repo, world.files, world.runner, world.events, world.clock,
-                           max_running=3)
-    restarted.tick()
-    assert world.repo.get(done.id).status is JobStatus.SUCCESS
-    assert world.repo.get(alive.id).status is JobStatus.RUNNING
-    lost = world.repo.get(dead.id)
-    assert lost.status is JobStatus.FAILED and "left no status" in lost.reason
+def test_a_launched_runner_that_never_began_the_build_says_so(world):
+    job = submit(world)
+    world.supervisor.tick()
+    world.runner.lose(job.id, "sudo: a password is required", started=False)
+    world.supervisor.tick()
+    stored = world.repo.get(job.id)
+    assert stored.status is JobStatus.FAILED
+    assert stored.reason == "the build never started: sudo: a password is required"
 
 
 def test_cancel_pending_leaves_the_queue_at_once(world):
     job = submit(world)
-    world.service.cancel(job.id, "alice")
+    world.commands.cancel(job.id, "alice")
     assert world.repo.get(job.id).status is JobStatus.CANCELLED
-    world.service.tick()
-    assert world.runner.processes == {}
+    world.supervisor.tick()
+    assert world.runner.launches == [] and world.runner.cancelled == []
 
 
 def test_cancel_running_asks_the_runner_and_records_cancelled(world):
     job = submit(world)
-    world.service.tick()
-    world.service.cancel(job.id, "alice")
+    world.supervisor.tick()
+    world.commands.cancel(job.id, "alice")
     assert world.runner.cancelled == [job.id]
     assert world.repo.get(job.id).status is JobStatus.RUNNING
     world.runner.finish(job.id, 130, status="CANCELLED")
-    world.service.tick()
+    world.supervisor.tick()
     stored = world.repo.get(job.id)
-    assert stored.status is JobStatus.CANCELLED and "alice" in stored.reason
+    assert stored.status is JobStatus.CANCELLED and stored.reason == "cancelled by alice"
+    assert stored.exit_code == 130
+
+
+def test_a_build_that_ends_failed_after_a_cancel_request_is_failed_not_cancelled(world):
+    job = submit(world)
+    world.supervisor.tick()
+    world.commands.cancel(job.id, "alice")
+    world.runner.finish(job.id, 1)  # it failed on its own before the stop reached it
+    world.supervisor.tick()
+    stored = world.repo.get(job.id)
+    assert (stored.status, stored.exit_code) == (JobStatus.FAILED, 1)
+    assert stored.reason == "the build ended with exit code 1"
+
+
+def test_a_cancel_the_runner_could_not_deliver_records_nothing_and_says_why(world):
+    job = submit(world)
+    world.supervisor.tick()
+    world.runner.refuse_cancel = "the runner did not answer within 15 s"
+    with pytest.raises(RunnerError, match="did not answer"):
+        world.commands.cancel(job.id, "alice")
+    stored = world.repo.get(job.id)
+    assert stored.status is JobStatus.RUNNING and stored.cancel_requested_by is None
+    assert world.runner.cancelled == []
+    world.runner.finish(job.id, 0)  # the build went on, and ended on its own
+    world.supervisor.tick()
+    assert world.repo.get(job.id).status is JobStatus.SUCCESS
+
+
+def test_a_failed_second_cancel_keeps_the_first_request(world):
+    job = submit(world)
+    world.supervisor.tick()
+    world.commands.cancel(job.id, "alice")
+    world.runner.refuse_cancel = "sudo: timed out"
+    with pytest.raises(RunnerError):
+        world.commands.cancel(job.id, "alice")
+    assert world.repo.get(job.id).cancel_requested_by == "alice"
+
+
+def test_a_build_stopped_by_someone_else_than_a_user_says_so(world):
+    job = submit(world)
+    world.supervisor.tick()
+    world.runner.finish(job.id, 143, status="CANCELLED")  # e.g. the admin sent SIGTERM
+    world.supervisor.tick()
+    stored = world.repo.get(job.id)
+    assert stored.status is JobStatus.CANCELLED
+    assert stored.reason == "cancelled by a signal to the runner"
+
+
+def test_cancelling_an_ended_build_changes_nothing(world):
+    job = submit(world)
+    world.supervisor.tick()
+    world.runner.finish(job.id, 0)
+    world.supervisor.tick()
+    assert world.commands.cancel(job.id, "alice").status is JobStatus.SUCCESS
+    assert world.runner.cancelled == []
 
 
 def test_only_the_owner_may_cancel(world):
     job = submit(world)
     with pytest.raises(NotAllowed):
-        world.service.cancel(job.id, "bob")
+        world.commands.cancel(job.id, "bob")
     assert world.repo.get(job.id).status is JobStatus.PENDING
 
 
 def test_rebuild_makes_a_new_job_owned_by_the_clicker(world):
     job = submit(world, owner="alice")
-    again = world.service.rebuild(job.id, "bob")
+    again = world.commands.rebuild(job.id, "bob")
     assert again.id != job.id and again.owner == "bob"
     assert (again.repo_url, again.ref, again.machine, again.target) == (
         job.repo_url, job.ref, job.machine, job.target)
@@ -132,35 +237,35 @@ def test_rebuild_makes_a_new_job_owned_by_the_clicker(world):
 
 def test_unknown_job(world):
     with pytest.raises(JobNotFound):
-        world.service.get(99)
+        world.queries.get(99)
     with pytest.raises(JobNotFound):
-        world.service.read_log(99)
+        world.queries.read_log(99)
 
 
 def test_log_is_complete_only_when_the_job_is_over_and_all_is_read(world):
     job = submit(world)
-    world.service.tick()
+    world.supervisor.tick()
     world.files.append_log(job.id, b"line 1\nline 2\n")
-    chunk = world.service.read_log(job.id, 0, limit=7)
+    chunk = world.queries.read_log(job.id, 0, limit=7)
     assert (chunk.text, chunk.next_offset, chunk.complete) == ("line 1\n", 7, False)
     world.runner.finish(job.id, 0)
-    world.service.tick()
-    chunk = world.service.read_log(job.id, 7)
+    world.supervisor.tick()
+    chunk = world.queries.read_log(job.id, 7)
     assert (chunk.text, chunk.next_offset, chunk.complete) == ("line 2\n", 14, True)
-    assert world.service.read_log(job.id, 10_000).next_offset == 14
+    assert world.queries.read_log(job.id, 10_000).next_offset == 14
 
 
 def test_list_is_paginated_newest_first(world):
     ids = [submit(world).id for _ in range(5)]
-    page = world.service.list_page(1, per_page=2)
+    page = world.queries.list_page(1, per_page=2)
     assert [j.id for j in page.items] == ids[::-1][:2]
     assert (page.pages, page.has_next, page.has_prev) == (3, True, False)
-    assert world.service.list_page(99, per_page=2).number == 3
+    assert world.queries.list_page(99, per_page=2).number == 3
 
 
 def test_artifacts_of_unknown_names_are_not_found(world):
     job = submit(world)
     world.files.artifacts[job.id] = {"image.bin": b"\x00\x01"}
-    assert world.service.open_artifact(job.id, "image.bin")[0].read() == b"\x00\x01"
+    assert world.queries.open_artifact(job.id, "image.bin")[0].read() == b"\x00\x01"
     with pytest.raises(ArtifactNotFound):
-        world.service.open_artifact(job.id, "../image.bin")
+        world.queries.open_artifact(job.id, "../image.bin")

@@ -1,11 +1,11 @@
-"""JobService.progress, track_progress and failure_summary, over the fake job files."""
+"""JobQueries.progress, track_progress and failure_summary, over the fake job files."""
 
 import pytest
 
-from autobuild.domain import services
+from autobuild.domain import queries
 from autobuild.domain.failures import task_log_name
 from autobuild.domain.progress import Phase
-from autobuild.domain.services import JobNotFound
+from autobuild.domain.queries import JobNotFound
 from tests.fakes import FakeWorld
 
 URL = "https://git.example.com/yocto/poky.git"
@@ -25,12 +25,12 @@ Summary: 1 task failed:
 @pytest.fixture
 def world():
     w = FakeWorld()
-    w.job = w.service.submit("alice", URL, "main", "qemux86-64", "fail-image")
+    w.job = w.commands.submit("alice", URL, "main", "qemux86-64", "fail-image")
     return w
 
 
 def test_progress_of_a_job_without_a_log_is_starting(world):
-    progress = world.service.progress(world.job.id)
+    progress = world.queries.progress(world.job.id)
     assert progress.phase is Phase.STARTING
     assert progress.percent is None
 
@@ -38,24 +38,24 @@ def test_progress_of_a_job_without_a_log_is_starting(world):
 def test_progress_follows_the_log(world):
     world.files.append_log(world.job.id, b"==> bitbake x (MACHINE=m)\n"
                            b"NOTE: Running task 30 of 120 (/a/b.bb:do_compile)\n")
-    progress = world.service.progress(world.job.id)
+    progress = world.queries.progress(world.job.id)
     assert (progress.phase, progress.tasks_done, progress.percent) == (Phase.TASKS, 30, 25)
 
 
 def test_progress_of_a_huge_log_reads_only_its_end(world, monkeypatch):
-    monkeypatch.setattr(services, "PROGRESS_SCAN_BYTES", 1000)
+    monkeypatch.setattr(queries, "PROGRESS_SCAN_BYTES", 1000)
     reads = []
     read_log = world.files.read_log
 
-    def counting_read(job_id, offset, limit):
+    def counting_read(job, offset, limit):
         reads.append(limit)
-        return read_log(job_id, offset, limit)
+        return read_log(job, offset, limit)
 
     world.files.read_log = counting_read
     world.files.append_log(world.job.id, b"NOTE: Running task 1 of 2 (/a.bb:do_x)\n" * 5000
                            + b"NOTE: Running task 2 of 2 (/a.bb:do_y)\n")
 
-    progress = world.service.progress(world.job.id)
+    progress = world.queries.progress(world.job.id)
 
     assert reads == [1000]
     assert (progress.tasks_done, progress.percent, progress.current) == (2, 100, "a.bb:do_y")
@@ -66,11 +66,11 @@ def test_a_tracker_up_to_an_offset_continues_with_the_rest(world):
     world.files.append_log(world.job.id, log)
     cut = log.index(b"task 7")  # in the middle of a line
 
-    tracker = world.service.track_progress(world.job.id, cut)
+    tracker = world.queries.track_progress(world.job.id, cut)
     assert tracker.progress.phase is Phase.SETSCENE
     tracker.feed(log[cut:].decode())
 
-    assert tracker.progress == world.service.progress(world.job.id)
+    assert tracker.progress == world.queries.progress(world.job.id)
     assert tracker.progress.tasks_done == 7
 
 
@@ -78,7 +78,7 @@ def test_failure_summary_joins_the_log_and_the_saved_task_logs(world):
     world.files.append_log(world.job.id, FAILED_BUILD)
     world.files.task_logs[world.job.id] = {task_log_name(LOGFILE): "make: *** Error 1\n"}
 
-    summary = world.service.failure_summary(world.job.id)
+    summary = world.queries.failure_summary(world.job.id)
 
     (task,) = summary.tasks
     assert task.label == "fail-image-1.0-r0 do_compile"
@@ -88,11 +88,11 @@ def test_failure_summary_joins_the_log_and_the_saved_task_logs(world):
 
 def test_failure_summary_of_a_clean_log_is_empty(world):
     world.files.append_log(world.job.id, b"==> Build finished: SUCCESS (exit 0)\n")
-    assert world.service.failure_summary(world.job.id).is_empty
+    assert world.queries.failure_summary(world.job.id).is_empty
 
 
 def test_unknown_jobs_are_not_found(world):
     with pytest.raises(JobNotFound):
-        world.service.progress(999)
+        world.queries.progress(999)
     with pytest.raises(JobNotFound):
-        world.service.failure_summary(999)
+        world.queries.failure_summary(999)

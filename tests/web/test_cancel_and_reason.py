@@ -101,13 +101,71 @@ def test_an_administrator_may_cancel_anyones_build(alice, bob, fakes, supervisor
 
 def test_a_build_lost_while_the_service_was_down_shows_why_it_failed(alice, fakes, supervisor):
     submit(alice)
-    job = fakes.jobs.get(1)  # RUNNING, started by the supervisor before its restart
-    job.start(fakes.clock.now())
-    job.attach_process(4242, 123)
-    fakes.jobs.save(job)
-    supervisor.tick()  # nothing to poll: it probes, and the runner is not alive
+    supervisor.tick()  # RUNNING; then the service stops, and the runner is killed meanwhile
+    fakes.runner.lose(1, "the runner stopped without saying how the build ended (it was "
+                         "killed, or the machine restarted)", started=True)
+    supervisor.reconcile()  # as the restarted service does first
 
     page = alice.get("/jobs/1").text
     assert 'data-status="FAILED"' in page
-    assert _status_line(page).startswith("the runner process is gone and left no status")
-    assert alice.get("/api/jobs/1").json()["reason"].startswith("the runner process is gone")
+    assert _status_line(page).startswith("the runner stopped without saying how the build ended")
+    assert alice.get("/api/jobs/1").json()["reason"].startswith("the runner stopped")
+
+
+def test_a_build_that_never_started_says_so_on_its_page(alice, fakes, supervisor):
+    submit(alice)
+    supervisor.tick()
+    fakes.runner.lose(1, "sudo: a password is required", started=False)
+    supervisor.tick()
+    page = alice.get("/jobs/1").text
+    assert 'data-status="FAILED"' in page
+    assert _status_line(page) == "the build never started: sudo: a password is required"
+
+
+def test_a_cancel_the_runner_could_not_deliver_is_shown_and_the_build_goes_on(alice, fakes,
+                                                                            supervisor):
+    submit(alice)
+    supervisor.tick()
+    fakes.runner.refuse_cancel = "the runner did not answer within 15 s"
+
+    response = alice.post("/jobs/1/cancel", data={"csrf_token": page_csrf(alice, "/"),
+                                                  "back": "list"})
+
+    assert response.status_code == 303 and response.headers["location"] == "/"
+    page = alice.get("/").text
+    assert "Build #1 goes on: the runner did not answer within 15 s" in page
+    assert "Cancelling…" not in _row(page, 1)
+    assert 'action="/jobs/1/cancel"' in _row(page, 1)  # it can be tried again
+    stored = fakes.jobs.get(1)
+    assert (stored.status, stored.cancel_requested_by) == (JobStatus.RUNNING, None)
+    assert "Cancelling" not in _status_line(alice.get("/jobs/1").text)
+
+
+def test_the_api_answers_a_cancel_the_runner_could_not_deliver_with_a_json_error(
+        app, alice, fakes, supervisor):
+    submit(alice)
+    supervisor.tick()
+    fakes.runner.refuse_cancel = "sudo: unable to resolve host buildhost"
+
+    response = alice.post("/api/jobs/1/cancel", headers={"X-CSRF-Token": page_csrf(alice, "/")})
+
+    assert 400 <= response.status_code < 600 and response.status_code != 500
+    assert response.headers["content-type"].startswith("application/json")
+    detail = response.json()["detail"]
+    assert "sudo: unable to resolve host buildhost" in detail
+    assert "Traceback" not in response.text
+    assert fakes.jobs.get(1).status is JobStatus.RUNNING
+    assert fakes.jobs.get(1).cancel_requested_by is None
+    assert alice.get("/api/jobs/1").json()["can_cancel"] is True
+
+
+def test_a_build_that_failed_after_its_cancel_was_asked_shows_failed(alice, fakes, supervisor):
+    submit(alice)
+    supervisor.tick()
+    alice.post("/jobs/1/cancel", data={"csrf_token": page_csrf(alice, "/")})
+    fakes.runner.finish(1, 1)
+    supervisor.tick()
+    page = alice.get("/jobs/1").text
+    assert 'data-status="FAILED"' in page
+    assert _status_line(page) == "the build ended with exit code 1"
+    assert alice.get("/api/jobs/1").json()["status"] == "FAILED"

@@ -25,7 +25,7 @@ def test_new_build_form_has_the_defaults(alice):
     assert 'name="machine"' in page
 
 
-def test_submitting_a_valid_build_queues_it_and_shows_its_page(alice, fakes):
+def test_submitting_a_valid_build_queues_it_and_shows_its_page(alice, fakes, supervisor):
     response = submit(alice)
 
     assert response.status_code == 303
@@ -34,10 +34,11 @@ def test_submitting_a_valid_build_queues_it_and_shows_its_page(alice, fakes):
     assert job.status is JobStatus.PENDING
     assert job.owner == "alice"
     assert (job.repo_url, job.ref, job.machine, job.target) == tuple(VALID_JOB.values())
-    assert fakes.files.created[1] == ["*.bin", "*.mtd"]  # plugin patterns reached the job dir
     page = alice.get("/jobs/1").text
     assert "Build #1 is queued." in page
     assert "PENDING" in page
+    supervisor.tick()
+    assert fakes.runner.orders[1][0] == ("*.bin", "*.mtd")  # plugin patterns reached the runner
 
 
 def test_submitted_values_are_stripped(alice, fakes):

@@ -102,12 +102,13 @@ class Supervisor:
                 if shortage is not None:
                     self._wait(job, shortage)  # stays queued until there is room
                     continue
-                self._start(job)
-                running += 1
-                started.append(job)
+                if self._start(job):  # a launch that failed takes no slot
+                    running += 1
+                    started.append(job)
         return started
 
-    def _start(self, job: Job) -> None:
+    def _start(self, job: Job) -> bool:
+        """Decide, launch, record; False when the runner could not start it (then FAILED)."""
         if job.decide(tuple(merge_patterns([self._events.artifact_patterns(job)])),
                       self._build_settings):
             self._jobs.save(job)
@@ -118,10 +119,11 @@ class Supervisor:
             self._record_start(job, None)
             old = job.fail(f"the build could not be started: {exc}", self._clock.now())
             self._store(job, old)
-            return
+            return False
         self._checkpoints.reached(START_LAUNCHED)
         self._record_start(job, runner_ref)
         self._checkpoints.reached(START_RECORDED)
+        return True
 
     def _record_start(self, job: Job, runner_ref: str | None) -> None:
         old = job.start(self._clock.now(), runner_ref)
