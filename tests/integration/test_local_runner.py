@@ -177,3 +177,11 @@ def test_a_build_started_by_the_old_service_is_followed_by_pid(adapter, tmp_path
     (done / layout.STATUS).write_text('{"status": "SUCCESS", "exit_code": 0}')
     os.chmod(done / layout.STATUS, 0o640)
     assert adapter.state(job) == Ended(JobStatus.SUCCESS, 0, None)
+
+
+def test_a_job_stored_under_looser_rules_is_refused_with_a_runner_error(adapter, tmp_path, git):
+    job = make_job(tmp_path, git)
+    job.repo_url = "http://insecure.example.com/p.git"  # no longer accepted
+    with pytest.raises(RunnerError, match="no longer accepted"):
+        adapter.launch(job)
+    assert not (tmp_path / "data" / "launch" / "7.log").exists()

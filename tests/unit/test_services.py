@@ -85,6 +85,16 @@ def test_runner_status_decides_the_exit_code(world):
     assert "exit code 1" in stored.reason
 
 
+def test_a_runner_that_says_failed_is_failed_even_with_exit_code_0(world):
+    job = submit(world)
+    world.supervisor.tick()
+    world.runner.finish(job.id, 0, status="FAILED")
+    world.supervisor.tick()
+    stored = world.repo.get(job.id)
+    assert (stored.status, stored.exit_code) == (JobStatus.FAILED, 0)
+    assert stored.reason
+
+
 def test_runner_that_cannot_start_fails_the_job_with_the_reason(world):
     world.runner.refuse = "sudo: a password is required"
     job = submit(world)

@@ -84,7 +84,10 @@ class LocalBuildRunner:
 
     def launch(self, job: Job) -> str:
         """Start the build of ``job``; raises RunnerError when it cannot be started."""
-        order = self._order(job)
+        try:
+            order = self._order(job)
+        except ValueError as exc:  # stored under older, looser rules: it cannot run now
+            raise RunnerError(f"its parameters are no longer accepted: {exc}") from None
         try:
             self._launch_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
             fd = os.open(self._launch_log(job.id), _LOG_FLAGS | os.O_CREAT, 0o640)

@@ -139,6 +139,8 @@ class Supervisor:
             who = job.cancel_requested_by or "a signal to the runner"
             old = job.cancel(now, f"cancelled by {who}")
             job.exit_code = state.exit_code
+        elif isinstance(state, Ended) and state.status is JobStatus.FAILED and state.exit_code == 0:
+            old = job.fail("the runner reported a failure with exit code 0", now, 0)
         elif isinstance(state, Ended):
             reason = None if state.exit_code == 0 else \
                 f"the build ended with exit code {state.exit_code}"
