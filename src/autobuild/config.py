@@ -67,7 +67,7 @@ class Settings:
     cookie_secure: bool = False
     retention_days: int = 30  # logs and artifacts of ended jobs are removed after this
     min_free_gb: int = 20  # no build starts with less free on the jobs root; 0: no check
-    # Build settings passed to the runner in each job's build-settings file.
+    # Build settings every build's runner is given in its order (see Settings.build_settings).
     cache_dir: Path = Path("/srv/autobuild/cache")  # shared downloads/ and sstate-cache/
     hashserve: str | None = None  # BB_HASHSERVE: host:port or "auto"
     bb_number_threads: int | None = None
