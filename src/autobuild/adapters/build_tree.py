@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import pwd
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -73,17 +73,10 @@ class BuildTree:
         for part in (owner, str(job_id), *parts):
             parent = fd
             try:
-                fd = os.open(part, DIR_FLAGS, dir_fd=parent)
-            except (OSError, ValueError):
-                return None
+                fd = _open_checked(parent, part, DIR_FLAGS, lambda info: _trusted(info, uid))
             finally:
                 os.close(parent)
-            try:
-                trusted = _trusted(os.fstat(fd), uid)
-            except OSError:
-                trusted = False
-            if not trusted:
-                os.close(fd)
+            if fd is None:
                 return None
         return fd
 
@@ -115,12 +108,19 @@ def open_owned_file(dir_fd: int, name: str, uid: int | None) -> int | None:
     single link and no group/other write bit; else None. Never follows a link, never blocks."""
     if uid is None:
         return None
+    return _open_checked(dir_fd, name, FILE_FLAGS, lambda info: is_owned_file(info, uid))
+
+
+def _open_checked(dir_fd: int, name: str, flags: int,
+                  check: Callable[[os.stat_result], bool]) -> int | None:
+    """A descriptor of ``name`` in ``dir_fd`` opened with ``flags`` if ``check`` accepts what
+    it is (checked on the open descriptor), else None."""
     try:
-        fd = os.open(name, FILE_FLAGS, dir_fd=dir_fd)
+        fd = os.open(name, flags, dir_fd=dir_fd)
     except (OSError, ValueError):
         return None
     try:
-        ok = is_owned_file(os.fstat(fd), uid)
+        ok = check(os.fstat(fd))
     except OSError:
         ok = False
     if not ok:
