@@ -1,13 +1,14 @@
 """Helpers for the system tests: the installed service through nginx, its files, /proc.
 
 Everything here talks to the real installation: http://127.0.0.1/ (nginx in front of the
-service), /srv/autobuild/jobs, the engineers' homes and /proc.
+service), /srv/autobuild/jobs/<owner>/<id>, the engineers' homes and /proc.
 """
 
 from __future__ import annotations
 
 import base64
 import http.client
+import json
 import os
 import pwd
 import subprocess
@@ -23,6 +24,8 @@ from tests.web.helpers import csrf_from, event_data, parse_sse
 
 BASE_URL = "http://127.0.0.1"
 JOBS_ROOT = Path("/srv/autobuild/jobs")
+DATA_DIR = Path("/srv/autobuild/data")
+LAUNCH_DIR = DATA_DIR / "launch"
 PREFIX = Path("/opt/autobuild")
 RUNNER = PREFIX / "runner" / "run_job.sh"
 CTL = PREFIX / "deploy" / "autobuild-ctl"
@@ -108,21 +111,32 @@ def wait_for_end(web: httpx.Client, job_id: int, timeout: float = 120) -> dict:
         time.sleep(0.3)
 
 
-def job_dir(job_id: int) -> Path:
-    return JOBS_ROOT / str(job_id)
+def job_dir(job_id: int, owner: str) -> Path:
+    """The build's directory: ``<jobs root>/<owner>/<id>`` (made by the owner's runner)."""
+    return JOBS_ROOT / owner / str(job_id)
 
 
-def build_log(job_id: int) -> str:
-    path = job_dir(job_id) / "logs" / "build.log"
+def launch_log(job_id: int) -> Path:
+    """What sudo and the runner printed before the build log existed (the service's own file)."""
+    return LAUNCH_DIR / f"{job_id}.log"
+
+
+def runner_record(job_id: int, owner: str) -> dict:
+    """The runner's own record of a running build: pid, pgid, start_time (runner.json)."""
+    return json.loads((job_dir(job_id, owner) / "runner.json").read_text())
+
+
+def build_log(job_id: int, owner: str) -> str:
+    path = job_dir(job_id, owner) / "logs" / "build.log"
     return path.read_text(errors="replace") if path.exists() else ""
 
 
-def wait_for_log(job_id: int, text: str, timeout: float = 60) -> None:
+def wait_for_log(job_id: int, owner: str, text: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    while text not in build_log(job_id):
+    while text not in build_log(job_id, owner):
         if time.monotonic() > deadline:
             raise AssertionError(f"{text!r} did not appear in the log of build #{job_id}:\n"
-                                 f"{build_log(job_id)[-2000:]}")
+                                 f"{build_log(job_id, owner)[-2000:]}")
         time.sleep(0.1)
 
 
@@ -142,14 +156,14 @@ class StreamedEvent:
         return event_data(self.event)
 
 
-def stream_log(web: httpx.Client, job_id: int, timeout: float = 120) -> list[StreamedEvent]:
+def stream_log(web: httpx.Client, job_id: int, owner: str, timeout: float = 120) -> list[StreamedEvent]:
     """Read the job's SSE stream through nginx until its ``end`` event.
 
     Each event records whether the runner had already written status.json when the event
     reached us: a log event received before that was delivered while the build was running.
     """
     events: list[StreamedEvent] = []
-    status_file = job_dir(job_id) / "status.json"
+    status_file = job_dir(job_id, owner) / "status.json"
     with web.stream("GET", f"/api/jobs/{job_id}/log/stream", timeout=timeout) as response:
         assert response.status_code == 200, response.read()
         assert response.headers["content-type"].startswith("text/event-stream")

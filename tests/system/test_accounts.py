@@ -48,7 +48,7 @@ def test_wrong_password_outsider_root_locked_and_expired_get_the_same_refusal(in
     assert subprocess.run(["passwd", "-S", accounts.locked.name], capture_output=True,
                           text=True).stdout.split()[1] == "L"
     check = subprocess.run(["runuser", "-u", SERVICE_USER, "--", "sudo", "-n", "-u",
-                            accounts.expired.name, "--", str(RUNNER), "--check-login"],
+                            accounts.expired.name, "--", str(RUNNER), "check-login"],
                            input=accounts.expired.password, capture_output=True, text=True,
                            timeout=60)
     assert check.returncode == 1 and "expired" in check.stderr, check.stderr

@@ -119,7 +119,7 @@ def test_an_engineer_builds_and_downloads_an_image_in_the_browser(installs, acco
         page.click(f"#artifacts-body a:text-is('{name}')")
     download = download_info.value
     assert download.suggested_filename == name
-    assert Path(download.path()).read_bytes() == (job_dir(job_id) / "artifacts" / name).read_bytes()
+    assert Path(download.path()).read_bytes() == (job_dir(job_id, bob.name) / "artifacts" / name).read_bytes()
 
     page.goto(f"/jobs/{job_id}")  # as someone opening the finished build later sees it
     expect(badge).to_have_text("SUCCESS")

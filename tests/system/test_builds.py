@@ -14,10 +14,10 @@ import pytest
 
 from tests.system.helpers import (
     SERVICE_USER,
-    USERS_GROUP,
     StreamedEvent,
     build_log,
     job_dir,
+    launch_log,
     raw_get,
     stream_log,
     submit,
@@ -25,8 +25,8 @@ from tests.system.helpers import (
 )
 
 # work/ (the clone and build tree) is removed once the artifacts are collected.
-RUNNER_FILES = ("logs", "artifacts", "artifacts.sha256", "status.json", "exit_code", "runner.pid")
-SERVICE_FILES = ("job.json", "artifact-patterns", "launch.log")
+RUNNER_FILES = ("logs", "artifacts", "artifacts.sha256", "status.json", "runner.json")
+ALICE = "abtest-alice"
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class FinishedBuild:
 def success(alice, git) -> FinishedBuild:
     """A core-image-minimal build by abtest-alice, its log read live over SSE through nginx."""
     job_id = submit(alice, git.url, "core-image-minimal")
-    events = stream_log(alice, job_id)
+    events = stream_log(alice, job_id, ALICE)
     return FinishedBuild(job_id, events, wait_for_end(alice, job_id))
 
 
@@ -57,14 +57,14 @@ def test_sse_delivers_the_log_through_nginx_while_the_build_runs(success):
 
     log_events = [e for e in events if e.kind == "log"]
     streamed = "".join(e.data["text"] for e in log_events)
-    on_disk = build_log(success.job_id)
+    on_disk = build_log(success.job_id, ALICE)
     assert streamed == on_disk and "==> Build finished: SUCCESS (exit 0)" in streamed
     assert int(log_events[-1].event["id"]) == len(on_disk.encode())
 
 
 def test_the_build_ends_success_and_its_images_download_byte_identical_through_nginx(alice, success):
     assert (success.job["status"], success.job["exit_code"]) == ("SUCCESS", 0)
-    artifacts = job_dir(success.job_id) / "artifacts"
+    artifacts = job_dir(success.job_id, ALICE) / "artifacts"
     on_disk = {p.name: p for p in artifacts.iterdir()}
     assert any(n.endswith(".bin") for n in on_disk) and any(n.endswith(".mtd") for n in on_disk)
     assert not {"evil.bin", "outside-build.bin", "dangling.bin"} & set(on_disk)
@@ -84,11 +84,14 @@ def test_the_build_ends_success_and_its_images_download_byte_identical_through_n
 
 
 def test_the_builds_files_on_disk_belong_to_the_engineer(success, accounts):
-    directory = job_dir(success.job_id)
+    directory = job_dir(success.job_id, ALICE)
     service_uid = pwd.getpwnam(SERVICE_USER).pw_uid
-    info = directory.stat()
-    assert (info.st_uid, info.st_gid) == (service_uid, grp.getgrnam(USERS_GROUP).gr_gid)
-    assert stat.S_IMODE(info.st_mode) == 0o2770
+    service_gid = grp.getgrnam(SERVICE_USER).gr_gid
+    # jobs/<owner>/<id>: the engineer's, readable by the service's group, nobody else's.
+    for path in (directory.parent, directory):
+        info = path.stat()
+        assert (info.st_uid, info.st_gid) == (accounts.alice.uid, service_gid), path
+        assert stat.S_IMODE(info.st_mode) == 0o2750, path
 
     owners = {}
     for name in RUNNER_FILES:
@@ -103,7 +106,11 @@ def test_the_builds_files_on_disk_belong_to_the_engineer(success, accounts):
     assert not (directory / "work").exists()  # the workspace was cleaned up
     not_hers = {str(p): uid for p, uid in owners.items() if uid != accounts.alice.uid}
     assert not_hers == {}
-    assert {(directory / n).stat().st_uid for n in SERVICE_FILES} == {service_uid}
+    writable = {str(p) for p in owners if p.lstat().st_mode & 0o022}
+    assert writable == set(), "writable by the group or others"
+    # The service's own record of the launch is in its data directory, not among the build's.
+    info = os.stat(launch_log(success.job_id))
+    assert info.st_uid == service_uid and not info.st_mode & 0o007
 
 
 def test_a_failing_build_ends_failed_with_its_exit_code_and_the_failing_lines(alice, git):
@@ -137,7 +144,7 @@ TRAVERSALS = [
 
 @pytest.fixture(scope="module")
 def planted_symlink(success):
-    link = job_dir(success.job_id) / "artifacts" / "passwd"
+    link = job_dir(success.job_id, ALICE) / "artifacts" / "passwd"
     link.unlink(missing_ok=True)
     link.symlink_to("/etc/passwd")
     yield link
@@ -147,7 +154,7 @@ def planted_symlink(success):
 @pytest.mark.parametrize("attempt", TRAVERSALS)
 def test_download_traversal_through_nginx_answers_404(alice, success, planted_symlink, attempt):
     base = f"/api/jobs/{success.job_id}/artifacts/"
-    real = next((job_dir(success.job_id) / "artifacts").glob("*.bin")).name
+    real = next((job_dir(success.job_id, ALICE) / "artifacts").glob("*.bin")).name
     assert raw_get(base + real, alice.cookies)[0] == 200  # the same request shape works
 
     status, body = raw_get(base + attempt, alice.cookies)

@@ -88,10 +88,10 @@ def test_sudo_lets_autobuild_run_only_the_runner_and_only_as_group_members(insta
     def as_service(*cmd: str) -> subprocess.CompletedProcess[str]:
         return run("runuser", "-u", SERVICE_USER, "--", "sudo", "-n", *cmd)
 
-    allowed = as_service("-u", accounts.alice.name, "--", str(RUNNER), "--has-token")
+    allowed = as_service("-u", accounts.alice.name, "--", str(RUNNER), "has-token")
     assert allowed.returncode == 0 and allowed.stdout.strip() in ("yes", "no"), allowed.stderr
     for user in ("root", SERVICE_USER, accounts.outsider.name):
-        refused = as_service("-u", user, "--", str(RUNNER), "--has-token")
+        refused = as_service("-u", user, "--", str(RUNNER), "has-token")
         assert refused.returncode != 0 and refused.stdout == "", (user, refused.stdout)
     for command in (["/bin/sh", "-c", "id"], ["/usr/bin/id"], ["/opt/autobuild/venv/bin/python", "-V"]):
         refused = as_service("-u", accounts.alice.name, "--", *command)

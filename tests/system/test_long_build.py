@@ -18,6 +18,8 @@ from tests.system.helpers import (
     cmdline,
     job,
     job_dir,
+    launch_log,
+    runner_record,
     secret_forms,
     service_pid,
     stream_log,
@@ -26,6 +28,8 @@ from tests.system.helpers import (
     wait_for_log,
     wait_for_service,
 )
+
+ALICE = "abtest-alice"
 
 
 @dataclass
@@ -53,9 +57,9 @@ def long_build(alice, accounts, git):
     scanner = ProcScanner(secret_forms(git.token), accounts.alice.uid).start()
     build = LongBuild(submit(alice, git.url, "slow-image"), scanner)
     try:
-        wait_for_log(build.job_id, "NOTE: Running task 1 of 12")
+        wait_for_log(build.job_id, ALICE, "NOTE: Running task 1 of 12")
         # Read now: the workspace (and the clone with it) is removed when the build ends.
-        build.git_config = (job_dir(build.job_id) / "work" / "src" / ".git" / "config").read_bytes()
+        build.git_config = (job_dir(build.job_id, ALICE) / "work" / "src" / ".git" / "config").read_bytes()
         yield build
         build.finish(alice)
     finally:
@@ -65,7 +69,7 @@ def long_build(alice, accounts, git):
 
 def test_restarting_the_service_mid_build_keeps_the_build_and_records_its_end(alice, long_build):
     job_id = long_build.job_id
-    runner_pid, _ = map(int, (job_dir(job_id) / "runner.pid").read_text().split())
+    runner_pid = runner_record(job_id, ALICE)["pid"]
     old_service = service_pid()
     assert job(alice, job_id)["status"] == "RUNNING"
 
@@ -78,21 +82,21 @@ def test_restarting_the_service_mid_build_keeps_the_build_and_records_its_end(al
     environ = Path(f"/proc/{new_service}/environ").read_bytes().split(b"\0")
     assert not [v for v in environ if v.startswith(b"AUTOBUILD_SYSTEM_TESTS=")]
 
-    assert alive(runner_pid) and "run_job.sh" in " ".join(cmdline(runner_pid))
-    assert not (job_dir(job_id) / "status.json").exists(), "the build ended with the service"
-    size = len(build_log(job_id))
+    assert alive(runner_pid) and "autobuild.runner" in " ".join(cmdline(runner_pid))
+    assert not (job_dir(job_id, ALICE) / "status.json").exists(), "the build ended with the service"
+    size = len(build_log(job_id, ALICE))
     time.sleep(3)
-    assert len(build_log(job_id)) > size, "the build stopped writing its log"
+    assert len(build_log(job_id, ALICE)) > size, "the build stopped writing its log"
     assert job(alice, job_id)["status"] == "RUNNING"  # the new service took the job over
 
     ended = long_build.finish(alice)
     assert (ended["status"], ended["exit_code"], ended["reason"]) == ("SUCCESS", 0, None)
-    log = build_log(job_id)
+    log = build_log(job_id, ALICE)
     assert all(f"NOTE: Running task {n} of 12 " in log for n in range(1, 13))
     assert log.rstrip("\n").endswith("==> Build finished: SUCCESS (exit 0)")
     assert alice.get(f"/api/jobs/{job_id}/artifacts").json() != []
     # The whole log is still there for a reader who comes back after the restart.
-    events = stream_log(alice, job_id)
+    events = stream_log(alice, job_id, ALICE)
     assert "".join(e.data["text"] for e in events if e.kind == "log") == log
 
 
@@ -102,8 +106,9 @@ def test_the_token_appears_in_no_process_log_git_config_or_credential_store(alic
     assert ended["status"] == "SUCCESS"
     scanner = long_build.scanner
     assert scanner.leaks == set()
-    # The scan ran throughout: it saw her runner, git's HTTPS transport and the build.
-    assert {"run_job.sh", "git-remote-https", "bitbake"} <= scanner.seen, sorted(scanner.seen)
+    # The scan ran throughout: it saw her runner (the shim execs the venv's python), git's
+    # HTTPS transport and the build.
+    assert {"python", "git-remote-https", "bitbake"} <= scanner.seen, sorted(scanner.seen)
     assert any(r.authorized for r in git.server.requests), "the clone did not use the token"
     assert not any(git.token in r.target for r in git.server.requests)
 
@@ -111,8 +116,8 @@ def test_the_token_appears_in_no_process_log_git_config_or_credential_store(alic
     home = accounts.alice.home
     assert b"[remote \"origin\"]" in long_build.git_config
     assert not any(s in long_build.git_config for s in secrets), ".git/config holds the token"
-    assert not (job_dir(job_id) / "work").exists()  # the workspace was cleaned up afterwards
-    for path in (job_dir(job_id) / "logs" / "build.log", job_dir(job_id) / "launch.log",
+    assert not (job_dir(job_id, ALICE) / "work").exists()  # the workspace was cleaned up afterwards
+    for path in (job_dir(job_id, ALICE) / "logs" / "build.log", launch_log(job_id),
                  home / ".gitconfig"):
         data = path.read_bytes()
         assert not any(s in data for s in secrets), path

@@ -18,6 +18,7 @@ from tests.system.helpers import (
     cmdline,
     job,
     job_dir,
+    runner_record,
     service_pid,
     submit,
     wait_for_end,
@@ -26,6 +27,7 @@ from tests.system.helpers import (
 )
 from tests.web.helpers import csrf_from
 
+ALICE = "abtest-alice"
 TASKS = 12  # the stand-in's task count
 KILLS = 5
 FIRST_TASK = f"NOTE: Running task 1 of {TASKS}"
@@ -60,14 +62,15 @@ def _procs() -> list[Proc]:
 def _build_processes(uid: int, pgid: int, sid: int, job_id: int) -> list[Proc]:
     """Processes of ``uid`` that belong to the build: its process group or session, or a
     command line naming its job directory, bitbake or the runner."""
-    marks = (str(job_dir(job_id)), "bitbake", "run_job.sh")
+    marks = (str(job_dir(job_id, ALICE)), "bitbake", "run_job.sh", "autobuild.runner")
     return [p for p in _procs() if p.uid == uid and (
         p.pgid == pgid or p.sid == sid or any(mark in p.command for mark in marks))]
 
 
 def _runner_ids(job_id: int) -> tuple[int, int, int]:
     """(runner pid, build process group, session) of a running build."""
-    runner_pid, pgid = map(int, (job_dir(job_id) / "runner.pid").read_text().split())
+    record = runner_record(job_id, ALICE)
+    runner_pid, pgid = record["pid"], record["pgid"]
     stat = Path(f"/proc/{runner_pid}/stat").read_text().rsplit(")", 1)[1].split()
     return runner_pid, pgid, int(stat[3])
 
@@ -96,7 +99,7 @@ def _start_service() -> None:
 def _assert_complete_success(web, job_id: int) -> None:
     ended = wait_for_end(web, job_id, timeout=180)
     assert (ended["status"], ended["exit_code"], ended["reason"]) == ("SUCCESS", 0, None), ended
-    log = build_log(job_id)
+    log = build_log(job_id, ALICE)
     missing = [n for n in range(1, TASKS + 1) if f"NOTE: Running task {n} of {TASKS} " not in log]
     assert missing == [], f"build #{job_id}: tasks {missing} are missing from the log"
     assert log.rstrip("\n").endswith("==> Build finished: SUCCESS (exit 0)")
@@ -113,7 +116,7 @@ def _cancel_and_measure(web, job_id: int) -> tuple[dict, float]:
 
 
 def _assert_nothing_left(uid: int, pgid: int, sid: int, job_id: int) -> None:
-    # The `run_job.sh --cancel` helper polls every 0.2 s: give it a moment to notice the end.
+    # The `run_job.sh cancel` helper polls every 0.2 s: give it a moment to notice the end.
     deadline = time.monotonic() + 10
     while True:
         left = [p for p in _build_processes(uid, pgid, sid, job_id) if p.state != "Z"]
@@ -125,7 +128,7 @@ def _assert_nothing_left(uid: int, pgid: int, sid: int, job_id: int) -> None:
 
 def test_cancel_of_a_running_build_ends_cancelled_and_leaves_no_process(alice, accounts, git):
     job_id = submit(alice, git.url, "slow-image")
-    wait_for_log(job_id, FIRST_TASK)
+    wait_for_log(job_id, ALICE, FIRST_TASK)
     _, pgid, sid = _runner_ids(job_id)
     uid = accounts.alice.uid
     assert _build_processes(uid, pgid, sid, job_id), "the scan does not see the running build"
@@ -136,7 +139,7 @@ def test_cancel_of_a_running_build_ends_cancelled_and_leaves_no_process(alice, a
 
     assert ended["status"] == "CANCELLED", ended
     assert ended["reason"] == f"cancelled by {accounts.alice.name}"
-    log = build_log(job_id)
+    log = build_log(job_id, ALICE)
     assert "Keyboard Interrupt, closing down..." in log  # bitbake got SIGINT first
     assert log.rstrip("\n").splitlines()[-1].startswith("==> Build finished: CANCELLED")
     _assert_nothing_left(uid, pgid, sid, job_id)
@@ -145,7 +148,7 @@ def test_cancel_of_a_running_build_ends_cancelled_and_leaves_no_process(alice, a
 
 def test_cancel_works_for_a_build_started_before_the_service_was_killed(alice, accounts, git):
     job_id = submit(alice, git.url, "slow-image")
-    wait_for_log(job_id, FIRST_TASK)
+    wait_for_log(job_id, ALICE, FIRST_TASK)
     _, pgid, sid = _runner_ids(job_id)
     _kill_service()
     _start_service()
@@ -160,21 +163,21 @@ def test_cancel_works_for_a_build_started_before_the_service_was_killed(alice, a
 
 def test_sigkill_of_the_service_mid_build_five_times_loses_nothing(alice, git):
     builds = [submit(alice, git.url, "slow-image")]
-    wait_for_log(builds[-1], FIRST_TASK)
+    wait_for_log(builds[-1], ALICE, FIRST_TASK)
     kills = []
     while len(kills) < KILLS:
-        if (job_dir(builds[-1]) / "status.json").exists():
+        if (job_dir(builds[-1], ALICE) / "status.json").exists():
             # The build was quicker than the kills: the rest hit the next one.
             builds.append(submit(alice, git.url, "slow-image"))
-            wait_for_log(builds[-1], FIRST_TASK)
-        before = len(build_log(builds[-1]))
+            wait_for_log(builds[-1], ALICE, FIRST_TASK)
+        before = len(build_log(builds[-1], ALICE))
         kills.append((builds[-1], _kill_service()))
         time.sleep(0.5)  # the build goes on alone meanwhile
         _start_service()
         current = job(alice, builds[-1])
         assert current["status"] in ("RUNNING", "SUCCESS"), current
         time.sleep(1.5)
-        assert len(build_log(builds[-1])) > before or current["status"] == "SUCCESS"
+        assert len(build_log(builds[-1], ALICE)) > before or current["status"] == "SUCCESS"
     print(f"SIGKILL x{KILLS}: builds {builds}, kills per build "
           f"{[sum(1 for b, _ in kills if b == build) for build in builds]}")
 
@@ -184,7 +187,7 @@ def test_sigkill_of_the_service_mid_build_five_times_loses_nothing(alice, git):
 
 def test_a_runner_killed_while_the_service_is_down_is_failed_with_the_reason(alice, accounts, git):
     job_id = submit(alice, git.url, "slow-image")
-    wait_for_log(job_id, FIRST_TASK)
+    wait_for_log(job_id, ALICE, FIRST_TASK)
     runner_pid, pgid, _ = _runner_ids(job_id)
     _kill_service()
     os.kill(runner_pid, signal.SIGKILL)  # no trap runs: no status.json
@@ -193,12 +196,13 @@ def test_a_runner_killed_while_the_service_is_down_is_failed_with_the_reason(ali
     while alive(runner_pid) or any(p.pgid == pgid and p.state != "Z" for p in _procs()):
         assert time.monotonic() < deadline, "the build survived SIGKILL"
         time.sleep(0.05)
-    assert not (job_dir(job_id) / "status.json").exists()
+    assert not (job_dir(job_id, ALICE) / "status.json").exists()
 
     _start_service()
     ended = wait_for_end(alice, job_id, timeout=30)
 
     assert ended["status"] == "FAILED", ended
-    assert ended["reason"].startswith("the runner process is gone and left no status"), ended
+    lost = "the runner stopped without saying how the build ended"
+    assert ended["reason"].startswith(lost), ended
     page = alice.get(f"/jobs/{job_id}").text
-    assert "the runner process is gone and left no status" in page
+    assert lost in page
