@@ -42,7 +42,7 @@ def _gc(settings: Settings, dry_run: bool) -> int:
         SystemClock(), settings.retention_days)
     try:
         results = retention.run(dry_run=dry_run)
-    except RuntimeError as exc:  # the database cannot be opened
+    except RuntimeError as exc:  # the database cannot be opened (purges never raise)
         print(f"autobuild gc: {exc}", file=sys.stderr)
         return 1
     verb = "would remove" if dry_run else "removed"

@@ -111,3 +111,27 @@ def test_a_job_that_never_ran_is_handed_to_the_runner_and_recorded_purged(world)
 
     assert result.purged and world.repo.get(job.id).purged_at is not None
     assert world.runner.purged == [job.id] and world.runner.launches == []
+
+
+def test_a_job_whose_files_break_measuring_or_purging_never_stops_the_others(world, monkeypatch):
+    """An engineer can leave anything in their own job (a tree thousands of levels deep...):
+    retention reports that job and still purges everybody else's."""
+    bad, good = build(world), build(world)
+    world.clock.advance(timedelta(days=DAYS + 1).total_seconds())
+    usage, purge = world.files.usage, world.runner.purge
+
+    def deep_usage(job):
+        if job.id == bad.id:
+            raise RecursionError("maximum recursion depth exceeded")
+        return usage(job)
+
+    def deep_purge(job):
+        if job.id == bad.id:
+            raise RecursionError("maximum recursion depth exceeded")
+        purge(job)
+
+    monkeypatch.setattr(world.files, "usage", deep_usage)
+    monkeypatch.setattr(world.runner, "purge", deep_purge)
+    results = {r.job.id: r for r in world.retention.run()}
+    assert not results[bad.id].purged and "recursion" in results[bad.id].error
+    assert results[good.id].purged and world.repo.get(good.id).purged_at is not None

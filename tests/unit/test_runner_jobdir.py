@@ -128,6 +128,39 @@ def test_a_loose_owner_directory_is_tightened_and_a_missing_one_not_made_on_requ
     assert mode(root / me.name) == layout.OWNER_DIR_MODE
 
 
+def test_under_a_setgid_jobs_root_an_owner_directory_that_lost_setgid_is_refused(root, me):
+    """An engineer cannot give setgid back (a chmod outside the group drops it), and without
+    it the service could not read their builds: say so, with the admin's fix."""
+    root.chmod(0o3753)
+    (root / me.name).mkdir()
+    (root / me.name).chmod(0o750)
+    root_fd = open_jobs_root(str(root))
+    try:
+        with pytest.raises(Refused, match="ask an admin to run: chgrp"):
+            open_owner_dir(root_fd, str(root), me, create=False)
+        (root / me.name).chmod(0o2750)
+        fd = open_owner_dir(root_fd, str(root), me, create=False)
+        assert fd is not None
+        os.close(fd)
+    finally:
+        os.close(root_fd)
+
+
+def test_a_job_directory_made_under_a_setgid_owner_directory_keeps_setgid(root, me):
+    root.chmod(0o3753)
+    root_fd = open_jobs_root(str(root))
+    try:
+        owner = open_owner_dir(root_fd, str(root), me, create=True)
+        assert owner is not None
+        files = create_job_dir(owner, str(root / me.name), 5)
+        files.close()
+        os.close(owner)
+    finally:
+        os.close(root_fd)
+    for path in (root / me.name, root / me.name / "5", root / me.name / "5" / "logs"):
+        assert mode(path) & 0o2000, path
+
+
 @pytest.mark.parametrize("bits,refused", [(0o777, True), (0o775, True), (0o1777, False),
                                           (0o3753, False), (0o755, False)])
 def test_a_jobs_root_others_may_write_needs_the_sticky_bit(root, bits, refused):

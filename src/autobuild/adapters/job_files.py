@@ -34,6 +34,7 @@ from .build_tree import (
 
 MAX_TASK_LOG_TAIL = 8 * 1024
 MAX_TASK_LOGS_SHOWN = 50
+MAX_USAGE_DEPTH = 64
 
 
 class JobDirectory:
@@ -138,30 +139,44 @@ class JobDirectory:
             return _usage(top, os.fstat(top).st_dev)
 
 
-def _usage(dir_fd: int, device: int) -> int:
+def _usage(top: int, device: int) -> int:
+    """Like ``du -x`` below ``top``, iteratively, at most MAX_USAGE_DEPTH levels deep (a build
+    may leave a tree thousands of levels deep; what lies deeper counts as 0)."""
     total = 0
+    stack: list[tuple[int, list[str]]] = [(top, _names(top))]
     try:
-        names = os.listdir(dir_fd)
-    except OSError:
-        return 0
-    for name in names:
-        try:
-            info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        except OSError:
-            continue
-        if info.st_dev != device:
-            continue
-        total += info.st_blocks * 512
-        if stat.S_ISDIR(info.st_mode):
+        while stack:
+            fd, names = stack[-1]
+            if not names:
+                stack.pop()
+                if stack:
+                    os.close(fd)
+                continue
+            name = names.pop()
             try:
-                child = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
             except OSError:
-                continue  # work/ is the owner's alone: the service cannot look in
-            try:
-                total += _usage(child, device)
-            finally:
-                os.close(child)
+                continue
+            if info.st_dev != device:
+                continue
+            total += info.st_blocks * 512
+            if stat.S_ISDIR(info.st_mode) and len(stack) < MAX_USAGE_DEPTH:
+                try:
+                    child = os.open(name, DIR_FLAGS, dir_fd=fd)
+                except OSError:
+                    continue  # work/ is the owner's alone: the service cannot look in
+                stack.append((child, _names(child)))
+    finally:
+        for fd, _ in stack[1:]:
+            os.close(fd)
     return total
+
+
+def _names(dir_fd: int) -> list[str]:
+    try:
+        return os.listdir(dir_fd)
+    except OSError:
+        return []
 
 
 def _artifact_info(name: str, info: os.stat_result, sha256: str | None = None) -> ArtifactInfo:

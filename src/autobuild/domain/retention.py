@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .jobs import TERMINAL_STATUSES, Job
-from .ports import BuildRunner, Clock, JobFiles, JobRepository, RunnerError
+from .ports import BuildRunner, Clock, JobFiles, JobRepository
 
 
 @dataclass(frozen=True)
@@ -48,15 +48,20 @@ class Retention:
                 if job.is_expired(now, self.days)]
 
     def usage(self, job: Job) -> int:
-        return self._files.usage(job)
+        """Bytes the job's files take; 0 when they cannot be measured (whatever a build left,
+        one job never stops the purge of the others)."""
+        try:
+            return self._files.usage(job)
+        except Exception:
+            return 0
 
     def purge(self, job: Job) -> PurgeResult:
         """Remove what ``job`` left and record it; never raises for a job that cannot be."""
         used = self.usage(job)
         try:
             self._runner.purge(job)
-        except RunnerError as exc:
-            return PurgeResult(job, used, str(exc))
+        except Exception as exc:  # RunnerError, or anything else: reported, the rest go on
+            return PurgeResult(job, used, str(exc) or type(exc).__name__)
         job.mark_purged(self._clock.now())
         self._jobs.save(job)
         return PurgeResult(job, used)

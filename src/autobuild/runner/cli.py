@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import sys
 from typing import BinaryIO
 
@@ -103,6 +104,7 @@ def run_address_mode(mode: str, job_id: int, stdin: BinaryIO, me: Identity) -> i
 def main(argv: list[str], stdin: BinaryIO | None = None) -> int:
     stdin = stdin or sys.stdin.buffer
     os.umask(RUNNER_UMASK)
+    _raise_open_file_limit()
     try:
         mode, job_id = parse_args(argv)
     except UsageError as exc:
@@ -126,6 +128,16 @@ def main(argv: list[str], stdin: BinaryIO | None = None) -> int:
     except Refused as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return exc.code
-    except OSError as exc:
+    except (OSError, RecursionError, MemoryError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
+
+
+def _raise_open_file_limit() -> None:
+    """Walking a deep tree holds a descriptor per level: allow as many as the system lets us."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass

@@ -41,11 +41,14 @@ def open_dir(dir_fd: int | None, name: str) -> int:
 
 def make_dir(dir_fd: int, name: str, mode: int) -> int:
     """Create directory ``name`` exclusively (FileExistsError if the name is taken), open it,
-    and give it exactly ``mode`` (mkdir ignores setgid and applies the umask)."""
+    and give it ``mode``. Inside a setgid directory it inherits setgid and the group by itself;
+    it is chmod-ed only when its mode differs, since a chmod by someone outside the group (an
+    engineer in the service's group directory) drops setgid."""
     _check_name(name)
     os.mkdir(name, mode & 0o777, dir_fd=dir_fd)
     fd = open_dir(dir_fd, name)
-    os.fchmod(fd, mode)
+    if stat.S_IMODE(os.fstat(fd).st_mode) != mode:
+        os.fchmod(fd, mode)
     return fd
 
 
@@ -153,25 +156,54 @@ def fd_path(fd: int) -> str:
 
 
 def tree_size(dir_fd: int) -> int:
-    """Bytes used by everything below ``dir_fd`` on its own filesystem (links not followed)."""
+    """Bytes used by everything below ``dir_fd`` on its own filesystem (links not followed;
+    what cannot be read counts 0). Iterative: a tree may be thousands of levels deep."""
     device = os.fstat(dir_fd).st_dev
     total = 0
-    for name in listdir(dir_fd):
-        try:
-            info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        except OSError:
-            continue
+    for parent, name, info in _walk(dir_fd, device, make_searchable=False):
         total += info.st_blocks * 512
-        if stat.S_ISDIR(info.st_mode) and info.st_dev == device:
-            try:
-                child = open_dir(dir_fd, name)
-            except OSError:
-                continue
-            try:
-                total += tree_size(child)
-            finally:
-                os.close(child)
     return total
+
+
+def _walk(top: int, device: int, make_searchable: bool):
+    """Yield (dir fd, name, lstat) for every entry below ``top``, children before their
+    directory, without recursion and with one open descriptor per level. Directories on
+    another filesystem are yielded but not entered; unreadable ones are skipped (or made
+    searchable, with ``make_searchable``, which only works on our own)."""
+    stack: list[tuple[int, list[str]]] = [(top, listdir(top))]
+    pending: list[tuple[str, os.stat_result]] = []  # the directory each level was entered from
+    try:
+        while stack:
+            fd, names = stack[-1]
+            if not names:
+                stack.pop()
+                if pending:
+                    os.close(fd)
+                    name, info = pending.pop()
+                    yield stack[-1][0], name, info
+                continue
+            name = names.pop()
+            try:
+                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISDIR(info.st_mode) or info.st_dev != device:
+                yield fd, name, info
+                continue
+            if make_searchable and info.st_mode & 0o700 != 0o700:
+                os.chmod(name, stat.S_IMODE(info.st_mode) | 0o700, dir_fd=fd)
+            try:
+                child = open_dir(fd, name)
+            except OSError:
+                if make_searchable:
+                    raise
+                yield fd, name, info
+                continue
+            stack.append((child, listdir(child)))
+            pending.append((name, info))
+    finally:
+        for fd, _ in stack[1:]:
+            os.close(fd)
 
 
 def listdir(dir_fd: int) -> list[str]:
@@ -210,19 +242,13 @@ def _empty(dir_fd: int, device: int) -> None:
     info = os.fstat(dir_fd)
     if info.st_mode & 0o700 != 0o700:
         os.fchmod(dir_fd, stat.S_IMODE(info.st_mode) | 0o700)
-    for name in listdir(dir_fd):
-        entry = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    for parent, name, entry in _walk(dir_fd, device, make_searchable=True):
         if not stat.S_ISDIR(entry.st_mode):
-            os.unlink(name, dir_fd=dir_fd)
-            continue
-        if entry.st_dev != device:
+            os.unlink(name, dir_fd=parent)
+        elif entry.st_dev != device:
             raise OSError(errno.EXDEV, f"{name} is on another filesystem")
-        child = open_dir(dir_fd, name)
-        try:
-            _empty(child, device)
-        finally:
-            os.close(child)
-        os.rmdir(name, dir_fd=dir_fd)
+        else:
+            os.rmdir(name, dir_fd=parent)
 
 
 def human_size(size: int) -> str:

@@ -69,6 +69,22 @@ def _check_own_dir(fd: int, path: str, me: Identity) -> None:
                       "ask an admin to remove it")
 
 
+def _check_owner_dir_mode(fd: int, root_fd: int, path: str) -> None:
+    """Our directory must pass the service's group on (setgid, the jobs root's group) and be
+    closed to others. Under a setgid jobs root only an admin can mend it: a chmod by its owner,
+    who is not in that group, would drop setgid for good."""
+    info, root = os.fstat(fd), os.fstat(root_fd)
+    mode = stat.S_IMODE(info.st_mode)
+    if mode == OWNER_DIR_MODE and (not root.st_mode & stat.S_ISGID or info.st_gid == root.st_gid):
+        return
+    if root.st_mode & stat.S_ISGID:
+        raise Refused(f"{path} has mode {mode:04o} and group {info.st_gid}, not "
+                      f"{OWNER_DIR_MODE:04o} and the jobs root's group {root.st_gid}: the service "
+                      f"could not read your builds; ask an admin to run: chgrp {root.st_gid} "
+                      f"{path} && chmod {OWNER_DIR_MODE:04o} {path}")
+    os.fchmod(fd, OWNER_DIR_MODE)
+
+
 def _refuse_entry(dir_fd: int, name: str, path: str, me: Identity, exc: OSError) -> Refused:
     try:
         info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -99,8 +115,7 @@ def open_owner_dir(root_fd: int, root_path: str, me: Identity, create: bool) -> 
         raise _refuse_entry(root_fd, me.name, path, me, exc) from None
     try:
         _check_own_dir(fd, path, me)
-        if stat.S_IMODE(os.fstat(fd).st_mode) != OWNER_DIR_MODE:
-            os.fchmod(fd, OWNER_DIR_MODE)
+        _check_owner_dir_mode(fd, root_fd, path)
     except BaseException:
         os.close(fd)
         raise
