@@ -370,6 +370,17 @@ class Upgrade:
         if st.st_dev != self.tree.device:
             raise UpgradeError("is on another filesystem (a mount point?): left in place")
         user = self._user(row.owner) if row else None
+        if st.st_uid != self.service_uid and (user is None or st.st_uid != user.uid):
+            # Old job directories were made by the service (and a job left in place is made
+            # its owner's): this one was planted by another engineer, and is nobody's job.
+            if self.check_only:
+                self.report.add(name, f"made by {_user_name(st.st_uid)}, not by the service: "
+                                "would be removed", changed=True)
+                return
+            self.tree.remove(root_fd, name, st)
+            self.report.add(name, f"made by {_user_name(st.st_uid)}, not by the service: "
+                            "removed", changed=True)
+            return
         if user is None:
             why = ("is not in the database" if row is None
                    else f"belongs to {row.owner!r}, who is no longer a user of this machine")

@@ -402,6 +402,21 @@ def test_planted_links_in_the_jobs_root_are_removed(tree):
 
 
 @needs_root
+def test_a_job_directory_an_engineer_made_in_the_jobs_root_is_removed_not_migrated(tree):
+    """Old job directories were all the service's: one a colleague made under a future (or
+    any) job id is nobody's job, and never becomes the owner's."""
+    srv, jobs, db = tree
+    make_db(db, [(14, OWNER, "SUCCESS")])
+    planted = mkdir(jobs / "14", COLLEAGUE, 0o755, group="users")
+    (planted / "logs").mkdir()
+    (planted / "logs" / "build.log").write_text("a forged log")
+    code, lines = run(jobs, db)
+    assert code == 0 and "job 14: made by" in lines[0] and "removed" in lines[0]
+    assert not os.path.lexists(jobs / "14")
+    assert not os.path.lexists(jobs / OWNER / "14")
+
+
+@needs_root
 def test_the_command_line_reads_the_env_file(tree, tmp_path):
     srv, jobs, db = tree
     make_db(db, [])
