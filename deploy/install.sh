@@ -205,8 +205,13 @@ for u in "${engineers[@]}" "${add_users[@]}"; do
     if [[ -L "$dir" || ( -e "$dir" && ! -d "$dir" ) ]] || { [[ -d "$dir" ]] && [[ "$(stat -c %U "$dir")" != "$u" ]]; }; then
         say "WARNING: $dir belongs to $(stat -c %U "$dir") (or is not a directory), not $u: $u's builds will fail until an admin removes it (sudo rm -r $dir)"
     elif [[ ! -d "$dir" ]]; then
-        install -d -o "$u" -g "$service_user" -m 2750 "$dir"
-        changed "created $dir ($u:$service_user 2750)"
+        # mkdir refuses a name somebody took meanwhile (a link included); the new directory is
+        # root's until the mode is set, so nobody can swap it before the last step.
+        if mkdir -m 0750 -- "$dir" 2>/dev/null && chmod 2750 -- "$dir" && chown -h "$u:$service_user" -- "$dir"; then
+            changed "created $dir ($u:$service_user 2750)"
+        else
+            say "WARNING: could not create $dir (somebody took the name?): $u's first build will say why"
+        fi
     fi
 done
 say "$srv/{data,jobs,cache}"

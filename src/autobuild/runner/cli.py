@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import resource
@@ -16,6 +17,7 @@ from .fsops import Refused
 from .jobdir import Identity, create_job_dir, open_jobs_root, open_owner_dir, whoami
 
 PROG = "run_job.sh"
+PR_SET_DUMPABLE = 4
 USAGE = f"""\
 usage: {PROG} build <job_id>                 (a build order, JSON, on stdin)
        {PROG} cancel <job_id> | purge <job_id>  (the job's address, JSON, on stdin)
@@ -104,6 +106,7 @@ def run_address_mode(mode: str, job_id: int, stdin: BinaryIO, me: Identity) -> i
 def main(argv: list[str], stdin: BinaryIO | None = None) -> int:
     stdin = stdin or sys.stdin.buffer
     os.umask(RUNNER_UMASK)
+    _not_dumpable()
     _raise_open_file_limit()
     try:
         mode, job_id = parse_args(argv)
@@ -131,6 +134,16 @@ def main(argv: list[str], stdin: BinaryIO | None = None) -> int:
     except (OSError, RecursionError, MemoryError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
+
+
+def _not_dumpable() -> None:
+    """The engineer must not ptrace the runner (and so take its launch-log descriptor or the
+    order): the build's own programs, started with exec, are theirs to debug as usual."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _raise_open_file_limit() -> None:

@@ -10,10 +10,17 @@ from autobuild.adapters.procfs import PROC, is_alive
 
 
 def owner_of(pid: int, proc: Path = PROC) -> int | None:
+    """The real uid of ``pid`` from its ``status`` (readable by all: the runner makes itself
+    non-dumpable, which gives its /proc directory to root)."""
     try:
-        return os.stat(proc / str(pid)).st_uid
-    except OSError:
+        text = (proc / str(pid) / "status").read_text()
+    except (OSError, UnicodeDecodeError):
         return None
+    for line in text.splitlines():
+        if line.startswith("Uid:"):
+            fields = line.split()
+            return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
+    return None
 
 
 def is_our_process(pid: int, start_time: int | None, uid: int | None = None,
