@@ -256,3 +256,20 @@ def test_user_input_is_escaped_in_pages(alice, fakes):
 
     assert "x<script>" not in page
     assert "x&lt;script&gt;" in page
+
+
+def test_a_colleagues_build_is_rebuilt_through_the_form_that_says_where_the_token_goes(
+        alice, bob, fakes, supervisor):
+    """A one-click rebuild of a colleague's job would clone THEIR URL with YOUR token: the
+    page offers the filled-in form instead, which names the host the token goes to."""
+    submit(alice, repo_url="https://git.alice-lab.example/bsp/poky.git")
+    run_to_end(supervisor, fakes.runner, 1)
+
+    own = alice.get("/jobs/1").text
+    assert 'action="/jobs/1/rebuild"' in own
+    page = bob.get("/jobs/1").text
+    assert 'action="/jobs/1/rebuild"' not in page and 'href="/new?from=1"' in page
+    form = bob.get("/new?from=1").text
+    assert "alice's build #1" in form and "git.alice-lab.example" in form
+    assert "https://git.alice-lab.example/bsp/poky.git" in form
+    assert "alice's build" not in alice.get("/new?from=1").text

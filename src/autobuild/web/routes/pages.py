@@ -1,6 +1,7 @@
 """The HTML pages: job list, new build, job page, cancel/rebuild forms, settings (/profile)."""
 
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from dependency_injector.wiring import Provide, inject
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -61,11 +62,13 @@ def _new_job_page(
     values: dict[str, str],
     errors: dict[str, str] | None = None,
     status_code: int = 200,
+    copied_from: dict[str, object] | None = None,
 ) -> Response:
     context = {
         "values": values,
         "errors": errors or {},
         "token_on_file": _token_on_file(tokens, user),
+        "copied_from": copied_from,
     }
     return render(request, "new_job.html", context, status_code=status_code)
 
@@ -80,6 +83,7 @@ def new_job_form(
     from_: Annotated[str, Query(alias="from")] = "",
 ) -> Response:
     values = dict(NEW_JOB_DEFAULTS)
+    copied_from = None
     if from_.isascii() and from_.isdigit() and len(from_) <= 12:
         try:
             old = service.get(int(from_))
@@ -87,7 +91,10 @@ def new_job_form(
             pass  # a stale link: start from the defaults
         else:
             values = {name: getattr(old, name) or "" for name in FIELDS}
-    return _new_job_page(request, user, tokens, values)
+            if old.owner != user:
+                copied_from = {"id": old.id, "owner": old.owner,
+                               "host": urlsplit(old.repo_url).hostname or old.repo_url}
+    return _new_job_page(request, user, tokens, values, copied_from=copied_from)
 
 
 @router.post("/new", dependencies=[FormCsrf])
