@@ -274,6 +274,10 @@ def throwaway_user():
 
 
 def _remove_user(name: str) -> None:
+    # An installed service's install.sh may have made the user's directory in its jobs root
+    # while the user was in autobuild-users: it goes with the user (`autobuild check` would
+    # rightly flag a directory of a user who no longer exists).
+    shutil.rmtree(Path("/srv/autobuild/jobs") / name, ignore_errors=True)
     try:
         pwd.getpwnam(name)
     except KeyError:
