@@ -557,6 +557,13 @@ def alive(pid: int) -> bool:
         return False
 
 
+def proc_status_uid(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Uid line for {pid}")
+
+
 def kill_own_runner(bob: Engineer, job_id: int, runner_pid: int) -> None:
     """The attacker kills his own runner (SIGKILL: it writes no status)."""
     bob.ok(("kill", runner_pid, 9))
@@ -643,6 +650,11 @@ def test_links_in_the_attackers_own_job_never_publish_the_services_secret(world)
     d = str(directory)
     environ = "/proc/self/environ"
 
+    # His runner is not dumpable: it runs as him, yet /proc gives its descriptors and memory to
+    # root, so he can neither ptrace it nor reach them (whatever the host's ptrace_scope).
+    assert proc_status_uid(runner_pid) == bob.uid
+    for name in ("fd", "environ", "mem"):
+        assert os.stat(f"/proc/{runner_pid}/{name}").st_uid == 0, name
     # His runner's copy of the launch log is out of his reach too.
     bob.refused(("read", f"/proc/{runner_pid}/fd/1"), ("write", f"/proc/{runner_pid}/fd/2"),
                 ("read", str(LAUNCH_DIR / f"{job_id}.log")),
