@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs (or updates) Autobuild on this machine and starts it. Run as root from a checkout:
 #   sudo ./deploy/install.sh [--no-yocto-deps] [--add-user NAME]... [--no-start]
+#        [--tls-cert FILE --tls-key FILE | --tls-self-signed | --no-tls]
 # Idempotent: a second run keeps the secret key, the database and the jobs, and reports
 # "no changes" when nothing had to change.
 set -euo pipefail
@@ -11,6 +12,13 @@ Usage: sudo ./deploy/install.sh [options]
   --no-yocto-deps   do not install the Yocto host packages (build-essential, chrpath, ...)
   --add-user NAME   add Linux user NAME to the autobuild-users group (may repeat)
   --no-start        install everything but do not (re)start the service and nginx
+  --tls-cert FILE --tls-key FILE
+                    serve HTTPS on 443 with this certificate (PEM, full chain) and key;
+                    port 80 redirects to it
+  --tls-self-signed serve HTTPS with a self-signed certificate made for this host name
+                    (kept on later runs; browsers warn until you trust it)
+  --no-tls          back to plain HTTP on port 80 (the default for a new install)
+  Without a TLS option a new install serves HTTP; an install that has TLS keeps it.
   -h, --help        this help
 USAGE
 }
@@ -18,6 +26,7 @@ USAGE
 yocto_deps=1
 start=1
 add_users=()
+tls_cert="" tls_key="" tls_mode=keep
 while (($#)); do
     case "$1" in
         --no-yocto-deps) yocto_deps=0 ;;
@@ -25,11 +34,21 @@ while (($#)); do
         --add-user)
             [[ $# -ge 2 ]] || { echo "install.sh: --add-user needs a user name" >&2; exit 2; }
             add_users+=("$2"); shift ;;
+        --tls-cert|--tls-key)
+            [[ $# -ge 2 ]] || { echo "install.sh: $1 needs a file" >&2; exit 2; }
+            [[ -f "$2" && -r "$2" ]] || { echo "install.sh: $1: cannot read $2" >&2; exit 2; }
+            if [[ $1 == --tls-cert ]]; then tls_cert=$(readlink -f "$2"); else tls_key=$(readlink -f "$2"); fi
+            tls_mode="admin"; shift ;;
+        --tls-self-signed) tls_mode=self-signed ;;
+        --no-tls) tls_mode=off ;;
         -h|--help) usage; exit 0 ;;
         *) echo "install.sh: unknown option: $1" >&2; usage >&2; exit 2 ;;
     esac
     shift
 done
+if [[ $tls_mode == admin && ( -z "$tls_cert" || -z "$tls_key" ) ]]; then
+    echo "install.sh: --tls-cert and --tls-key go together" >&2; exit 2
+fi
 
 src=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 prefix=/opt/autobuild
@@ -56,7 +75,7 @@ trap 'fail "step failed at line $LINENO (see the output above)"' ERR
 echo "Installing Autobuild from $src"
 
 # --- packages ---------------------------------------------------------------------------
-packages=(python3 python3-venv git sudo nginx ca-certificates openssl acl)
+packages=(python3 python3-venv git sudo nginx ca-certificates openssl acl locales)
 # The Yocto Project's host packages for Ubuntu 24.04 (and Debian 12).
 yocto_packages=(build-essential chrpath cpio debianutils diffstat file gawk gcc git
     iputils-ping libacl1 lz4 locales python3 python3-git python3-jinja2 python3-pexpect
@@ -75,6 +94,50 @@ if ((${#missing[@]})); then
     changed "installed ${missing[*]}"
 else
     say "all present"
+fi
+
+# --- a host real BitBake runs on -----------------------------------------------------------
+echo "Host for BitBake"
+# bitbake refuses to start without the en_US.UTF-8 locale (Debian generates none by default).
+if locale -a 2>/dev/null | grep -qix 'en_US.utf-\?8'; then
+    say "locale en_US.UTF-8 present"
+else
+    if [[ -f /etc/locale.gen ]] && grep -q '^# *en_US.UTF-8 UTF-8' /etc/locale.gen; then
+        sed -i 's/^# *\(en_US.UTF-8 UTF-8\)/\1/' /etc/locale.gen  # Debian: locale-gen reads it
+    elif [[ -f /etc/locale.gen ]] && ! grep -q '^en_US.UTF-8 UTF-8' /etc/locale.gen; then
+        echo 'en_US.UTF-8 UTF-8' >>/etc/locale.gen
+    fi
+    if grep -qs '^en_US.UTF-8 UTF-8' /etc/locale.gen; then
+        locale-gen >/dev/null || fail "locale-gen failed: bitbake needs the en_US.UTF-8 locale"
+    else
+        locale-gen en_US.UTF-8 >/dev/null || fail "locale-gen en_US.UTF-8 failed: bitbake needs that locale"  # Ubuntu
+    fi
+    locale -a 2>/dev/null | grep -qix 'en_US.utf-\?8' || fail "the en_US.UTF-8 locale is still missing after locale-gen"
+    changed "generated the en_US.UTF-8 locale (bitbake refuses to run without it)"
+fi
+# Ubuntu 24.04 lets only AppArmor-profiled programs create user namespaces, which bitbake uses
+# to cut tasks off the network. The narrowest fix that works (the one Ubuntu's bug 2056555 and
+# the Yocto community give): a profile that allows `userns` to bitbake alone, here only to
+# bitbake inside build workspaces under $srv/jobs; the restriction stays on for the rest.
+userns_sysctl=/proc/sys/kernel/apparmor_restrict_unprivileged_userns
+apparmor_profile=/etc/apparmor.d/autobuild-bitbake
+if [[ "$(cat "$userns_sysctl" 2>/dev/null)" == 1 ]]; then
+    command -v apparmor_parser >/dev/null || fail "kernel.apparmor_restrict_unprivileged_userns=1 but apparmor_parser is missing: sudo apt-get install apparmor"
+    profile_changed=0
+    if ! cmp -s "$src/deploy/apparmor/autobuild-bitbake" "$apparmor_profile"; then
+        install -D -m 0644 -o root -g root "$src/deploy/apparmor/autobuild-bitbake" "$apparmor_profile"
+        profile_changed=1
+    fi
+    if ((profile_changed)) || ! grep -qs '^autobuild-bitbake ' /sys/kernel/security/apparmor/profiles; then
+        apparmor_parser -r -W "$apparmor_profile" || fail "apparmor_parser could not load $apparmor_profile"
+        changed "AppArmor restricts user namespaces here (kernel.apparmor_restrict_unprivileged_userns=1): installed and loaded $apparmor_profile, which allows them to bitbake under $srv/jobs/<user>/<id>/work/ only; the restriction stays on for every other program"
+    else
+        say "AppArmor profile $apparmor_profile loaded (bitbake in build workspaces may use user namespaces)"
+    fi
+elif [[ -e "$userns_sysctl" ]]; then
+    say "AppArmor does not restrict user namespaces here (kernel.apparmor_restrict_unprivileged_userns=0): nothing to do"
+else
+    say "no AppArmor user-namespace restriction on this kernel: nothing to do"
 fi
 
 # --- users and groups -------------------------------------------------------------------
@@ -264,17 +327,77 @@ install_file "$src/deploy/pam/autobuild" /etc/pam.d/autobuild 0644
 
 install -d -m 0750 -o root -g "$service_user" "$etc"
 if [[ ! -f "$etc/autobuild.env" ]]; then
-    secret=$(/usr/bin/python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
-    sed "s|^AUTO_BUILD_SECRET_KEY=.*|AUTO_BUILD_SECRET_KEY=$secret|" \
-        "$src/deploy/autobuild.env.example" >"$stage/autobuild.env"
-    install -m 0640 -o root -g "$service_user" "$stage/autobuild.env" "$etc/autobuild.env"
-    changed "wrote $etc/autobuild.env with a new secret key"
+    install -m 0640 -o root -g "$service_user" "$src/deploy/autobuild.env.example" "$etc/autobuild.env"
+    changed "wrote $etc/autobuild.env (settings; the secret key goes to $etc/secret_key)"
 else
-    say "$etc/autobuild.env kept (secret key unchanged)"
+    say "$etc/autobuild.env kept"
 fi
+# The session signing key: a file only the service reads (root:autobuild 0640), never the
+# environment; an old key in autobuild.env moves there (sessions go on).
+if ! key_out=$("$prefix/venv/bin/python" -I -m autobuild.secret_key ensure --key-file "$etc/secret_key" \
+        --env-file "$etc/autobuild.env" --group "$service_user" 2>&1); then
+    printf '%s\n' "$key_out" >&2
+    fail "could not write $etc/secret_key"
+fi
+while IFS= read -r line; do
+    [[ -n "$line" ]] && changed "${line#\* }"
+done <<<"$key_out"
+[[ -n "$key_out" ]] || say "$etc/secret_key kept (root:$service_user 0640; rotate: autobuild rotate-key)"
 
 install_file "$src/deploy/systemd/autobuild.service" /etc/systemd/system/autobuild.service 0644
-install_file "$src/deploy/nginx/autobuild.conf" /etc/nginx/sites-available/autobuild.conf 0644
+# TLS: the admin's certificate, or a self-signed one made here (said plainly), in $etc/tls/;
+# nginx then listens on 443 and port 80 redirects. An install that has TLS keeps it.
+tls_dir=$etc/tls
+if [[ $tls_mode == keep ]]; then
+    if [[ -s "$tls_dir/autobuild.crt" && -s "$tls_dir/autobuild.key" ]]; then tls_mode=kept; else tls_mode=none; fi
+fi
+case $tls_mode in
+    admin)
+        openssl x509 -in "$tls_cert" -noout 2>/dev/null || fail "--tls-cert $tls_cert is not a PEM certificate"
+        openssl pkey -in "$tls_key" -noout 2>/dev/null || fail "--tls-key $tls_key is not a PEM private key (or it has a passphrase)"
+        if [[ "$(openssl x509 -in "$tls_cert" -noout -pubkey | openssl sha256)" != "$(openssl pkey -in "$tls_key" -pubout | openssl sha256)" ]]; then
+            fail "--tls-key $tls_key does not belong to the certificate $tls_cert"
+        fi
+        install -d -m 0750 -o root -g root "$tls_dir"
+        install_file "$tls_cert" "$tls_dir/autobuild.crt" 0644
+        install_file "$tls_key" "$tls_dir/autobuild.key" 0600
+        rm -f "$tls_dir/self-signed"
+        say "HTTPS with your certificate ($(openssl x509 -in "$tls_dir/autobuild.crt" -noout -subject | sed 's/^subject= *//'), until $(openssl x509 -in "$tls_dir/autobuild.crt" -noout -enddate | cut -d= -f2))"
+        ;;
+    self-signed)
+        host_name=$(hostname -f 2>/dev/null || hostname)
+        install -d -m 0750 -o root -g root "$tls_dir"
+        if [[ -f "$tls_dir/self-signed" && -s "$tls_dir/autobuild.crt" && -s "$tls_dir/autobuild.key" ]] \
+            && [[ "$(cat "$tls_dir/self-signed")" == "$host_name" ]] \
+            && openssl x509 -in "$tls_dir/autobuild.crt" -noout -checkend 2592000 >/dev/null; then
+            say "HTTPS with the self-signed certificate made earlier for $host_name ($tls_dir/autobuild.crt)"
+        else
+            (umask 077 && openssl req -x509 -newkey rsa:3072 -sha256 -days 825 -nodes \
+                -keyout "$tls_dir/autobuild.key.new" -out "$tls_dir/autobuild.crt.new" \
+                -subj "/CN=$host_name" \
+                -addext "subjectAltName=DNS:$host_name,DNS:$(hostname),DNS:localhost,IP:127.0.0.1" \
+                >/dev/null 2>&1) || fail "openssl could not make a self-signed certificate"
+            chmod 0644 "$tls_dir/autobuild.crt.new"
+            mv "$tls_dir/autobuild.key.new" "$tls_dir/autobuild.key"
+            mv "$tls_dir/autobuild.crt.new" "$tls_dir/autobuild.crt"
+            echo "$host_name" >"$tls_dir/self-signed"
+            changed "made a SELF-SIGNED certificate for $host_name (valid 825 days): $tls_dir/autobuild.crt, key $tls_dir/autobuild.key. Browsers warn until users trust it; replace it with install.sh --tls-cert FILE --tls-key FILE"
+        fi
+        ;;
+    kept) say "HTTPS kept ($tls_dir/autobuild.crt; --no-tls goes back to HTTP)" ;;
+    off)
+        if [[ -d "$tls_dir" ]]; then
+            rm -rf -- "$tls_dir"
+            changed "TLS off (--no-tls): removed $tls_dir; nginx serves plain HTTP on port 80"
+        fi
+        tls_mode=none ;;
+    none) say "plain HTTP on port 80 (--tls-cert/--tls-key or --tls-self-signed for HTTPS)" ;;
+esac
+if [[ $tls_mode == none ]]; then
+    install_file "$src/deploy/nginx/autobuild.conf" /etc/nginx/sites-available/autobuild.conf 0644
+else
+    install_file "$src/deploy/nginx/autobuild-tls.conf" /etc/nginx/sites-available/autobuild.conf 0644
+fi
 if [[ "$(readlink /etc/nginx/sites-enabled/autobuild.conf 2>/dev/null)" != /etc/nginx/sites-available/autobuild.conf ]]; then
     ln -sfn /etc/nginx/sites-available/autobuild.conf /etc/nginx/sites-enabled/autobuild.conf
     changed "enabled the nginx site"
@@ -305,13 +428,21 @@ fi
 
 # --- start ------------------------------------------------------------------------------
 echo "Service"
+ctl="$prefix/deploy/autobuild-ctl"
+# autobuild-ctl says "started" only once the service answers on its port, and why not otherwise.
+start_service() {  # start|restart
+    local out rc=0
+    out=$("$ctl" "$1" 2>&1) || rc=$?
+    printf '%s\n' "$out" | sed 's/^/    /'
+    ((rc == 0)) || fail "the service did not start (see above); after fixing the cause: sudo $ctl start"
+}
 if ((start)); then
     if [[ -d /run/systemd/system ]] && [[ "$(ps -p 1 -o comm=)" == systemd ]]; then
         systemctl daemon-reload
         systemctl is-enabled --quiet autobuild.service || { systemctl enable --quiet autobuild.service; changed "enabled autobuild.service"; }
         systemctl is-enabled --quiet nginx.service || systemctl enable --quiet nginx.service
         if ((changes)) || ! systemctl is-active --quiet autobuild.service; then
-            systemctl restart autobuild.service
+            start_service restart
             changed "restarted autobuild.service"
         fi
         if ! systemctl is-active --quiet nginx.service; then
@@ -321,9 +452,9 @@ if ((start)); then
             systemctl reload nginx.service
         fi
     else
-        say "systemd is not PID 1 here: starting the service directly as $service_user with the unit's command and environment"
-        if ((changes)) || ! "$prefix/deploy/autobuild-ctl" status >/dev/null; then
-            "$prefix/deploy/autobuild-ctl" restart | sed 's/^/  /'
+        say "systemd is not PID 1 here: autobuild-ctl supervises the service as $service_user with the unit's command and environment (restarted if it dies)"
+        if ((changes)) || ! "$ctl" status >/dev/null 2>&1; then
+            start_service restart
             changed "(re)started autobuild"
         fi
         if [[ -s /run/nginx.pid ]] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then
@@ -334,14 +465,15 @@ if ((start)); then
         fi
     fi
 elif ((stopped_service)); then
-    "$prefix/deploy/autobuild-ctl" start | sed 's/^/  /'
+    start_service start
     say "started the service again (it was running before the upgrade; --no-start)"
 else
     say "not started (--no-start)"
 fi
 
 if ((changes)); then
-    echo "Done: $changes change(s). Open http://$(hostname -f 2>/dev/null || hostname)/ and sign in as a member of $users_group."
+    scheme=http; [[ $tls_mode == none ]] || scheme=https
+    echo "Done: $changes change(s). Open $scheme://$(hostname -f 2>/dev/null || hostname)/ and sign in as a member of $users_group."
 else
     echo "Done: no changes (everything was already installed and running)."
 fi

@@ -9,17 +9,22 @@ import shutil
 import sqlite3
 import stat
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import ConfigError, Settings
+from . import host_ready, secret_key
 from .domain import layout
 
 SERVICE_USER = "autobuild"
 SUDOERS = Path("/etc/sudoers.d/autobuild")
 PAM_SERVICE = Path("/etc/pam.d/autobuild")
 NGINX_SITE = Path("/etc/nginx/sites-enabled/autobuild.conf")
+SERVICE_COMMAND = "/opt/autobuild/venv/bin/autobuild"
+CTL = "/opt/autobuild/deploy/autobuild-ctl"
 
 
 @dataclass(frozen=True)
@@ -109,13 +114,18 @@ def _writable_by(top: Path, user: str) -> list[str]:
 class HostCheck:
     """The checks, in the order an admin would fix them."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, proc: Path = Path("/proc"),
+                 proc_sys: Path = host_ready.PROC_SYS,
+                 securityfs: Path = host_ready.SECURITYFS) -> None:
         self.s = settings
+        self.proc = proc
+        self.proc_sys = proc_sys
+        self.securityfs = securityfs
 
     def results(self) -> Iterator[Result]:
         checks: list[Callable[[], Iterator[Result]]] = [
             self.service_user, self.directories, self.job_owners, self.runner, self.sudo_rules, self.pam,
-            self.secret_key, self.database, self.nginx,
+            self.secret_key, self.database, self.bitbake_host, self.service, self.nginx,
         ]
         for check in checks:
             try:
@@ -252,13 +262,71 @@ class HostCheck:
                      "sudo install -m 0644 deploy/pam/autobuild /etc/pam.d/autobuild")
 
     def secret_key(self) -> Iterator[Result]:
+        path = Path(getattr(self.s, "secret_key_file", None) or secret_key.KEY_FILE)
+        state = secret_key.inspect(path, SERVICE_USER)
+        if state.ok:
+            yield Result(True, f"session key file {state.describe()} (rotate: autobuild rotate-key)")
+        for problem, fix in state.problems:
+            yield Result(False, f"session key file: {problem}", fix)
+        if secret_key.service_reads_key_file():
+            yield Result(not self.s.secret_key,
+                         "no secret key in the service's environment (AUTO_BUILD_SECRET_KEY)",
+                         "remove the AUTO_BUILD_SECRET_KEY line from /etc/autobuild/autobuild.env "
+                         "(rerun install.sh: it moves the key into the key file)")
+            return
+        # This version of the service still reads the key from its environment.
         try:
             self.s.session_secret()
         except ConfigError as exc:
             yield Result(False, "session secret key set", str(exc))
             return
         yield Result(bool(self.s.secret_key), "session secret key set",
-                     "set AUTO_BUILD_SECRET_KEY in /etc/autobuild/autobuild.env (not dev mode)")
+                     "rerun sudo ./deploy/install.sh (it writes the key)")
+
+    def bitbake_host(self) -> Iterator[Result]:
+        for finding in host_ready.findings(self.proc_sys, self.securityfs):
+            yield Result(finding.ok, finding.what, finding.fix)
+
+    def _service_pids(self) -> list[int]:
+        """Processes running `autobuild serve` from the installed venv as the service user."""
+        try:
+            uid = pwd.getpwnam(SERVICE_USER).pw_uid
+        except KeyError:
+            return []
+        pids = []
+        for entry in self.proc.iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+                owner = entry.stat().st_uid
+            except OSError:
+                continue
+            words = [a.decode(errors="replace") for a in argv if a]
+            if owner == uid and "serve" in words and any(w.endswith("/bin/autobuild") or w == SERVICE_COMMAND
+                                                         for w in words[:3]):
+                pids.append(int(entry.name))
+        return sorted(pids)
+
+    def service(self) -> Iterator[Result]:
+        start = f"sudo {CTL} start  (it says why the service cannot start)"
+        pids = self._service_pids()
+        yield Result(bool(pids), f"the service runs (autobuild serve as {SERVICE_USER}"
+                     + (f", pid {', '.join(map(str, pids))})" if pids else ": no such process)"),
+                     start)
+        url = f"http://127.0.0.1:{self.s.port}/login"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (loopback)
+                status = response.status
+            problem = "" if status == 200 else f"HTTP {status}"
+        except urllib.error.HTTPError as exc:
+            problem = f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            problem = str(getattr(exc, "reason", exc))
+        yield Result(not problem, f"the service answers on 127.0.0.1:{self.s.port} (GET /login"
+                     + (": 200)" if not problem else f": {problem})"),
+                     start + "; its log: journalctl -u autobuild, or /var/log/autobuild/service.log "
+                     "without systemd")
 
     def database(self) -> Iterator[Result]:
         db = self.s.db_path

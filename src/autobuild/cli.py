@@ -20,9 +20,11 @@ def _serve(settings: Settings) -> int:
     from .web.app import create_app
 
     app = create_app(settings)
-    # One worker: the scheduler lives in this process and must be the only one.
+    # One worker: the scheduler lives in this process and must be the only one. nginx (on this
+    # host) replaces X-Forwarded-For/-Proto with the real client address and scheme; they are
+    # trusted from 127.0.0.1 only, so nobody else can claim another address or https.
     uvicorn.run(app, host=settings.host, port=settings.port, workers=1, proxy_headers=True,
-                forwarded_allow_ips="127.0.0.1", log_level="info")
+                forwarded_allow_ips="127.0.0.1", server_header=False, log_level="info")
     return 0
 
 
@@ -83,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
                          help=f"the service's environment file (default {DEFAULT_ENV_FILE})")
     upgrade.add_argument("--check", action="store_true",
                          help="only list what would change (exit 1 when something would)")
+    rotate = sub.add_parser("rotate-key", help="as root: write a new session signing key to "
+                            "/etc/autobuild/secret_key and restart the service (everyone signs in again)")
+    rotate.add_argument("--no-restart", action="store_true", help="only write the new key")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -98,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
                 env.update(read_env_file(args.env_file))
             settings = Settings.from_env(env)
             return upgrade_layout(settings.jobs_root, settings.db_path, check_only=args.check)
+        if args.command == "rotate-key":
+            from .secret_key import rotate as rotate_key
+
+            return rotate_key(restart=None) if args.no_restart else rotate_key()
         if args.command == "check":
             from .check import run_checks
 

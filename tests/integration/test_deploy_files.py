@@ -38,7 +38,8 @@ def test_install_script_makes_the_new_layout():
     assert f'ensure_dir "$srv/data/{layout.LAUNCH_DIR}" "$service_user" "$service_user" 0750' in install
     assert 'ensure_dir "$srv/cache/$cache" root "$users_group" 2770' in install
     assert "setfacl -m d:u::rwx,d:g::rwx,d:o::---" in install
-    assert f'install -d -o "$u" -g "$service_user" -m {layout.OWNER_DIR_MODE:o}' in install
+    assert (f'chmod {layout.OWNER_DIR_MODE:o} -- "$dir" && chown -h "$u:$service_user" -- "$dir"'
+            in install)
     # The service leaves the engineers' group, and the old job directories are moved.
     assert 'gpasswd -d "$service_user" "$users_group"' in install
     assert "usermod -aG \"$users_group\" \"$service_user\"" not in install
@@ -141,3 +142,137 @@ def test_gc_units_pass_systemd_analyze(tmp_path):
     problems = [line for line in result.stderr.splitlines()
                 if "autobuild-gc" in line and "Command /opt/autobuild" not in line]
     assert problems == [], result.stderr
+
+
+# --- TLS, proxy headers, server tokens (issue 8) ----------------------------------------------
+
+def _server_blocks(text: str) -> list[str]:
+    blocks, start = [], 0
+    while (start := text.find("\nserver {", start)) != -1:
+        depth, i = 0, text.index("{", start)
+        for i in range(i, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            if depth == 0:
+                break
+        blocks.append(text[start:i + 1])
+        start = i
+    return blocks
+
+
+def _locations(text: str) -> str:
+    return text[text.index("    # Live logs"):text.rindex("}")]
+
+
+def test_every_nginx_server_hides_its_version_and_passes_the_real_client():
+    for name in ("autobuild.conf", "autobuild-tls.conf"):
+        text = (DEPLOY / "nginx" / name).read_text()
+        blocks = _server_blocks(text)
+        assert blocks, name
+        for block in blocks:
+            assert "server_tokens off;" in block, (name, block[:200])
+        # nginx is the edge: the client's own X-Forwarded-For is replaced, not appended to.
+        assert "proxy_set_header X-Forwarded-For $remote_addr;" in text
+        assert "proxy_set_header X-Real-IP $remote_addr;" in text
+        assert "proxy_set_header X-Forwarded-Proto $scheme;" in text
+        assert "$proxy_add_x_forwarded_for" not in text
+
+
+def test_the_tls_site_proxies_exactly_like_the_http_site_and_redirects_port_80():
+    http = (DEPLOY / "nginx" / "autobuild.conf").read_text()
+    tls = (DEPLOY / "nginx" / "autobuild-tls.conf").read_text()
+    assert _locations(tls) == _locations(http)
+    redirect, main = _server_blocks(tls)
+    assert "listen 80;" in redirect and "return 301 https://$host$request_uri;" in redirect
+    assert "proxy_pass" not in redirect
+    assert "listen 443 ssl" in main
+    assert "ssl_certificate /etc/autobuild/tls/autobuild.crt;" in main
+    assert "ssl_certificate_key /etc/autobuild/tls/autobuild.key;" in main
+    assert "TLSv1 " not in main and "TLSv1.1" not in main
+
+
+def test_uvicorn_trusts_proxy_headers_from_loopback_only():
+    import inspect
+
+    from autobuild import cli
+
+    source = inspect.getsource(cli._serve)
+    assert "proxy_headers=True" in source
+    assert 'forwarded_allow_ips="127.0.0.1"' in source
+
+
+@pytest.mark.skipif(not (shutil.which("nginx") and shutil.which("openssl")),
+                    reason="nginx and openssl needed")
+def test_the_tls_site_passes_nginx_t_with_a_throwaway_certificate(tmp_path):
+    cert, key = tmp_path / "autobuild.crt", tmp_path / "autobuild.key"
+    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                           "-subj", "/CN=autobuild.test", "-keyout", str(key), "-out", str(cert)],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    site = tmp_path / "site.conf"
+    site.write_text((DEPLOY / "nginx" / "autobuild-tls.conf").read_text()
+                    .replace("/etc/autobuild/tls/autobuild.crt", str(cert))
+                    .replace("/etc/autobuild/tls/autobuild.key", str(key)))
+    main = tmp_path / "nginx.conf"
+    main.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
+                    f"events {{}}\nhttp {{\naccess_log off;\ninclude {site};\n}}\n")
+    result = subprocess.run(["nginx", "-t", "-c", str(main), "-p", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_install_sets_up_tls_the_key_file_and_the_host_for_bitbake():
+    install = (DEPLOY / "install.sh").read_text()
+    for option in ("--tls-cert", "--tls-key", "--tls-self-signed", "--no-tls"):
+        assert option in install
+    assert "autobuild-tls.conf" in install and "openssl req -x509" in install
+    assert "SELF-SIGNED" in install  # said plainly
+    assert "-m autobuild.secret_key ensure" in install
+    assert "AUTO_BUILD_SECRET_KEY=$secret" not in install  # nothing secret into the env file
+    assert "locale-gen" in install and "apparmor_parser -r" in install
+    assert "deploy/apparmor/autobuild-bitbake" in install
+    assert "apparmor_restrict_unprivileged_userns=0" not in install.replace(
+        "(kernel.apparmor_restrict_unprivileged_userns=0)", "")  # never lifts it for everyone
+    env = (DEPLOY / "autobuild.env.example").read_text()
+    assert "AUTO_BUILD_SECRET_KEY=" not in env
+
+
+def test_ci_prepares_the_host_the_stand_in_bitbake_checks():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert " locales" in ci and "locale-gen" in ci and " apparmor" in ci
+
+
+APPARMOR_PROFILE = DEPLOY / "apparmor" / "autobuild-bitbake"
+
+
+def _apparmor_abi4() -> bool:
+    return Path("/etc/apparmor.d/abi/4.0").exists()
+
+
+def test_the_apparmor_profile_grants_userns_to_bitbake_in_build_workspaces_only():
+    rules = [line.strip() for line in APPARMOR_PROFILE.read_text().splitlines()
+             if line.strip() and not line.strip().startswith("#")]
+    assert rules[0] == "abi <abi/4.0>,"
+    profile = next(r for r in rules if r.startswith("profile "))
+    assert profile == ("profile autobuild-bitbake /srv/autobuild/jobs/*/*/work/**/bitbake/bin/bitbake "
+                       "flags=(unconfined) {")
+    assert "userns," in rules
+
+
+@pytest.mark.skipif(not shutil.which("apparmor_parser") or not _apparmor_abi4(),
+                    reason="needs apparmor_parser 4 (apt-get install apparmor on Ubuntu 24.04)")
+def test_the_apparmor_profile_passes_apparmor_parser():
+    result = subprocess.run(["apparmor_parser", "-QT", str(APPARMOR_PROFILE)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(not shutil.which("apparmor_parser"), reason="apparmor_parser not installed")
+def test_the_apparmor_profile_parses_except_for_the_abi_4_rule(tmp_path):
+    """AppArmor 3 (Debian 12) knows neither abi 4.0 nor `userns`; the rest must still parse."""
+    text = APPARMOR_PROFILE.read_text()
+    if not _apparmor_abi4():
+        text = text.replace("abi <abi/4.0>,", "abi <abi/3.0>,").replace("  userns,\n", "")
+    profile = tmp_path / "autobuild-bitbake"
+    profile.write_text(text)
+    result = subprocess.run(["apparmor_parser", "-QT", str(profile)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
