@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import threading
 from collections.abc import Callable
@@ -13,7 +14,14 @@ from autobuild.domain.artifacts import ArtifactInfo, ArtifactNotFound, is_plain_
 from autobuild.domain.commands import JobCommands
 from autobuild.domain.jobs import Job, JobStatus, Submission
 from autobuild.domain.permissions import Permissions
-from autobuild.domain.ports import Ended, Lost, Running, RunnerError, RunnerState
+from autobuild.domain.ports import (
+    Ended,
+    Lost,
+    Running,
+    RunnerError,
+    RunnerState,
+    StoredSession,
+)
 from autobuild.domain.queries import JobQueries
 from autobuild.domain.supervision import Supervisor
 
@@ -259,3 +267,94 @@ class FakeWorld:
                                      max_running=self._max_running,
                                      checkpoints=self.checkpoints, **self._supervisor_kwargs)
         return self
+
+
+class FakeSessionStore:
+    """The SessionStore port in a dict (``rows``: id -> StoredSession)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, StoredSession] = {}
+
+    def add(self, session: StoredSession) -> None:
+        assert session.id not in self.rows
+        self.rows[session.id] = session
+
+    def get(self, session_id: str) -> StoredSession | None:
+        return self.rows.get(session_id)
+
+    def touch(self, session_id: str, moment: datetime) -> None:
+        if session_id in self.rows:
+            self.rows[session_id] = dataclasses.replace(self.rows[session_id],
+                                                        last_seen_at=moment)
+
+    def delete(self, session_id: str) -> None:
+        self.rows.pop(session_id, None)
+
+    def delete_user(self, user: str) -> int:
+        gone = [sid for sid, s in self.rows.items() if s.user == user]
+        for sid in gone:
+            del self.rows[sid]
+        return len(gone)
+
+    def delete_unused_since(self, moment: datetime) -> int:
+        gone = [sid for sid, s in self.rows.items()
+                if s.created_at < moment or s.last_seen_at < moment]
+        for sid in gone:
+            del self.rows[sid]
+        return len(gone)
+
+    def of(self, user: str) -> list[StoredSession]:
+        return [s for s in self.rows.values() if s.user == user]
+
+
+class FakeMembers:
+    """The Members port: ``members`` are the users group (no cache: changes apply at once)."""
+
+    def __init__(self, members: set[str] | None = None) -> None:
+        self.members = members if members is not None else {"alice", "bob"}
+
+    def is_member(self, username: str) -> bool:
+        return username in self.members
+
+
+class FakeTimer:
+    """The login pacer's Timer: ``now`` only moves when someone sleeps or calls ``advance``;
+    ``slept`` lists every sleep."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class TimedAuthenticator(FakeAuthenticator):
+    """A FakeAuthenticator that takes time on ``timer`` as sudo + PAM do: ``fail_seconds``
+    for a member's wrong password (pam_unix's failure delay), ``quick_seconds`` otherwise;
+    ``members`` are the users sudo lets through (others are refused at once)."""
+
+    def __init__(self, timer: FakeTimer, members: set[str], users: dict[str, str] | None = None,
+                 fail_seconds: float = 2.0, quick_seconds: float = 0.01,
+                 sleep: Callable[[float], None] | None = None) -> None:
+        super().__init__(users)
+        self.timer, self.members = timer, members
+        self.fail_seconds, self.quick_seconds = fail_seconds, quick_seconds
+        self.sleep = sleep  # also really sleep (time.sleep), for measurements
+        self.calls: list[str] = []
+
+    def authenticate(self, username: str, password: str) -> bool:
+        self.calls.append(username)
+        ok = super().authenticate(username, password) and username in self.members
+        took = self.fail_seconds if username in self.members and not ok else self.quick_seconds
+        self.timer.advance(took)
+        if self.sleep is not None:
+            self.sleep(took)
+        return ok

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from .domain.layout import LAUNCH_DIR
 from .domain.orders import BuildSettings, InvalidOrder, parse_hashserve, parse_parallel_make
+
+
+log = logging.getLogger(__name__)
+
+MIN_SECRET_KEY_CHARS = 32
+DEFAULT_SECRET_KEY_FILE = Path("/etc/autobuild/secret_key")
 
 
 class ConfigError(Exception):
@@ -56,7 +64,8 @@ class Settings:
     db_path: Path = Path("/srv/autobuild/data/jobs.db")
     jobs_root: Path = Path("/srv/autobuild/jobs")
     runner_path: Path = Path("/opt/autobuild/runner/run_job.sh")
-    secret_key: str = ""
+    secret_key_file: Path = DEFAULT_SECRET_KEY_FILE  # one line, root:autobuild 0640
+    secret_key: str = ""  # deprecated: AUTO_BUILD_SECRET_KEY, used only when the file is missing
     dev_mode: bool = False
     use_sudo: bool = True
     max_running: int = 1
@@ -64,7 +73,14 @@ class Settings:
     disabled_plugins: frozenset[str] = field(default_factory=frozenset)
     users_group: str = "autobuild-users"
     admin_group: str | None = None  # members may cancel anyone's build; None: nobody
-    cookie_secure: bool = False
+    cookie_secure: bool = False  # Secure even over plain HTTP (it is set over HTTPS anyway)
+    session_hours: int = 8  # a session ends this long after sign-in, or after its last use
+    max_streams_per_user: int = 20  # live-log streams one user may hold open at once
+    max_queued_per_user: int = 20  # builds one user may have waiting in the queue
+    login_failures: int = 5  # failed logins a minute per user name and per address
+    max_login_checks: int = 4  # password checks (sudo + PAM) in flight at once
+    login_failure_seconds: float = 3.0  # every failed login is answered after this long
+    hsts_seconds: int = 31536000  # Strict-Transport-Security max-age over HTTPS; 0: none
     retention_days: int = 30  # logs and artifacts of ended jobs are removed after this
     min_free_gb: int = 20  # no build starts with less free on the jobs root; 0: no check
     # Build settings every build's runner is given in its order (see Settings.build_settings).
@@ -87,6 +103,8 @@ class Settings:
             db_path=Path(env.get("AUTO_BUILD_DB") or defaults.db_path),
             jobs_root=Path(env.get("AUTO_BUILD_JOBS_ROOT") or defaults.jobs_root),
             runner_path=Path(env.get("AUTO_BUILD_RUNNER") or defaults.runner_path),
+            secret_key_file=Path(env.get("AUTO_BUILD_SECRET_KEY_FILE")
+                                 or defaults.secret_key_file),
             secret_key=env.get("AUTO_BUILD_SECRET_KEY", ""),
             dev_mode=_flag(env.get("AUTO_BUILD_DEV")),
             use_sudo=not _flag(env.get("AUTO_BUILD_NO_SUDO")),
@@ -96,6 +114,17 @@ class Settings:
             users_group=env.get("AUTO_BUILD_USERS_GROUP") or defaults.users_group,
             admin_group=env.get("AUTO_BUILD_ADMIN_GROUP", "").strip() or None,
             cookie_secure=_flag(env.get("AUTO_BUILD_COOKIE_SECURE")),
+            session_hours=_int(env, "AUTO_BUILD_SESSION_HOURS", defaults.session_hours,
+                               minimum=1),
+            max_streams_per_user=_int(env, "AUTO_BUILD_MAX_STREAMS_PER_USER",
+                                      defaults.max_streams_per_user, minimum=1),
+            max_queued_per_user=_int(env, "AUTO_BUILD_MAX_QUEUED_PER_USER",
+                                     defaults.max_queued_per_user, minimum=1),
+            login_failures=_int(env, "AUTO_BUILD_LOGIN_FAILURES_PER_MINUTE",
+                                defaults.login_failures, minimum=1),
+            max_login_checks=_int(env, "AUTO_BUILD_MAX_LOGIN_CHECKS",
+                                  defaults.max_login_checks, minimum=1),
+            hsts_seconds=_int(env, "AUTO_BUILD_HSTS_SECONDS", defaults.hsts_seconds),
             retention_days=_int(env, "AUTO_BUILD_RETENTION_DAYS", defaults.retention_days,
                                 minimum=1),
             min_free_gb=_int(env, "AUTO_BUILD_MIN_FREE_GB", defaults.min_free_gb),
@@ -120,22 +149,50 @@ class Settings:
             raise ConfigError(f"AUTO_BUILD_CACHE_DIR or a build setting: {exc}") from None
 
     @property
+    def session_lifetime(self) -> timedelta:
+        """How long a session lasts, both since sign-in and since it was last used."""
+        return timedelta(hours=self.session_hours)
+
+    @property
     def launch_dir(self) -> Path:
         """The service's own per-job launch logs, beside the database (no engineer writes there)."""
         return self.db_path.parent / LAUNCH_DIR
 
     def session_secret(self) -> str:
-        """The cookie-signing key; refuses to run without one unless in dev mode."""
+        """The cookie-signing key, from ``secret_key_file``.
+
+        Raises ConfigError (the service refuses to start) when the file is missing, unreadable
+        or holds fewer than 32 characters; a missing file falls back to the deprecated
+        AUTO_BUILD_SECRET_KEY (with a warning), and in dev mode to a random in-memory key."""
+        path = self.secret_key_file
+        fix = ("`sudo /opt/autobuild/venv/bin/autobuild rotate-key` (or sudo ./deploy/install.sh) "
+               "writes it; AUTO_BUILD_SECRET_KEY_FILE names another file")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            text = None
+        except (OSError, UnicodeDecodeError) as exc:
+            if self.dev_mode:
+                return secrets.token_urlsafe(32)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError(f"cannot read the session key file {path}: {reason}; it must be "
+                              f"readable by the service (root:autobuild 0640); {fix}") from None
+        if text is not None:
+            key = text.strip()
+            if len(key) < MIN_SECRET_KEY_CHARS or "\n" in key:
+                raise ConfigError(f"the session key file {path} must hold one line of at least "
+                                  f"{MIN_SECRET_KEY_CHARS} random characters; {fix}")
+            return key
         if self.secret_key:
             if len(self.secret_key) < 16:
                 raise ConfigError("AUTO_BUILD_SECRET_KEY is too short: use at least 16 characters")
+            log.warning("the session key comes from AUTO_BUILD_SECRET_KEY in the environment, "
+                        "which is deprecated: move it to %s (sudo ./deploy/install.sh does)", path)
             return self.secret_key
         if self.dev_mode:
             return secrets.token_urlsafe(32)  # dev only: sessions end when the process does
-        raise ConfigError(
-            "AUTO_BUILD_SECRET_KEY is not set: put a long random value in "
-            "/etc/autobuild/autobuild.env (or set AUTO_BUILD_DEV=1 on a developer machine)"
-        )
+        raise ConfigError(f"the session key file {path} does not exist: {fix} "
+                          f"(or set AUTO_BUILD_DEV=1 on a developer machine)")
 
 
 def read_env_file(path: Path) -> dict[str, str]:

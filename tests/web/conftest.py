@@ -23,7 +23,10 @@ from tests.fakes import (
     FakeEvents,
     FakeJobFiles,
     FakeJobRepository,
+    FakeMembers,
     FakeRunner,
+    FakeSessionStore,
+    FakeTimer,
     FakeTokenStore,
 )
 from tests.web.helpers import login
@@ -39,6 +42,9 @@ class Fakes:
     tokens: FakeTokenStore = field(default_factory=FakeTokenStore)
     disk: FakeDiskSpace = field(default_factory=FakeDiskSpace)
     admins: FakeAdministrators = field(default_factory=FakeAdministrators)
+    sessions: FakeSessionStore = field(default_factory=FakeSessionStore)
+    members: FakeMembers = field(default_factory=FakeMembers)
+    timer: FakeTimer = field(default_factory=FakeTimer)
     runner: FakeRunner = field(init=False)
 
     def __post_init__(self) -> None:
@@ -47,7 +53,8 @@ class Fakes:
     def overrides(self) -> dict[str, object]:
         return {"jobs": self.jobs, "files": self.files, "runner": self.runner,
                 "events": self.events, "auth": self.auth, "tokens": self.tokens,
-                "clock": self.clock, "admins": self.admins, "disk_space": self.disk}
+                "clock": self.clock, "admins": self.admins, "disk_space": self.disk,
+                "session_store": self.sessions, "members": self.members, "timer": self.timer}
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ def post_login(client, username, password, next_="/", token=None):
                                        "next": next_, "csrf_token": token})
 
 
-def test_login_with_the_right_password_signs_in(client):
+def test_login_with_the_right_password_signs_in(client, fakes):
     response = post_login(client, "alice", "alice-pw")
 
     assert response.status_code == 303
@@ -20,7 +20,9 @@ def test_login_with_the_right_password_signs_in(client):
     page = client.get("/")
     assert page.status_code == 200
     assert "alice" in page.text
-    assert session_of(client)["user"] == "alice"
+    # The cookie carries only the id of a session the service keeps.
+    assert set(session_of(client)) == {"sid"}
+    assert fakes.sessions.rows[session_of(client)["sid"]].user == "alice"
 
 
 @pytest.mark.parametrize(
@@ -44,27 +46,30 @@ def test_failed_login_keeps_the_user_name_but_not_the_password(client):
     assert "secret-wrong-pw" not in response.text
 
 
-def test_login_starts_a_fresh_session_with_a_new_csrf_token(client):
+def test_login_starts_a_fresh_session_with_a_new_csrf_token(client, fakes):
     client.post("/logout", data={"csrf_token": page_csrf(client, "/login")})
     assert "flashes" in session_of(client)  # something from before sign-in is in the session
     before = page_csrf(client, "/login")
 
     post_login(client, "alice", "alice-pw", token=before)
 
-    session = session_of(client)
-    assert session["user"] == "alice"
-    assert session["csrf"] != before
-    assert set(session) == {"user", "csrf"}
+    cookie = session_of(client)
+    assert set(cookie) == {"sid"}
+    session = fakes.sessions.rows[cookie["sid"]]
+    assert session.user == "alice"
+    assert session.csrf != before
     # The pre-login token no longer works for anything.
     response = client.post("/logout", data={"csrf_token": before})
     assert response.status_code == 403
 
 
-def test_login_as_someone_else_replaces_the_previous_user(client):
+def test_login_as_someone_else_replaces_the_previous_user(client, fakes):
     login(client, "alice")
+    alice_sid = session_of(client)["sid"]
     post_login(client, "bob", "bob-pw", token=page_csrf(client, "/"))
 
-    assert session_of(client)["user"] == "bob"
+    assert fakes.sessions.rows[session_of(client)["sid"]].user == "bob"
+    assert alice_sid not in fakes.sessions.rows  # the replaced session ended
 
 
 def test_signed_in_user_visiting_login_goes_to_next(alice):

@@ -93,9 +93,9 @@ def test_new_build_can_start_from_an_earlier_build(alice, fakes):
     assert alice.get("/new", params={"from": "\u00b2"}).status_code == 200  # a digit, not ASCII
 
 
-def test_job_list_is_newest_first_and_paginated(alice, fakes):
-    for number in range(30):
-        submit(alice, target=f"image-{number}")
+def test_job_list_is_newest_first_and_paginated(alice, bob, fakes):
+    for number in range(30):  # two users: one may queue only 20
+        submit(bob if number % 2 else alice, target=f"image-{number}")
 
     first = alice.get("/").text
     ids = [int(x) for x in re.findall(r'href="/jobs/(\d+)"', first)]

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from autobuild.domain.disk import GB
+from tests.web.helpers import login
 
 URL = "https://git.example.com/yocto/poky.git"
 
@@ -38,6 +39,7 @@ def test_a_purged_job_says_when_and_links_to_no_download(alice, supervisor, comm
     fakes.runner.purge(stored)  # removes what the build left
     stored.mark_purged(fakes.clock.now())
     fakes.jobs.save(stored)
+    login(alice, "alice")  # a month later: the session of then has ended
 
     page = alice.get(f"/jobs/{job.id}").text
     when = fakes.clock.now().strftime("%Y-%m-%d %H:%M UTC")

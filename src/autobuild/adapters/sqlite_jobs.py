@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -62,6 +63,21 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE jobs DROP COLUMN pid_start_time",
         "ALTER TABLE jobs ADD COLUMN artifact_patterns TEXT",
         "ALTER TABLE jobs ADD COLUMN build_settings TEXT",
+    ),
+    (
+        # 5: signed-in sessions, kept by the service so that signing out or leaving the users
+        # group ends them (adapters/sqlite_sessions.py).
+        """
+        CREATE TABLE sessions (
+            id TEXT PRIMARY KEY,
+            user TEXT NOT NULL,
+            csrf TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX sessions_user ON sessions (user)",
+        "CREATE INDEX sessions_created_at ON sessions (created_at)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -247,3 +263,8 @@ class SqliteJobRepository:
         self.ensure_schema()
         with closing(self._open()) as conn:
             yield conn
+
+    def connection(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """An autocommit connection to the same file, schema ready (for other adapters on
+        this database, such as the session store)."""
+        return self._connect()

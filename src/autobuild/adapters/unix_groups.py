@@ -1,10 +1,15 @@
-"""Administrators = the members of a Linux group (``AUTO_BUILD_ADMIN_GROUP``), via grp/pwd."""
+"""Linux groups via grp/pwd: the administrators (``AUTO_BUILD_ADMIN_GROUP``) and the members
+who may use the service (``AUTO_BUILD_USERS_GROUP``)."""
 
 from __future__ import annotations
 
 import grp
 import logging
+import os
 import pwd
+import threading
+import time
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -33,3 +38,61 @@ class GroupAdministrators:
             return pwd.getpwnam(username).pw_gid == entry.gr_gid
         except KeyError:
             return False
+
+
+class GroupMembers:
+    """Implements the Members port on grp/pwd: a user is a member when ``group`` lists them
+    or is their primary group. Answers are kept ``ttl`` seconds (a session is checked on
+    every request; the group databases need not be read each time), so a removed member
+    loses access within ``ttl``. A group that does not exist has no members."""
+
+    def __init__(self, group: str, ttl: float = 60.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._group = group
+        self._ttl = ttl
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[bool, float]] = {}
+
+    def is_member(self, username: str) -> bool:
+        now = self._monotonic()
+        with self._lock:
+            cached = self._cache.get(username)
+            if cached is not None and now < cached[1]:
+                return cached[0]
+        answer = self._look_up(username)
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[username] = (answer, now + self._ttl)
+        return answer
+
+    def _look_up(self, username: str) -> bool:
+        if not username:
+            return False
+        try:
+            entry = grp.getgrnam(self._group)
+        except KeyError:
+            log.warning("AUTO_BUILD_USERS_GROUP=%s: no such group; nobody may sign in",
+                        self._group)
+            return False
+        if username in entry.gr_mem:
+            return True
+        try:
+            return pwd.getpwnam(username).pw_gid == entry.gr_gid
+        except KeyError:
+            return False
+
+
+class ServiceUserOnly:
+    """The Members port without sudo (developer machines, tests): the runner can only check
+    the password of the user the service runs as, so that user is the only member."""
+
+    def is_member(self, username: str) -> bool:
+        return bool(username) and username == pwd.getpwuid(os.getuid()).pw_name
+
+
+def members_for(group: str, use_sudo: bool) -> GroupMembers | ServiceUserOnly:
+    """The Members adapter for this configuration: the users group, or without sudo (where
+    only the service's own user can sign in) that user."""
+    return GroupMembers(group) if use_sudo else ServiceUserOnly()

@@ -7,7 +7,9 @@ Business rules:
   their own;
 - a queued job leaves the queue at once when cancelled; a running one is asked to stop, and
   ends CANCELLED only once its runner says it stopped: a cancel that fails is never recorded;
-- plugins are told every status change, after it is stored.
+- plugins are told every status change, after it is stored;
+- one user has at most ``max_queued`` builds waiting (PENDING); one more is refused with
+  LimitReached and nothing is stored.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import threading
 
 from .jobs import Job, JobStatus, Submission
+from .limits import LimitReached
 from .permissions import Permissions
 from .ports import BuildRunner, Checkpoints, Clock, JobEvents, JobRepository, NoCheckpoints
 from .queries import JobNotFound
@@ -29,7 +32,8 @@ class JobCommands:
     def __init__(self, jobs: JobRepository, runner: BuildRunner, events: JobEvents,
                  clock: Clock, permissions: Permissions, lock: threading.RLock,
                  allowed_hosts: frozenset[str] = frozenset(),
-                 checkpoints: Checkpoints | None = None) -> None:
+                 checkpoints: Checkpoints | None = None,
+                 max_queued: int | None = None) -> None:
         self._jobs = jobs
         self._runner = runner
         self._events = events
@@ -38,6 +42,7 @@ class JobCommands:
         self._lock = lock  # shared with the Supervisor: each change of a job is whole
         self._allowed_hosts = allowed_hosts
         self._checkpoints = checkpoints or NoCheckpoints()
+        self._max_queued = max_queued
 
     def submit(self, owner: str, repo_url: str, ref: str, machine: str, target: str,
                kas_file: str | None = None) -> Job:
@@ -51,11 +56,23 @@ class JobCommands:
         return self._queue(user, self._get(job_id).request())
 
     def _queue(self, owner: str, request: BuildRequest) -> Job:
-        self._checkpoints.reached(SUBMIT_VALIDATED)
-        job = self._jobs.add(Submission(owner=owner, request=request,
-                                        created_at=self._clock.now()))
+        with self._lock:  # the count and the add are one step: two tabs cannot both slip in
+            self._check_queue_room(owner)
+            self._checkpoints.reached(SUBMIT_VALIDATED)
+            job = self._jobs.add(Submission(owner=owner, request=request,
+                                            created_at=self._clock.now()))
         self._checkpoints.reached(SUBMIT_STORED)
         return job
+
+    def _check_queue_room(self, owner: str) -> None:
+        if self._max_queued is None:
+            return
+        waiting = sum(1 for job in self._jobs.with_status(JobStatus.PENDING)
+                      if job.owner == owner)
+        if waiting >= self._max_queued:
+            raise LimitReached(
+                f"You already have {waiting} builds waiting in the queue (at most "
+                f"{self._max_queued}); cancel some, or wait until they start.")
 
     def cancel(self, job_id: int, user: str) -> Job:
         """Cancel as ``user``; raises NotAllowed, or RunnerError when the running build could

@@ -172,3 +172,45 @@ class Checkpoints(Protocol):
 class NoCheckpoints:
     def reached(self, name: str) -> None:
         return None
+
+
+@dataclass(frozen=True)
+class StoredSession:
+    """A signed-in session as stored: ``id`` is the random value the cookie carries."""
+
+    id: str
+    user: str
+    csrf: str
+    created_at: datetime
+    last_seen_at: datetime
+
+
+class SessionStore(Protocol):
+    """Signed-in sessions, kept by the service (not in the cookie), so they can be ended."""
+
+    def add(self, session: StoredSession) -> None: ...
+
+    def get(self, session_id: str) -> StoredSession | None: ...
+
+    def touch(self, session_id: str, moment: datetime) -> None:
+        """Record that the session was used at ``moment``."""
+        ...
+
+    def delete(self, session_id: str) -> None: ...
+
+    def delete_user(self, user: str) -> int:
+        """End every session of ``user``; returns how many there were."""
+        ...
+
+    def delete_unused_since(self, moment: datetime) -> int:
+        """End every session created or last used before ``moment``; returns how many."""
+        ...
+
+
+class Members(Protocol):
+    """Who may use the service now (the users group)."""
+
+    def is_member(self, username: str) -> bool:
+        """True while ``username`` may use the service; may lag a change by a short, fixed
+        time (a cache), never longer."""
+        ...

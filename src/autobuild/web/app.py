@@ -19,7 +19,9 @@ from .errors import install_error_handlers
 from .middleware import SecurityHeadersMiddleware
 from .rendering import STATIC_DIR, make_templates
 from .routes import api, auth, pages, stream
-from .security import SESSION_COOKIE, SESSION_MAX_AGE
+from .request_limits import RequestLimitsMiddleware
+from .security import SESSION_COOKIE
+from .transport import TransportSecurityMiddleware
 
 ROUTE_MODULES = (auth, pages, api, stream)
 
@@ -49,6 +51,7 @@ def create_app(settings: Settings, overrides: Mapping[str, Any] | None = None) -
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Open the database now (creating its schema): a bad AUTO_BUILD_DB stops the start.
         await run_in_threadpool(container.jobs().count)
+        await run_in_threadpool(container.sessions().purge_expired)
         scheduler = container.scheduler()
         scheduler.start()
         try:
@@ -67,11 +70,14 @@ def create_app(settings: Settings, overrides: Mapping[str, Any] | None = None) -
         SessionMiddleware,
         secret_key=session_secret,
         session_cookie=SESSION_COOKIE,
-        max_age=SESSION_MAX_AGE,
+        # The server-side session decides; the cookie need not outlive it.
+        max_age=int(settings.session_lifetime.total_seconds()),
         same_site="lax",
-        https_only=settings.cookie_secure,
     )
+    app.add_middleware(TransportSecurityMiddleware, cookie_name=SESSION_COOKIE,
+                       force_secure=settings.cookie_secure, hsts_seconds=settings.hsts_seconds)
     app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(RequestLimitsMiddleware)  # outermost: nothing reads a body before it
     install_error_handlers(app)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

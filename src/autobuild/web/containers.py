@@ -13,16 +13,21 @@ from ..adapters.job_files import JobDirectory
 from ..adapters.pam_auth import PamAuthenticator
 from ..adapters.plugins import PluginHooks, build_plugin_manager
 from ..adapters.sqlite_jobs import SqliteJobRepository
+from ..adapters.sqlite_sessions import SqliteSessionStore
 from ..adapters.local_runner import LocalBuildRunner
 from ..adapters.token_store import RunnerTokenStore
-from ..adapters.unix_groups import GroupAdministrators
+from ..adapters.unix_groups import GroupAdministrators, members_for
 from ..config import Settings
 from ..domain.disk import DiskGuard
 from ..domain.commands import JobCommands
+from ..domain.limits import StreamSlots
+from ..domain.logins import LoginThrottle
 from ..domain.permissions import Permissions
 from ..domain.queries import JobQueries
+from ..domain.sessions import Sessions
 from ..domain.supervision import Supervisor
 from ..scheduler import Scheduler
+from .login_pacing import LoginPacer, SystemTimer
 
 
 class Container(containers.DeclarativeContainer):
@@ -66,6 +71,7 @@ class Container(containers.DeclarativeContainer):
     commands = providers.ThreadSafeSingleton(
         JobCommands, jobs, runner, events, clock, permissions, job_lock,
         settings.provided.allowed_git_hosts, checkpoints,
+        max_queued=settings.provided.max_queued_per_user,
     )
     supervisor = providers.ThreadSafeSingleton(
         Supervisor, jobs, runner, events, clock, job_lock, settings.provided.max_running,
@@ -74,4 +80,24 @@ class Container(containers.DeclarativeContainer):
     )
     scheduler = providers.ThreadSafeSingleton(
         Scheduler, supervisor, runner, settings.provided.poll_interval
+    )
+
+    # Sessions, logins and per-user limits.
+    session_store = providers.ThreadSafeSingleton(SqliteSessionStore, settings.provided.db_path)
+    members = providers.ThreadSafeSingleton(
+        members_for, settings.provided.users_group, settings.provided.use_sudo
+    )
+    sessions = providers.ThreadSafeSingleton(
+        Sessions, session_store, members, clock, settings.provided.session_lifetime
+    )
+    login_throttle = providers.ThreadSafeSingleton(
+        LoginThrottle, clock, settings.provided.login_failures
+    )
+    timer = providers.ThreadSafeSingleton(SystemTimer)
+    login_pacer = providers.ThreadSafeSingleton(
+        LoginPacer, settings.provided.max_login_checks, settings.provided.login_failure_seconds,
+        timer,
+    )
+    stream_slots = providers.ThreadSafeSingleton(
+        StreamSlots, settings.provided.max_streams_per_user
     )

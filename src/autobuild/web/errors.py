@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..domain.artifacts import ArtifactNotFound
 from ..domain.jobs import InvalidTransition
+from ..domain.limits import LimitReached
 from ..domain.ports import RunnerError
 from ..domain.requests import InvalidRequest
 from ..domain.permissions import NotAllowed
@@ -77,6 +78,15 @@ async def _invalid_request(request: Request, exc: Exception) -> Response:
                           extra={"errors": errors})
 
 
+LIMIT_RETRY_SECONDS = 30
+
+
+async def _limit_reached(request: Request, exc: Exception) -> Response:
+    response = error_response(request, 429, str(exc), "Limit reached", "/")
+    response.headers["Retry-After"] = str(LIMIT_RETRY_SECONDS)
+    return response
+
+
 async def _invalid_transition(request: Request, exc: Exception) -> Response:
     return error_response(request, 409, "The build changed state meanwhile; reload and retry.",
                           "Conflict")
@@ -119,6 +129,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotAllowed, _not_allowed)
     app.add_exception_handler(InvalidRequest, _invalid_request)
     app.add_exception_handler(InvalidTransition, _invalid_transition)
+    app.add_exception_handler(LimitReached, _limit_reached)
     app.add_exception_handler(RunnerError, _runner_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

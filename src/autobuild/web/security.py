@@ -1,6 +1,9 @@
 """Session, sign-in and CSRF helpers shared by every route.
 
-The session (a signed cookie) holds ``user``, ``csrf`` and pending ``flashes``; nothing else.
+The cookie is signed and holds ``sid`` (the id of a session the service keeps, see
+domain/sessions.py) and pending ``flashes``; before sign-in, the login form's ``csrf`` token.
+Who is signed in, and the CSRF token of a signed-in session, are only on the server: signing
+out, expiry or leaving the users group ends a session wherever its cookie is.
 """
 
 from __future__ import annotations
@@ -12,10 +15,13 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Form, Header, Request
 
+from ..domain.ports import StoredSession
+from ..domain.sessions import Sessions
+
 SESSION_COOKIE = "autobuild_session"
-SESSION_MAX_AGE = 7 * 24 * 3600
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
+_NO_SESSION = object()
 
 
 class LoginRequired(Exception):
@@ -34,9 +40,27 @@ def is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
+def _sessions(request: Request) -> Sessions:
+    return request.app.state.container.sessions()
+
+
+def signed_in(request: Request) -> StoredSession | None:
+    """The live server-side session of this request, looked up once per request (it reads
+    the database: call it from a sync dependency or route, which run in the thread pool)."""
+    cached = getattr(request.state, "autobuild_session", _NO_SESSION)
+    if cached is not _NO_SESSION:
+        return cached  # type: ignore[return-value]
+    sid = request.session.get("sid")
+    session = _sessions(request).resume(sid) if isinstance(sid, str) else None
+    if session is None and "sid" in request.session:
+        request.session.clear()  # expired, revoked or forged: the browser forgets it
+    request.state.autobuild_session = session
+    return session
+
+
 def current_user(request: Request) -> str | None:
-    user = request.session.get("user")
-    return user if isinstance(user, str) and user else None
+    session = signed_in(request)
+    return session.user if session is not None else None
 
 
 def require_user(request: Request) -> str:
@@ -51,18 +75,28 @@ User = Annotated[str, Depends(require_user)]
 
 
 def sign_in(request: Request, user: str) -> None:
-    """Start a fresh session for ``user``: nothing from before sign-in survives (no fixation)."""
+    """Start a fresh session for ``user`` with a new id: nothing from before sign-in survives
+    (no fixation), and the session this browser had before ends."""
+    old = request.session.get("sid")
+    session = _sessions(request).start(user, replacing=old if isinstance(old, str) else None)
     request.session.clear()
-    request.session["user"] = user
-    request.session["csrf"] = secrets.token_urlsafe(32)
+    request.session["sid"] = session.id
+    request.state.autobuild_session = session
 
 
 def sign_out(request: Request) -> None:
+    """End the session on the server (every copy of the cookie stops working) and here."""
+    sid = request.session.get("sid")
+    _sessions(request).end(sid if isinstance(sid, str) else None)
     request.session.clear()
+    request.state.autobuild_session = None
 
 
 def csrf_token(request: Request) -> str:
-    """The session's CSRF token, created on first use."""
+    """The CSRF token of the signed-in session, or of the login form (created on first use)."""
+    session = signed_in(request)
+    if session is not None:
+        return session.csrf
     token = request.session.get("csrf")
     if not isinstance(token, str) or not token:
         token = secrets.token_urlsafe(32)
@@ -71,7 +105,8 @@ def csrf_token(request: Request) -> str:
 
 
 def _token_matches(request: Request, sent: str | None) -> bool:
-    expected = request.session.get("csrf")
+    session = signed_in(request)
+    expected = session.csrf if session is not None else request.session.get("csrf")
     if not isinstance(expected, str) or not expected or not sent:
         return False
     # Compare bytes: compare_digest refuses non-ASCII str, and a 500 is no answer to a bad token.

@@ -18,6 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from ...domain.jobs import Job
+from ...domain.limits import StreamSlots
 from ...domain.progress import Progress
 from ...domain.queries import DEFAULT_LOG_CHUNK, JobQueries
 from ..containers import Container
@@ -59,6 +60,19 @@ def existing_job(job_id: int, service: Queries) -> Job:
     return service.get(job_id)
 
 
+@inject
+async def stream_slot(
+    user: User, slots: Annotated[StreamSlots, Depends(Provide[Container.stream_slots])]
+) -> AsyncIterator[None]:
+    """Dependency: one of the user's live-log slots for as long as the stream is open
+    (LimitReached, 429, when they hold them all); given back once the response ends."""
+    slots.acquire(user)
+    try:
+        yield
+    finally:
+        slots.release(user)
+
+
 def resume_offset(last_event_id: str | None, offset: int) -> int:
     """Where a (re)connecting client continues: its Last-Event-ID, else ``?offset=``."""
     text = (last_event_id or "").strip()
@@ -70,7 +84,9 @@ def resume_offset(last_event_id: str | None, offset: int) -> int:
 @router.get(
     "/jobs/{job_id:jobid}/log/stream",
     response_class=EventSourceResponse,
-    dependencies=[Depends(require_user), Depends(existing_job)],  # sign-in first, then 404
+    # Sign-in first, then 404, then the per-user cap (held until the stream ends).
+    dependencies=[Depends(require_user), Depends(existing_job),
+                  Depends(stream_slot, scope="request")],
 )
 @inject
 async def log_stream(
