@@ -1,6 +1,7 @@
 """The app under attack: the real web app with real SQLite and the real build tree on a temp
-jobs root; only PAM (FakeAuthenticator), the runner (FakeRunner) and the other ports the web
-tests fake (token store, clock, disk space, admins, plugins) are stand-ins.
+jobs root; only PAM (FakeAuthenticator), the users group, the runner (FakeRunner) and the other ports
+the web tests fake (token store, clock, login pacing timer, disk space, admins, plugins) are
+stand-ins; sessions are kept in the real SQLite store.
 
 Requests are sent as raw ASGI calls on the app's own event loop (the TestClient's portal), so
 a path reaches the app exactly as uvicorn would hand it over: ``raw_path`` as sent and
@@ -280,8 +281,12 @@ def make_world(root: Path) -> Iterator[World]:
     """The app, running, with jobs 1 and 2 ended (SUCCESS) and 3 RUNNING, all the owner's."""
     fakes = Fakes()
     fakes.auth.users = dict(PASSWORDS)
+    if hasattr(fakes, "members"):  # the users group (a Linux group, like PAM: faked)
+        fakes.members.members = set(PASSWORDS)
     overrides = fakes.overrides()
-    del overrides["jobs"], overrides["files"]  # the real SQLite and the real build tree
+    # The real SQLite (jobs and sessions) and the real build tree.
+    for real in ("jobs", "files", "session_store"):
+        overrides.pop(real, None)
     settings = Settings(
         db_path=root / "data" / "jobs.db", jobs_root=root / "jobs",
         runner_path=root / "runner" / "run_job.sh", dev_mode=True, use_sudo=False,
