@@ -1,3 +1,4 @@
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -29,14 +30,69 @@ def test_bad_numbers_name_the_variable(value):
         Settings.from_env({"AUTO_BUILD_MAX_RUNNING": value})
 
 
-def test_no_secret_key_refuses_to_start_unless_dev():
-    with pytest.raises(ConfigError, match="AUTO_BUILD_SECRET_KEY"):
-        Settings.from_env({}).session_secret()
-    with pytest.raises(ConfigError, match="too short"):
-        Settings.from_env({"AUTO_BUILD_SECRET_KEY": "short"}).session_secret()
-    dev = Settings.from_env({"AUTO_BUILD_DEV": "1"})
+def _env(tmp_path, **values):
+    return {"AUTO_BUILD_SECRET_KEY_FILE": str(tmp_path / "secret_key"), **values}
+
+
+def test_the_session_key_is_read_from_its_file(tmp_path):
+    (tmp_path / "secret_key").write_text("k" * 43 + "\n")
+
+    assert Settings.from_env(_env(tmp_path)).session_secret() == "k" * 43
+    assert Settings.from_env({}).secret_key_file == Path("/etc/autobuild/secret_key")
+
+
+def test_no_key_file_refuses_to_start_unless_dev(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist.*rotate-key"):
+        Settings.from_env(_env(tmp_path)).session_secret()
+    dev = Settings.from_env(_env(tmp_path, AUTO_BUILD_DEV="1"))
     assert len(dev.session_secret()) >= 32
-    assert Settings.from_env({"AUTO_BUILD_SECRET_KEY": "k" * 40}).session_secret() == "k" * 40
+    assert dev.session_secret() != dev.session_secret()  # in memory, never written
+
+
+@pytest.mark.parametrize("content", ["", "short\n", "k" * 31, "k" * 20 + "\n" + "k" * 20])
+def test_a_key_file_without_one_long_line_refuses_to_start(tmp_path, content):
+    (tmp_path / "secret_key").write_text(content)
+
+    with pytest.raises(ConfigError, match="at least 32"):
+        Settings.from_env(_env(tmp_path)).session_secret()
+    with pytest.raises(ConfigError):  # even in dev mode: a broken file is a mistake to fix
+        Settings.from_env(_env(tmp_path, AUTO_BUILD_DEV="1")).session_secret()
+
+
+def test_an_unreadable_key_file_says_so(tmp_path):
+    (tmp_path / "secret_key").mkdir()  # unreadable as a file, whoever runs the test
+
+    with pytest.raises(ConfigError, match="cannot read the session key file"):
+        Settings.from_env(_env(tmp_path)).session_secret()
+
+
+def test_the_key_in_the_environment_still_works_with_a_warning(tmp_path, caplog):
+    with pytest.raises(ConfigError, match="too short"):
+        Settings.from_env(_env(tmp_path, AUTO_BUILD_SECRET_KEY="short")).session_secret()
+
+    settings = Settings.from_env(_env(tmp_path, AUTO_BUILD_SECRET_KEY="k" * 40))
+    assert settings.session_secret() == "k" * 40
+    assert "deprecated" in caplog.text
+    (tmp_path / "secret_key").write_text("f" * 40)
+    assert settings.session_secret() == "f" * 40  # the file wins once it exists
+
+
+def test_session_and_limit_settings():
+    defaults = Settings.from_env({})
+    assert defaults.session_lifetime == timedelta(hours=8)
+    assert (defaults.max_streams_per_user, defaults.max_queued_per_user) == (20, 20)
+    assert (defaults.login_failures, defaults.max_login_checks) == (5, 4)
+    s = Settings.from_env({"AUTO_BUILD_SESSION_HOURS": "12",
+                           "AUTO_BUILD_MAX_STREAMS_PER_USER": "5",
+                           "AUTO_BUILD_MAX_QUEUED_PER_USER": "3",
+                           "AUTO_BUILD_LOGIN_FAILURES_PER_MINUTE": "10",
+                           "AUTO_BUILD_MAX_LOGIN_CHECKS": "2",
+                           "AUTO_BUILD_HSTS_SECONDS": "0"})
+    assert s.session_lifetime == timedelta(hours=12)
+    assert (s.max_streams_per_user, s.max_queued_per_user, s.login_failures,
+            s.max_login_checks, s.hsts_seconds) == (5, 3, 10, 2, 0)
+    with pytest.raises(ConfigError, match="AUTO_BUILD_SESSION_HOURS"):
+        Settings.from_env({"AUTO_BUILD_SESSION_HOURS": "0"})
 
 
 def test_admin_group_is_optional():

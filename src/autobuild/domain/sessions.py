@@ -2,7 +2,7 @@
 
 Business rules:
 - a session lives ``lifetime`` after sign-in at most (absolute) and ends when unused for
-  ``lifetime`` (idle);
+  ``idle`` (by default the same: AUTO_BUILD_SESSION_HOURS is both);
 - signing in always makes a new session with a new random id (no fixation); the one it
   replaces ends;
 - signing out ends the session for every browser or script that holds its id;
@@ -29,11 +29,12 @@ def new_token() -> str:
 
 class Sessions:
     def __init__(self, store: SessionStore, members: Members, clock: Clock,
-                 lifetime: timedelta) -> None:
+                 lifetime: timedelta, idle: timedelta | None = None) -> None:
         self._store = store
         self._members = members
         self._clock = clock
         self._lifetime = lifetime
+        self._idle = min(idle, lifetime) if idle is not None else lifetime
 
     @property
     def lifetime(self) -> timedelta:
@@ -60,7 +61,7 @@ class Sessions:
             return None
         now = self._clock.now()
         if (now - session.created_at >= self._lifetime
-                or now - session.last_seen_at >= self._lifetime):
+                or now - session.last_seen_at >= self._idle):
             self._store.delete(session_id)
             return None
         if not self._members.is_member(session.user):
@@ -78,5 +79,6 @@ class Sessions:
         return self._store.delete_user(user)
 
     def purge_expired(self) -> int:
-        """Forget sessions past their idle limit (absolute ones are older still)."""
-        return self._store.delete_unused_since(self._clock.now() - self._lifetime)
+        """Forget sessions past their idle limit; those past the absolute limit are only
+        forgotten here once idle too (resume refuses them anyway)."""
+        return self._store.delete_unused_since(self._clock.now() - self._idle)

@@ -9,6 +9,7 @@ began makes them indistinguishable. The padding is an async sleep: it holds no w
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -16,6 +17,7 @@ from typing import Protocol
 from fastapi.concurrency import run_in_threadpool
 
 QUEUE_WAIT_SECONDS = 5.0  # a check waits this long for a free slot, then gets 503
+SLOT_POLL_SECONDS = 0.05
 
 
 class Timer(Protocol):
@@ -43,12 +45,18 @@ class LoginBusy(Exception):
 
 class LoginPacer:
     def __init__(self, max_checks: int, failure_seconds: float, timer: Timer | None = None,
-                 queue_wait: float = QUEUE_WAIT_SECONDS) -> None:
+                 queue_wait: float | None = None) -> None:
         self._max_checks = max_checks
         self._failure_seconds = failure_seconds
         self._timer = timer or SystemTimer()
         self._queue_wait = queue_wait
-        self._slots: asyncio.Semaphore | None = None
+        # A counter, not an asyncio.Semaphore: it must not belong to one event loop.
+        self._in_flight = 0
+        self._lock = threading.Lock()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
 
     @property
     def failure_seconds(self) -> float:
@@ -62,16 +70,24 @@ class LoginPacer:
                     password: str) -> bool:
         """``authenticate(username, password)`` in a worker thread, at most ``max_checks`` at
         once; raises LoginBusy when no slot frees within the queue wait."""
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self._max_checks)
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self._queue_wait)
-        except TimeoutError:
-            raise LoginBusy() from None
+        wait = QUEUE_WAIT_SECONDS if self._queue_wait is None else self._queue_wait
+        deadline = time.monotonic() + wait
+        while not self._take_slot():
+            if time.monotonic() >= deadline:
+                raise LoginBusy()
+            await asyncio.sleep(SLOT_POLL_SECONDS)
         try:
             return await run_in_threadpool(authenticate, username, password)
         finally:
-            self._slots.release()
+            with self._lock:
+                self._in_flight -= 1
+
+    def _take_slot(self) -> bool:
+        with self._lock:
+            if self._in_flight >= self._max_checks:
+                return False
+            self._in_flight += 1
+            return True
 
     async def pad_failure(self, started: float) -> float:
         """Sleep until ``failure_seconds`` after ``started``; returns how long it slept."""
