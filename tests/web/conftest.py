@@ -68,6 +68,7 @@ def settings(tmp_path: Path) -> Settings:
         db_path=tmp_path / "data" / "jobs.db",
         jobs_root=tmp_path / "jobs",
         runner_path=tmp_path / "runner" / "run_job.sh",
+        secret_key_file=tmp_path / "secret_key",  # none: dev mode's in-memory key
         dev_mode=True,
         use_sudo=False,
         poll_interval=0.05,

@@ -15,16 +15,22 @@ from tests.web.helpers import VALID_JOB, login, submit
 
 def test_no_secret_key_and_no_dev_mode_refuses_to_start(tmp_path):
     with pytest.raises(ConfigError, match="AUTO_BUILD_SECRET_KEY"):
-        create_app(Settings(db_path=tmp_path / "jobs.db", jobs_root=tmp_path / "jobs"))
+        create_app(Settings(db_path=tmp_path / "jobs.db", jobs_root=tmp_path / "jobs",
+                            secret_key_file=tmp_path / "secret_key"))
 
 
 def test_a_short_secret_key_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="too short"):
-        create_app(Settings(secret_key="short", db_path=tmp_path / "jobs.db"))
+        create_app(Settings(secret_key="short", db_path=tmp_path / "jobs.db",
+                            secret_key_file=tmp_path / "secret_key"))
+    (tmp_path / "secret_key").write_text("short\n")
+    with pytest.raises(ConfigError, match="at least 32"):
+        create_app(Settings(db_path=tmp_path / "jobs.db", secret_key_file=tmp_path / "secret_key"))
 
 
 def test_creating_the_app_touches_nothing(tmp_path):
-    settings = Settings(secret_key="k" * 32, db_path=tmp_path / "data" / "jobs.db",
+    settings = Settings(secret_key="k" * 32, secret_key_file=tmp_path / "no-key-file",
+                        db_path=tmp_path / "data" / "jobs.db",
                         jobs_root=tmp_path / "jobs", runner_path=tmp_path / "run_job.sh")
 
     app = create_app(settings)
