@@ -54,7 +54,9 @@ def test_good_refs(ref):
 
 @pytest.mark.parametrize("ref", ["-x", "--upload-pack=evil", "a..b", "a b", "a~1", "a^", "a:b",
                                  "a?", "a*", "a[", "a\\b", "/a", "a/", "a//b", ".a", "a/.b",
-                                 "a.lock", "a/b.lock/c", "@", "a@{1}", "a.", "", "a\x00b", "a\tb"])
+                                 "a.lock", "a/b.lock/c", "@", "a@{1}", "a.", "", "a\x00b", "a\tb",
+                                 "main;id", "$(id)", "`id`", "a|b", "a&b", "a<b", "a>b",
+                                 "a(b)", "a'b", "a\"b", "a!b"])
 def test_bad_refs(ref):
     with pytest.raises(ValueError):
         GitRef.parse(ref)

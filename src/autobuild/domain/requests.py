@@ -25,7 +25,10 @@ _URL_PATH = re.compile(r"^/[A-Za-z0-9._~+/-]*$")
 _HEX_COMMIT = re.compile(r"^[0-9a-fA-F]{7,40}$")
 _MACHINE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 _TARGET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+:-]{0,127}$")
-_REF_FORBIDDEN_CHARS = set(" ~^:?*[\\") | {chr(c) for c in range(0x20)} | {"\x7f"}
+# git's own forbidden characters, and (stricter than git) the shell's: no value the runner is
+# given may hold one, even though none reaches a shell today.
+_REF_FORBIDDEN_CHARS = (set(" ~^:?*[\\") | set("$`;|&<>()'\"!") | {chr(c) for c in range(0x20)}
+                        | {"\x7f"})
 MAX_URL_LENGTH = 2048
 MAX_REF_LENGTH = 255
 
@@ -88,7 +91,8 @@ def _check_ref_format(ref: str) -> str | None:
     if not ref.isascii():
         return "a ref must be plain ASCII"
     if any(ch in _REF_FORBIDDEN_CHARS for ch in ref):
-        return "a ref must not contain spaces, control characters or any of ~ ^ : ? * [ \\"
+        return ("a ref must not contain spaces, control characters or any of "
+                "~ ^ : ? * [ \\ $ ` ; | & < > ( ) ' \" !")
     if ".." in ref:
         return "a ref must not contain '..'"
     if ref.startswith("/") or ref.endswith("/") or "//" in ref:
