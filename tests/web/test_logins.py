@@ -4,6 +4,7 @@ import logging
 import re
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
@@ -196,3 +197,24 @@ class TestBoundedChecks:
         assert 0.3 <= waited < 3
         assert first["r"].status_code == 303
         assert attempt(browser(app, "192.0.2.2"), "bob", "bob-pw").status_code == 303
+
+
+def test_the_documented_fail2ban_filter_matches_every_failure_line(app, caplog):
+    doc = (Path(__file__).parents[2] / "docs" / "fail2ban.md").read_text()
+    failregex = re.search(r"^failregex = (.+)$", doc, re.MULTILINE).group(1)
+    # fail2ban's <HOST> (IPv4, IPv6 or a name), as its own configuration defines it.
+    pattern = re.compile(failregex.replace("<HOST>", r"(?P<host>[\w.:-]+)"))
+    caplog.set_level(logging.WARNING)
+    attempt(browser(app, "203.0.113.5"), "alice", "wrong")
+    attempt(browser(app, "2001:db8::7"), "x' from 10.0.0.1", "wrong")
+    for _ in range(5):
+        attempt(browser(app, "198.51.100.3"), "carol", "wrong")
+
+    lines = [r.getMessage() for r in caplog.records if "login failed" in r.getMessage()]
+    hosts = [pattern.match(line).group("host") for line in lines]
+    assert hosts == ["203.0.113.5", "2001:db8::7"] + ["198.51.100.3"] * 5
+    for line in lines:  # the doc's examples are what the service writes
+        assert re.sub(r"'[^']*'", "''", line).replace("2001:db8::7", "H").replace(
+            "203.0.113.5", "H").replace("198.51.100.3", "H") in {
+            "autobuild: login failed for user '' from H",
+            "autobuild: login failed for user '' from H (too many failures, not checked)"}
