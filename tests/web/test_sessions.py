@@ -130,3 +130,21 @@ def test_failed_login_after_logout_still_says_the_one_message(app, alice):
     response = alice.post("/login", data={"username": "alice", "password": "nope",
                                           "csrf_token": page_csrf(alice, "/login")})
     assert response.status_code == 401 and LOGIN_FAILED in response.text
+
+
+def test_an_open_live_log_ends_soon_after_its_session_does(app, alice, fakes, monkeypatch):
+    from autobuild.web.routes import stream
+    from tests.web.helpers import parse_sse, submit
+
+    monkeypatch.setattr(stream, "POLL_SECONDS", 0.02)
+    monkeypatch.setattr(stream, "SESSION_RECHECK_SECONDS", 0.05)
+    assert submit(alice).status_code == 303  # a build that goes on
+    copy = copy_of(app, alice)
+    with copy.stream("GET", "/api/jobs/1/log/stream") as response:
+        assert response.status_code == 200
+        events = parse_sse(response.iter_lines())
+        next(events)
+        alice.post("/logout", data={"csrf_token": page_csrf(alice, "/")})
+        rest = list(events)  # ends instead of waiting for the build
+
+    assert all(event.get("event") != "end" for event in rest)

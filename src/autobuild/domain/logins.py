@@ -32,6 +32,8 @@ class LoginThrottled(Exception):
 
 
 class LoginThrottle:
+    """Not thread-safe: the web layer uses it from the event loop only."""
+
     def __init__(self, clock: Clock, max_failures: int = 5,
                  window: timedelta = DEFAULT_WINDOW, max_keys: int = MAX_KEYS) -> None:
         if max_failures < 1:

@@ -58,6 +58,13 @@ def signed_in(request: Request) -> StoredSession | None:
     return session
 
 
+def still_signed_in(request: Request) -> bool:
+    """Whether this request's session is still live now (looked up again, not the cached
+    answer): long-lived responses such as the live log ask it from time to time."""
+    sid = request.session.get("sid")
+    return isinstance(sid, str) and _sessions(request).resume(sid) is not None
+
+
 def current_user(request: Request) -> str | None:
     session = signed_in(request)
     return session.user if session is not None else None

@@ -4,11 +4,13 @@ SSE events: ``status`` (first, then on every change), ``log`` (``{"text"}``, id 
 offset after it, so ``Last-Event-ID`` resumes exactly), ``progress`` (the build's progress, see
 rendering.progress_json, whenever it differs from what was last sent, or from a build that has
 not started for a new stream), ``end``
-(the job is over and the whole log was sent). FastAPI adds a keep-alive comment when nothing
+(the job is over and the whole log was sent). A stream whose session ends (sign-out, expiry,
+leaving the users group) is closed within SESSION_RECHECK_SECONDS. FastAPI adds a keep-alive comment when nothing
 was sent for 15 s.
 """
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -23,7 +25,7 @@ from ...domain.progress import Progress
 from ...domain.queries import DEFAULT_LOG_CHUNK, JobQueries
 from ..containers import Container
 from ..rendering import progress_json, status_json
-from ..security import User, require_user
+from ..security import User, require_user, still_signed_in
 
 router = APIRouter(prefix="/api")
 
@@ -32,6 +34,7 @@ Queries = Annotated[JobQueries, Depends(Provide[Container.queries])]
 MAX_LOG_LIMIT = 1024 * 1024
 POLL_SECONDS = 0.5  # how often a quiet stream looks for new log bytes or a status change
 RETRY_MS = 2000
+SESSION_RECHECK_SECONDS = 30.0  # an open stream ends this soon after its session does
 
 
 @router.get("/jobs/{job_id:jobid}/log")
@@ -104,7 +107,12 @@ async def log_stream(
     # Fed with exactly the text this stream sends; a resumed stream starts from the log so far.
     tracker = await run_in_threadpool(service.track_progress, job_id, position)
     sent_progress = Progress()  # nothing to send until the build has got somewhere
+    checked_at = time.monotonic()
     while not await request.is_disconnected():
+        if time.monotonic() - checked_at >= SESSION_RECHECK_SECONDS:
+            if not await run_in_threadpool(still_signed_in, request):
+                return  # signed out, expired or no longer a member: the stream ends
+            checked_at = time.monotonic()
         chunk = await run_in_threadpool(service.read_log, job_id, position, DEFAULT_LOG_CHUNK)
         job = await run_in_threadpool(service.get, job_id)  # after the log: see log_chunk
         status = status_json(job)
