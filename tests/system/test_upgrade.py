@@ -48,6 +48,9 @@ OLD_COMMIT = "4208bcf"
 SRV = JOBS_ROOT.parent
 DATA = SRV / "data"
 LAUNCH = DATA / "launch"
+# The old version keeps its session key in autobuild.env; the current one in the key file.
+ETC = Path("/etc/autobuild")
+ETC_FILES = (ETC / "autobuild.env", ETC / "secret_key")
 
 
 def run(*cmd: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -135,6 +138,7 @@ class Upgrade:
     install: subprocess.CompletedProcess[str]
     planted: Path  # bob's file in alice's old job directory, before the upgrade
     gate: Path  # touch it and the running build goes on
+    old_key: str  # AUTO_BUILD_SECRET_KEY the old install wrote into autobuild.env
 
 
 def _move_aside(backup: Path) -> None:
@@ -143,6 +147,11 @@ def _move_aside(backup: Path) -> None:
     for path in [*DATA.glob("jobs.db*"), LAUNCH, JOBS_ROOT]:
         if os.path.lexists(path):
             shutil.move(str(path), backup / path.name)
+    # ... and its configuration: the old install.sh writes its own, key included.
+    (backup / "etc").mkdir(mode=0o700)
+    for path in ETC_FILES:
+        if os.path.lexists(path):
+            shutil.move(str(path), backup / "etc" / path.name)
 
 
 def _put_back(backup: Path) -> None:
@@ -153,6 +162,11 @@ def _put_back(backup: Path) -> None:
             path.unlink()
     if JOBS_ROOT.exists():
         subprocess.run(["rm", "-rf", "--one-file-system", str(JOBS_ROOT)], check=True)
+    for path in ETC_FILES:
+        path.unlink(missing_ok=True)
+    for path in (backup / "etc").iterdir():
+        shutil.move(str(path), ETC / path.name)
+    (backup / "etc").rmdir()
     for path in backup.iterdir():
         shutil.move(str(path), (SRV if path.name == JOBS_ROOT.name else DATA) / path.name)
     backup.rmdir()
@@ -226,6 +240,8 @@ def upgraded(accounts, git):
     try:
         _install_old(source, accounts)
         assert USERS_GROUP in run("id", "-nG", SERVICE_USER).stdout.split()  # the old rules
+        old_key = next(line.split("=", 1)[1] for line in (ETC / "autobuild.env").read_text().splitlines()
+                       if line.startswith("AUTO_BUILD_SECRET_KEY="))
 
         # --- builds in the old layout ---
         web_a, web_b = signed_in(alice), signed_in(bob)
@@ -256,7 +272,7 @@ def upgraded(accounts, git):
         assert install.returncode == 0, f"install.sh failed:\n{install.stdout}\n{install.stderr}"
         wait_for_service()
         yield Upgrade(alice.name, bob.name, jobs, OldJob(slow, alice.name, "RUNNING"), install,
-                      planted, gate)
+                      planted, gate, old_key)
     finally:
         gate.touch()  # whatever happened, the gated build may end
         deadline = time.monotonic() + 30
@@ -279,6 +295,15 @@ def test_install_reports_the_migration_and_keeps_the_running_build(upgraded):
         assert f"job {old.id}: {old.status} job of {old.owner}: moved to jobs/{old.owner}/{old.id}" in out, out
     slow = upgraded.running
     assert f"link jobs/{slow.id} -> {slow.owner}/{slow.id} kept until it ends" in out, out
+
+
+def test_the_upgrade_moves_the_session_key_from_the_environment_into_the_key_file(upgraded):
+    key_file = ETC / "secret_key"
+    assert key_file.read_text() == upgraded.old_key + "\n"  # the same key: sessions go on
+    st = key_file.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, grp.getgrnam(SERVICE_USER).gr_gid, 0o640)
+    assert "AUTO_BUILD_SECRET_KEY" not in (ETC / "autobuild.env").read_text()
+    assert f"wrote {key_file}" in upgraded.install.stdout and "sessions go on" in upgraded.install.stdout
 
 
 def test_the_service_user_left_the_engineers_group_and_sudo_refuses_root_and_itself(upgraded):
