@@ -17,6 +17,19 @@ from autobuild.runner.jobdir import Identity
 from autobuild.runner.steps import auto_conf_lines, build_environment, pass_to_bitbake, repo_origin
 
 
+@pytest.fixture(autouse=True)
+def process_state_restored():
+    """cli.main sets what the runner process needs (umask 027, not dumpable): in the test
+    process it must not leak into later tests."""
+    import ctypes
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    yield
+    os.umask(umask)
+    ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE, 1
+
+
 @pytest.mark.parametrize("argv,expected", [
     (["build", "12"], ("build", 12)), (["cancel", "1"], ("cancel", 1)),
     (["purge", "999999999999"], ("purge", 999999999999)), (["has-token"], ("has-token", None)),
