@@ -57,9 +57,13 @@ class Account:
         return self.home / ".autobuild" / "gitlab_token"
 
 
-def client() -> httpx.Client:
-    """A browser-like client of the installed service, through nginx (no redirects followed)."""
-    return httpx.Client(base_url=BASE_URL, follow_redirects=False, timeout=60)
+def client(source: str | None = None) -> httpx.Client:
+    """A browser-like client of the installed service, through nginx (no redirects followed).
+    ``source``: another loopback address to come from (127.0.0.x): the service throttles failed
+    sign-ins per client address, so tests that fail on purpose use their own."""
+    transport = httpx.HTTPTransport(local_address=source) if source else None
+    return httpx.Client(base_url=BASE_URL, follow_redirects=False, timeout=60,
+                        transport=transport)
 
 
 def login(web: httpx.Client, user: str, password: str) -> httpx.Response:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import stat
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -37,7 +39,7 @@ def test_wrong_password_outsider_root_locked_and_expired_get_the_same_refusal(in
     }
     errors = {}
     for case, (user, password) in attempts.items():
-        with client() as web:
+        with client(source="127.0.0.9") as web:  # its own address: these failures are on purpose
             response = login(web, user, password)
             assert response.status_code == 401, (case, response.status_code)
             errors[case] = _error_box(response.text)
@@ -71,3 +73,27 @@ def test_the_token_is_saved_in_the_engineers_home_where_the_service_cannot_read_
                               capture_output=True, text=True, timeout=30)
         assert read.returncode != 0 and "Permission denied" in read.stderr, path
         assert git.token not in read.stdout
+
+
+def test_failed_sign_ins_are_throttled_per_real_client_address_through_nginx(installs, accounts):
+    """Five failures a minute from one address, then 429 with Retry-After for that address
+    only; each failure is one fail2ban line naming the real address nginx saw."""
+    log = Path("/var/log/autobuild/service.log")
+    offset = log.stat().st_size if log.exists() else 0
+
+    def fail(n: int) -> int:
+        with client(source="127.0.0.10") as web:
+            return login(web, f"nobody-{n}", "wrong").status_code
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        assert sorted(pool.map(fail, range(5))) == [401] * 5
+    with client(source="127.0.0.10") as web:
+        refused = login(web, accounts.alice.name, accounts.alice.password)
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+    with client() as web:  # another address is not held back
+        assert login(web, accounts.alice.name, accounts.alice.password).status_code == 303
+    with open(log, "rb") as handle:
+        handle.seek(offset)
+        lines = handle.read().decode(errors="replace").splitlines()
+    failed = [line for line in lines if "login failed for user 'nobody-" in line]
+    assert len(failed) == 5 and all("from 127.0.0.10" in line for line in failed), failed

@@ -70,3 +70,6 @@ def test_a_full_disk_gets_its_line_in_the_failure_box(alice, fakes, supervisor, 
 
     assert queries.get(1).status.value == "FAILED"
     assert "Why it failed" in page and html.escape(DISK_FULL) in page
+    # The API says the same, not only "exit code 1".
+    failure = alice.get("/api/jobs/1").json()["failure"]
+    assert failure["disk_problem"] == DISK_FULL and failure["tasks"] == []

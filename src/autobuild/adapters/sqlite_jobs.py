@@ -14,6 +14,9 @@ from typing import Any
 
 from autobuild.domain.jobs import Job, JobStatus, Submission
 from autobuild.domain.orders import BuildSettings
+from autobuild.domain.ports import StorageFull
+
+from .sqlite_errors import DISK_FULL_MESSAGE, is_disk_full
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -260,9 +263,16 @@ class SqliteJobRepository:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection; a full disk on any statement becomes StorageFull (SQLite rolled the
+        statement back: nothing was stored, and the next call works once there is room)."""
         self.ensure_schema()
         with closing(self._open()) as conn:
-            yield conn
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                if is_disk_full(exc, self._db_path.parent):
+                    raise StorageFull(DISK_FULL_MESSAGE) from exc
+                raise
 
     def connection(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """An autocommit connection to the same file, schema ready (for other adapters on

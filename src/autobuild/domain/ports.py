@@ -103,6 +103,10 @@ class Administrators(Protocol):
     def is_admin(self, username: str) -> bool: ...
 
 
+class StorageFull(Exception):
+    """The service's storage is full: nothing was stored; the message is fit to show."""
+
+
 class RunnerError(Exception):
     """The runner could not be started or refused the request; the message is fit to show."""
 

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..domain.artifacts import ArtifactNotFound
 from ..domain.jobs import InvalidTransition
 from ..domain.limits import LimitReached
-from ..domain.ports import RunnerError
+from ..domain.ports import RunnerError, StorageFull
 from ..domain.requests import InvalidRequest
 from ..domain.permissions import NotAllowed
 from ..domain.queries import JobNotFound
@@ -37,12 +37,13 @@ def error_response(
     title: str | None = None,
     back: str | None = None,
     extra: dict | None = None,
+    anonymous: bool = False,
 ) -> Response:
     if is_api(request):
         return JSONResponse({"detail": message, **(extra or {})}, status_code=status_code)
     context = {"status_code": status_code, "title": title or "Something is not right",
                "message": message, "back": back}
-    return render(request, "error.html", context, status_code=status_code)
+    return render(request, "error.html", context, status_code=status_code, anonymous=anonymous)
 
 
 async def _login_required(request: Request, exc: Exception) -> Response:
@@ -79,6 +80,14 @@ async def _invalid_request(request: Request, exc: Exception) -> Response:
 
 
 LIMIT_RETRY_SECONDS = 30
+
+
+async def _storage_full(request: Request, exc: Exception) -> Response:
+    message = (f"{str(exc)[:1].upper()}{str(exc)[1:]}: nothing was saved. Ask the admin to "
+               "free space, then try again.")
+    # Rendered without the session: the session store is on the same full disk.
+    return error_response(request, 507, message, "Disk full", request.url.path, anonymous=True)
+
 
 
 async def _limit_reached(request: Request, exc: Exception) -> Response:
@@ -131,6 +140,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidTransition, _invalid_transition)
     app.add_exception_handler(LimitReached, _limit_reached)
     app.add_exception_handler(RunnerError, _runner_error)
+    app.add_exception_handler(StorageFull, _storage_full)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _server_error)

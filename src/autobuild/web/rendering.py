@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from .. import __version__
 from ..domain.artifacts import ArtifactInfo
+from ..domain.failures import FailureSummary
 from ..domain.jobs import Job
 from ..domain.progress import Progress
 from .security import csrf_token, current_user, pop_flashes
@@ -91,6 +92,19 @@ def job_json(job: Job, now: datetime, user: str | None = None,
     }
 
 
+def failure_json(summary: FailureSummary) -> dict[str, Any] | None:
+    """The job page's "Why it failed" as JSON; None when the log says nothing recognisable."""
+    if summary.is_empty:
+        return None
+    return {
+        "disk_problem": summary.disk_problem,
+        "git_problem": summary.git_problem,
+        "tasks": [{"recipe": t.recipe, "task": t.task, "messages": list(t.messages),
+                   "log_name": t.log_name, "log_tail": t.log_tail} for t in summary.tasks],
+        "more_tasks": summary.more_tasks,
+    }
+
+
 def status_json(job: Job) -> dict[str, Any]:
     """The payload of the SSE ``status`` event."""
     return {
@@ -137,10 +151,12 @@ def render(
     name: str,
     context: dict[str, Any] | None = None,
     status_code: int = 200,
+    anonymous: bool = False,
 ) -> Response:
-    """Render ``name`` with what every page needs: the user, the CSRF token, pending flashes."""
+    """Render ``name`` with what every page needs: the user, the CSRF token, pending flashes
+    (``anonymous``: none of them, for pages that must not touch the session store)."""
     templates: Jinja2Templates = request.app.state.templates
-    if "session" in request.scope:
+    if "session" in request.scope and not anonymous:
         page = {
             "user": current_user(request),
             "csrf_token": csrf_token(request),

@@ -9,13 +9,14 @@ from dependency_injector.wiring import Provide, inject
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from ...domain.jobs import JobStatus
 from ...domain.ports import Clock
 from ...domain.commands import JobCommands
 from ...domain.permissions import Permissions
 from ...domain.queries import JobQueries
 from ...scheduler import Scheduler
 from ..containers import Container
-from ..rendering import artifact_json, job_json, progress_json
+from ..rendering import artifact_json, failure_json, job_json, progress_json
 from ..security import HeaderCsrf, User
 
 router = APIRouter(prefix="/api")
@@ -58,6 +59,9 @@ def get_job(job_id: int, user: User, service: Queries, perms: Perms, clock: Now)
     found = service.get(job_id)
     data = job_json(found, clock.now(), user, perms.may_cancel(found, user))
     data["progress"] = progress_json(service.progress(job_id))
+    # The same "Why it failed" as the job page (disk full, git problem, failed tasks).
+    data["failure"] = (failure_json(service.failure_summary(job_id))
+                       if found.status is JobStatus.FAILED else None)
     return data
 
 
