@@ -69,6 +69,7 @@ from tests.system.helpers import (
 from tests.web.helpers import csrf_from
 
 ENV_FILE = Path("/etc/autobuild/autobuild.env")
+KEY_FILE = Path("/etc/autobuild/secret_key")
 GATES = Path("/run/autobuild-attack-gates")
 BAIT = JOBS_ROOT.parent / "attack-bait.txt"  # the service may read it, engineers may not
 ATTACKER_CA = Path("/usr/local/share/ca-certificates/autobuild-attack-tests.crt")
@@ -294,13 +295,6 @@ def _restart_service() -> None:
     wait_for_service()
 
 
-def _read_env(name: str) -> str:
-    for line in ENV_FILE.read_text().splitlines():
-        if line.startswith(f"{name}="):
-            return line.split("=", 1)[1].strip()
-    raise AssertionError(f"{name} is not in {ENV_FILE}")
-
-
 def _ca_into_trust_store(ca: Path | None) -> None:
     if ca is None:
         ATTACKER_CA.unlink(missing_ok=True)
@@ -341,8 +335,9 @@ def world(alice, accounts, git, tmp_path_factory) -> Iterator[World]:
     _set_env({"AUTO_BUILD_MAX_RUNNING": "2", "AUTO_BUILD_ADMIN_GROUP": ADMINS})
     _restart_service()
 
-    secret_key = _read_env("AUTO_BUILD_SECRET_KEY")
-    assert len(secret_key) >= 16 and not secret_key.startswith(("'", '"')), "an odd key"
+    secret_key = KEY_FILE.read_text().strip()  # the session signing key, out of the environment
+    assert len(secret_key) >= 32, "an odd key"
+    assert "AUTO_BUILD_SECRET_KEY" not in ENV_FILE.read_text()
     bait = "BAIT-" + secrets.token_hex(16)
     BAIT.write_text(bait + "\n")
     os.chown(BAIT, 0, int(run("getent", "group", SERVICE_USER).stdout.split(":")[2]))
@@ -589,6 +584,7 @@ def test_engineers_cannot_reach_the_service_secret_its_data_or_sudo(world):
     bob = world.bob
     pid = service_pid()
     bob.refused(
+        ("read", str(KEY_FILE)),
         ("read", str(ENV_FILE)),
         ("listdir", str(ENV_FILE.parent)),
         ("read", f"/proc/{pid}/environ"),
