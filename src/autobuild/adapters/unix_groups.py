@@ -24,20 +24,10 @@ class GroupAdministrators:
         self._group = (group or "").strip() or None
 
     def is_admin(self, username: str) -> bool:
-        if self._group is None or not username:
+        if self._group is None:
             return False
-        try:
-            entry = grp.getgrnam(self._group)
-        except KeyError:
-            log.warning("AUTO_BUILD_ADMIN_GROUP=%s: no such group; nobody is an administrator",
-                        self._group)
-            return False
-        if username in entry.gr_mem:
-            return True
-        try:
-            return pwd.getpwnam(username).pw_gid == entry.gr_gid
-        except KeyError:
-            return False
+        return in_group(username, self._group, "AUTO_BUILD_ADMIN_GROUP",
+                        "nobody is an administrator")
 
 
 class GroupMembers:
@@ -68,20 +58,25 @@ class GroupMembers:
         return answer
 
     def _look_up(self, username: str) -> bool:
-        if not username:
-            return False
-        try:
-            entry = grp.getgrnam(self._group)
-        except KeyError:
-            log.warning("AUTO_BUILD_USERS_GROUP=%s: no such group; nobody may sign in",
-                        self._group)
-            return False
-        if username in entry.gr_mem:
-            return True
-        try:
-            return pwd.getpwnam(username).pw_gid == entry.gr_gid
-        except KeyError:
-            return False
+        return in_group(username, self._group, "AUTO_BUILD_USERS_GROUP", "nobody may sign in")
+
+
+def in_group(username: str, group: str, setting: str, consequence: str) -> bool:
+    """``username`` is listed in ``group`` or has it as primary group; a group that does not
+    exist has no members (logged, naming the ``setting`` and its ``consequence``)."""
+    if not username:
+        return False
+    try:
+        entry = grp.getgrnam(group)
+    except KeyError:
+        log.warning("%s=%s: no such group; %s", setting, group, consequence)
+        return False
+    if username in entry.gr_mem:
+        return True
+    try:
+        return pwd.getpwnam(username).pw_gid == entry.gr_gid
+    except KeyError:
+        return False
 
 
 class ServiceUserOnly:
