@@ -16,6 +16,7 @@ from autobuild.domain.jobs import Job, JobStatus, Submission
 from autobuild.domain.permissions import Permissions
 from autobuild.domain.ports import (
     Ended,
+    JobFilter,
     Lost,
     Running,
     RunnerError,
@@ -65,6 +66,19 @@ class FakeJobRepository:
 
     def count(self) -> int:
         return len(self.rows)
+
+    def list_keyset(self, where: JobFilter, limit: int, before: int | None = None,
+                    after: int | None = None) -> list[Job]:
+        text = (where.text or "").lower()
+        matching = [j for j in sorted(self.rows.values(), key=lambda j: j.id, reverse=True)
+                    if where.owner in (None, j.owner) and where.status in (None, j.status)
+                    and any(text in field.lower()
+                            for field in (j.repo_url, j.ref, j.machine, j.target))]
+        if after is not None:
+            above = [j for j in matching if j.id > after]
+            return [copy.deepcopy(j) for j in above[max(0, len(above) - limit):]]
+        return [copy.deepcopy(j) for j in matching
+                if before is None or j.id < before][:limit]
 
     def with_status(self, *statuses: JobStatus) -> list[Job]:
         return [copy.deepcopy(j) for j in sorted(self.rows.values(), key=lambda j: j.id)

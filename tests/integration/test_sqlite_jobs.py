@@ -11,6 +11,7 @@ import pytest
 from autobuild.adapters.sqlite_jobs import SCHEMA_VERSION, SqliteJobRepository
 from autobuild.domain.jobs import Job, JobStatus, Submission
 from autobuild.domain.orders import BuildSettings
+from autobuild.domain.ports import JobFilter
 from autobuild.domain.requests import BuildRequest
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -106,6 +107,76 @@ def test_with_status_is_oldest_first(repo):
     assert [j.id for j in repo.with_status(JobStatus.PENDING, JobStatus.RUNNING)] == [1, 2, 4]
     assert repo.with_status(JobStatus.CANCELLED) == []
     assert repo.with_status() == []
+
+
+def test_list_keyset_pages_both_ways_with_filters(repo):
+    for minute in range(10):
+        job = repo.add(new_job(owner="alice" if minute % 2 else "bob", minutes=minute))
+        job.status = JobStatus.FAILED if minute % 3 == 0 else JobStatus.SUCCESS
+        repo.save(job)
+
+    def ids(where=JobFilter(), limit=3, **cursor):
+        return [j.id for j in repo.list_keyset(where, limit, **cursor)]
+
+    assert ids() == [10, 9, 8]
+    assert ids(before=8) == [7, 6, 5] and ids(before=2) == [1] and ids(before=1) == []
+    assert ids(after=7) == [10, 9, 8] and ids(after=2) == [5, 4, 3] and ids(after=10) == []
+    assert ids(JobFilter(owner="alice"), 10) == [10, 8, 6, 4, 2]
+    assert ids(JobFilter(status=JobStatus.FAILED), 10) == [10, 7, 4, 1]
+    assert ids(JobFilter(owner="bob", status=JobStatus.FAILED), 10, before=9) == [7, 1]
+    assert ids(JobFilter(text="QEMUX86"), 2, after=1) == [3, 2]
+    assert ids(JobFilter(text="v1.2"), 1) == [10]
+    assert ids(JobFilter(text="%"), 10) == [] and ids(JobFilter(text="_"), 10) == []
+    assert ids(JobFilter(text="x8_6"), 10) == []  # LIKE wildcards are plain characters
+
+
+@pytest.mark.parametrize("where", [JobFilter(), JobFilter(owner="alice"),
+                                   JobFilter(status=JobStatus.RUNNING),
+                                   JobFilter(owner="alice", status=JobStatus.RUNNING)])
+def test_list_keyset_walks_an_index_in_id_order(repo, db_path, where):
+    from autobuild.adapters.sqlite_jobs import _SELECT, _filter_sql
+
+    repo.count()  # migrated
+    clauses, params = _filter_sql(where)
+    sql = f"{_SELECT} WHERE {' AND '.join([*clauses, 'id < ?'])} ORDER BY id DESC LIMIT 25"
+    with sqlite3.connect(db_path) as conn:
+        plan = " ".join(row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}",
+                                                        (*params, 100)))
+    assert plan.startswith("SEARCH jobs USING") and "rowid<?" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan  # no sort: the index gives id order
+
+
+def test_a_thread_reuses_its_connection_and_threads_do_not_share_one(repo):
+    with repo.connection() as first, repo.connection() as nested:
+        assert first is nested
+    with repo.connection() as again:
+        assert again is first
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(repo.connection().__enter__()))
+    thread.start()
+    thread.join()
+    assert seen[0] is not first
+
+
+def test_after_an_error_the_next_call_gets_a_fresh_working_connection(repo):
+    with pytest.raises(sqlite3.OperationalError):
+        with repo.connection() as conn:
+            conn.execute("BEGIN")
+            conn.execute("INSERT INTO no_such_table VALUES (1)")
+    with repo.connection() as fresh:
+        assert fresh is not conn and not fresh.in_transaction
+    assert repo.add(new_job()).id == 1
+
+
+def test_a_transaction_left_open_is_not_carried_into_the_next_call(repo, db_path):
+    with repo.connection() as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("CREATE TABLE forgotten (x)")
+    assert not conn.in_transaction
+    with sqlite3.connect(db_path) as other:  # not locked, and nothing was committed
+        other.execute("BEGIN IMMEDIATE")
+        assert other.execute("SELECT count(*) FROM sqlite_master WHERE name = 'forgotten'"
+                             ).fetchone()[0] == 0
 
 
 def test_concurrent_writes_from_threads_do_not_lock_each_other_out(repo):

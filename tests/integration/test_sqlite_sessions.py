@@ -61,9 +61,11 @@ def test_sessions_live_in_the_jobs_database_at_the_current_schema(tmp_path, stor
 def test_a_database_of_the_previous_version_gets_the_sessions_table(tmp_path):
     db = tmp_path / "jobs.db"
     SqliteJobRepository(db).ensure_schema()
-    with sqlite3.connect(db) as conn:  # as the previous release left it
+    with sqlite3.connect(db) as conn:  # as the release before sessions (version 4) left it
         conn.execute("DROP TABLE sessions")
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+        conn.execute("DROP INDEX jobs_owner")  # migration 6, after sessions
+        conn.execute("DROP INDEX jobs_owner_status")
+        conn.execute("PRAGMA user_version = 4")
 
     SqliteSessionStore(db).add(session("s1"))
     assert SqliteSessionStore(db).get("s1") == session("s1")

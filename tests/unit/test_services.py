@@ -267,10 +267,17 @@ def test_log_is_complete_only_when_the_job_is_over_and_all_is_read(world):
 
 def test_list_is_paginated_newest_first(world):
     ids = [submit(world).id for _ in range(5)]
-    page = world.queries.list_page(1, per_page=2)
+    page = world.queries.list_page(per_page=2)
     assert [j.id for j in page.items] == ids[::-1][:2]
-    assert (page.pages, page.has_next, page.has_prev) == (3, True, False)
-    assert world.queries.list_page(99, per_page=2).number == 3
+    assert (page.has_next, page.has_prev) == (True, False)
+    second = world.queries.list_page(per_page=2, before=page.older)
+    assert [j.id for j in second.items] == ids[::-1][2:4]
+    last = world.queries.list_page(per_page=2, before=second.older)
+    assert [j.id for j in last.items] == ids[:1] and not last.has_next and last.has_prev
+    assert world.queries.list_page(per_page=2, after=last.newer).items == second.items
+    assert world.queries.list_page(per_page=2, after=ids[-1]).items == page.items  # the top
+    assert [j.id for j in world.queries.list_page(per_page=2, before=ids[0]).items] == [ids[1], ids[0]]
+    assert [j.id for j in world.queries.list_page(per_page=2, number=99).items] == [ids[1], ids[0]]
 
 
 def test_artifacts_of_unknown_names_are_not_found(world):

@@ -31,9 +31,28 @@ def test_job_list_is_paginated_newest_first(alice, fakes):
     body = alice.get("/api/jobs", params={"per_page": 2}).json()
 
     assert [item["id"] for item in body["items"]] == [3, 2]
-    assert (body["page"], body["pages"], body["per_page"], body["total"]) == (1, 2, 2, 3)
-    second = alice.get("/api/jobs", params={"per_page": 2, "page": 2}).json()
+    assert (body["per_page"], body["newer"], body["older"]) == (2, None, 2)
+    second = alice.get("/api/jobs", params={"per_page": 2, "before": body["older"]}).json()
     assert [item["id"] for item in second["items"]] == [1]
+    assert (second["newer"], second["older"]) == (1, None)
+    back = alice.get("/api/jobs", params={"per_page": 2, "after": second["newer"]}).json()
+    assert [item["id"] for item in back["items"]] == [3, 2]
+    numbered = alice.get("/api/jobs", params={"per_page": 2, "page": 2}).json()
+    assert [item["id"] for item in numbered["items"]] == [1]
+
+
+def test_job_list_filters(alice, bob, fakes):
+    submit(alice, target="core-image-minimal")
+    submit(bob, target="core-image-sato")
+    fakes.jobs.rows[2].status = JobStatus.FAILED
+
+    def ids(**params):
+        return [item["id"] for item in alice.get("/api/jobs", params=params).json()["items"]]
+
+    assert ids(owner="bob") == [2]
+    assert ids(status="FAILED") == [2] and ids(status="PENDING") == [1]
+    assert ids(q="SATO") == [2] and ids(q="core-image") == [2, 1] and ids(q="%") == []
+    assert alice.get("/api/jobs", params={"status": "nope"}).status_code == 400
 
 
 def test_job_detail(alice, bob, job, fakes, supervisor):

@@ -126,10 +126,10 @@ def test_assets_are_local_and_pages_load_nothing_from_elsewhere(alice, fakes):
 
 
 def test_an_unexpected_error_is_a_plain_500_page(app, fakes):
-    def broken(*args):
+    def broken(*args, **kwargs):
         raise RuntimeError("database exploded at /srv/secret/path")
 
-    fakes.jobs.count = broken
+    fakes.jobs.list_keyset = broken
     client = TestClient(app, follow_redirects=False, raise_server_exceptions=False)
     login(client, "alice")
 

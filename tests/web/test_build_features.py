@@ -33,7 +33,7 @@ def test_a_kas_file_outside_the_repository_is_refused_with_its_field_marked(alic
 
     assert response.status_code == 422
     assert 'id="e-kas_file"' in response.text
-    assert queries.list_page().total == 0
+    assert queries.list_page().items == []
 
 
 def test_job_page_and_api_show_the_sha256_and_a_copy_link_button(alice, fakes, supervisor):

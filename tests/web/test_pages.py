@@ -100,14 +100,46 @@ def test_job_list_is_newest_first_and_paginated(alice, bob, fakes):
     first = alice.get("/").text
     ids = [int(x) for x in re.findall(r'href="/jobs/(\d+)"', first)]
     assert ids == list(range(30, 5, -1))  # 25 per page
-    assert "Page 1 of 2" in first
-    assert 'href="/?page=2"' in first
+    assert 'href="/?before=6"' in first and "Newer" not in first
 
-    second = alice.get("/", params={"page": 2}).text
+    second = alice.get("/", params={"before": 6}).text
     assert [int(x) for x in re.findall(r'href="/jobs/(\d+)"', second)] == [5, 4, 3, 2, 1]
-    assert 'href="/?page=1"' in second
-    beyond = alice.get("/", params={"page": 99}).text  # clamps to the last page
-    assert "Page 2 of 2" in beyond
+    assert 'href="/?after=5"' in second and "Older" not in second
+    back = alice.get("/", params={"after": 5}).text
+    assert [int(x) for x in re.findall(r'href="/jobs/(\d+)"', back)] == ids
+    old_link = alice.get("/", params={"page": 2}).text  # old numbered links still work
+    assert [int(x) for x in re.findall(r'href="/jobs/(\d+)"', old_link)] == [5, 4, 3, 2, 1]
+    beyond = alice.get("/", params={"page": 99}).text  # past the end: the 25 oldest
+    assert [int(x) for x in re.findall(r'href="/jobs/(\d+)"', beyond)] == list(range(25, 0, -1))
+
+
+def test_job_list_filters_by_owner_status_and_text_and_keeps_them_across_pages(
+        alice, bob, fakes):
+    for number in range(30):
+        submit(bob if number % 2 else alice, target=f"image-{number}")
+    fakes.jobs.rows[1].status = JobStatus.FAILED
+
+    mine = alice.get("/", params={"owner": "alice"}).text
+    ids = [int(x) for x in re.findall(r'href="/jobs/(\d+)"', mine)]
+    assert ids == list(range(29, 0, -2))
+    assert 'value="alice"' in mine and "Older" not in mine
+
+    failed = alice.get("/", params={"status": "FAILED"}).text
+    assert re.findall(r'href="/jobs/(\d+)"', failed) == ["1"]
+    text = alice.get("/", params={"q": "IMAGE-2"}).text  # image-2 and image-20..29
+    assert len(re.findall(r'href="/jobs/(\d+)"', text)) == 11
+
+    paged = alice.get("/", params={"q": "image", "status": "PENDING"}).text
+    assert 'href="/?status=PENDING&amp;q=image&amp;before=' in paged
+    none = alice.get("/", params={"owner": "carol"}).text
+    assert "No builds match these filters" in none
+
+
+@pytest.mark.parametrize("query", ["status=DONE", "status=pending", "before=0", "after=-1",
+                                   f"before={2**63}", "page=0", "owner=" + "x" * 65,
+                                   "q=" + "x" * 201])
+def test_job_list_refuses_invalid_parameters(alice, query):
+    assert alice.get(f"/?{query}").status_code == 400
 
 
 def test_job_list_shows_status_owner_target_and_duration(alice, bob, fakes, supervisor):

@@ -1,4 +1,4 @@
-"""JobRepository on sqlite3: one file, WAL, a short-lived connection per operation."""
+"""JobRepository on sqlite3: one file, WAL, one connection per thread, reused."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 
 from autobuild.domain.jobs import Job, JobStatus, Submission
 from autobuild.domain.orders import BuildSettings
-from autobuild.domain.ports import StorageFull
+from autobuild.domain.ports import JobFilter, StorageFull
 
 from .sqlite_errors import DISK_FULL_MESSAGE, is_disk_full
 
@@ -82,6 +82,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX sessions_user ON sessions (user)",
         "CREATE INDEX sessions_created_at ON sessions (created_at)",
     ),
+    (
+        # 6: job lists filtered by owner, and by owner and status, walk an index in id order
+        # (an index entry ends with the rowid; jobs_status already serves a status alone).
+        "CREATE INDEX jobs_owner ON jobs (owner)",
+        "CREATE INDEX jobs_owner_status ON jobs (owner, status)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -106,6 +112,23 @@ def _from_text(value: str | None) -> datetime | None:
         return None
     parsed = datetime.fromisoformat(value)
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _filter_sql(where: JobFilter) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if where.owner is not None:
+        clauses.append("owner = ?")
+        params.append(where.owner)
+    if where.status is not None:
+        clauses.append("status = ?")
+        params.append(str(where.status))
+    if where.text:
+        pattern = "%" + "".join("\\" + c if c in "%_\\" else c for c in where.text) + "%"
+        clauses.append("(" + " OR ".join(f"{column} LIKE ? ESCAPE '\\'" for column in
+                                         ("repo_url", "ref", "machine", "target")) + ")")
+        params.extend([pattern] * 4)
+    return clauses, params
 
 
 def _row_to_job(row: sqlite3.Row) -> Job:
@@ -154,15 +177,16 @@ def _job_values(job: Job) -> tuple[Any, ...]:
 class SqliteJobRepository:
     """Implements JobRepository.
 
-    Safe to share between threads and processes: every call opens its own connection.
-    Nothing touches the file until the first call (or ``ensure_schema``), which creates or
-    migrates the schema. Ids come from AUTOINCREMENT and are never reused.
+    Safe to share between threads and processes: each thread reuses its own connection
+    (opened on its first call, dropped after an error). Nothing touches the file until the
+    first call (or ``ensure_schema``), which creates or migrates the schema. Ids come from AUTOINCREMENT and are never reused.
     """
 
     def __init__(self, db_path: Path) -> None:
         self._db_path = Path(db_path)
         self._schema_ready = False
         self._schema_lock = threading.Lock()
+        self._local = threading.local()  # .conn, .depth: this thread's connection, nesting
 
     # --- JobRepository ---------------------------------------------------------------------
 
@@ -199,6 +223,29 @@ class SqliteJobRepository:
             rows = conn.execute(f"{_SELECT} ORDER BY id DESC LIMIT ? OFFSET ?",
                                 (max(0, limit), max(0, offset))).fetchall()
         return [_row_to_job(row) for row in rows]
+
+    def list_keyset(self, where: JobFilter, limit: int, before: int | None = None,
+                    after: int | None = None) -> list[Job]:
+        """Jobs matching ``where`` newest first, below ``before`` or the oldest above
+        ``after``; every filter walks an index in id order (migration 6)."""
+        clauses, params = _filter_sql(where)
+        if after is not None:
+            clauses.append("id > ?")
+            params.append(after)
+            order = "ASC"
+        else:
+            if before is not None:
+                clauses.append("id < ?")
+                params.append(before)
+            order = "DESC"
+        sql = _SELECT
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += f" ORDER BY id {order} LIMIT ?"
+        with self._connect() as conn:
+            rows = conn.execute(sql, (*params, max(0, limit))).fetchall()
+        jobs = [_row_to_job(row) for row in rows]
+        return jobs[::-1] if order == "ASC" else jobs
 
     def count(self) -> int:
         with self._connect() as conn:
@@ -263,18 +310,33 @@ class SqliteJobRepository:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        """A connection; a full disk on any statement becomes StorageFull (SQLite rolled the
-        statement back: nothing was stored, and the next call works once there is room)."""
+        """This thread's connection; a full disk on any statement becomes StorageFull (SQLite
+        rolled the statement back: nothing was stored, and the next call works once there is
+        room). After an error the connection is closed and the next call opens a fresh one."""
         self.ensure_schema()
-        with closing(self._open()) as conn:
-            try:
-                yield conn
-            except sqlite3.Error as exc:
-                if is_disk_full(exc, self._db_path.parent):
-                    raise StorageFull(DISK_FULL_MESSAGE) from exc
-                raise
+        local = self._local
+        conn: sqlite3.Connection | None = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = self._open()
+            local.depth = 0
+        local.depth += 1
+        try:
+            yield conn
+        except BaseException as exc:
+            if local.depth == 1:  # the outermost user: nothing else holds this connection
+                local.conn = None
+                conn.close()  # also rolls back a transaction the caller left open
+            if isinstance(exc, sqlite3.Error) and is_disk_full(exc, self._db_path.parent):
+                raise StorageFull(DISK_FULL_MESSAGE) from exc
+            raise
+        else:
+            if local.depth == 1 and conn.in_transaction:  # never carried into the next call
+                conn.rollback()
+        finally:
+            local.depth -= 1
 
     def connection(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        """An autocommit connection to the same file, schema ready (for other adapters on
-        this database, such as the session store)."""
+        """This thread's autocommit connection to the same file, schema ready (for other
+        adapters on this database, such as the session store): reused, so use it in a
+        ``with`` and leave no transaction open; never close it."""
         return self._connect()

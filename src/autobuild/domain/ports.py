@@ -11,6 +11,16 @@ from .artifacts import ArtifactInfo
 from .jobs import Job, JobStatus, Submission
 
 
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs a list shows; None matches any. ``text`` is a case-insensitive substring of
+    the repository URL, ref, MACHINE or target."""
+
+    owner: str | None = None
+    status: JobStatus | None = None
+    text: str | None = None
+
+
 class JobRepository(Protocol):
     """Stores jobs. ``add`` stores a submission whole and assigns the id."""
 
@@ -25,6 +35,13 @@ class JobRepository(Protocol):
         ...
 
     def count(self) -> int: ...
+
+    def list_keyset(self, where: JobFilter, limit: int, before: int | None = None,
+                    after: int | None = None) -> list[Job]:
+        """Up to ``limit`` jobs matching ``where``, newest first: those with an id below
+        ``before`` (the newest ones when neither is given), or the ``limit`` oldest with an id
+        above ``after``. Costs the same at any depth (no offset)."""
+        ...
 
     def with_status(self, *statuses: JobStatus) -> list[Job]:
         """Jobs in any of ``statuses``, oldest first (queue order)."""

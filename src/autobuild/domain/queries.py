@@ -11,7 +11,7 @@ from .artifacts import ArtifactInfo
 from .failures import FailureSummary, summarize
 from .jobs import Job
 from .logs import LogChunk, decode_chunk
-from .ports import JobFiles, JobRepository
+from .ports import JobFiles, JobFilter, JobRepository
 from .progress import Progress, ProgressTracker
 
 DEFAULT_LOG_CHUNK = 64 * 1024
@@ -27,22 +27,23 @@ class JobNotFound(Exception):
 
 @dataclass(frozen=True)
 class Page:
-    items: list[Job]
-    number: int
-    per_page: int
-    total: int
+    """One page of a job list, newest first. ``newer``/``older`` are the cursors of the
+    neighbouring pages (``after=newer``, ``before=older``), None where there is none; no
+    page numbers and no total, so a page costs the same at any depth."""
 
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
+    items: list[Job]
+    per_page: int
+    where: JobFilter
+    newer: int | None
+    older: int | None
 
     @property
     def has_prev(self) -> bool:
-        return self.number > 1
+        return self.newer is not None
 
     @property
     def has_next(self) -> bool:
-        return self.number < self.pages
+        return self.older is not None
 
 
 class JobQueries:
@@ -56,13 +57,37 @@ class JobQueries:
             raise JobNotFound(job_id)
         return job
 
-    def list_page(self, number: int = 1, per_page: int = 25) -> Page:
+    def list_page(self, where: JobFilter | None = None, per_page: int = 25,
+                  before: int | None = None, after: int | None = None,
+                  number: int = 1) -> Page:
+        """The jobs matching ``where`` below id ``before``, or the page just above id
+        ``after``, or the newest; an empty page beyond either end comes back as the first
+        or last page. ``number`` > 1 (an old numbered link, unfiltered list only) is found
+        once by offset and costs what offsets cost."""
+        where = where or JobFilter()
         per_page = min(max(1, per_page), 200)
-        total = self._jobs.count()
-        last = max(1, -(-total // per_page))
-        number = min(max(1, number), last)
-        items = self._jobs.list_page(limit=per_page, offset=(number - 1) * per_page)
-        return Page(items=items, number=number, per_page=per_page, total=total)
+        if number > 1 and before is None and after is None and where == JobFilter():
+            skipped = self._jobs.list_page(limit=1, offset=(number - 1) * per_page)
+            before = skipped[0].id + 1 if skipped else 1  # beyond the end: the last page
+        if after is not None and before is None:
+            items = self._jobs.list_keyset(where, per_page + 1, after=after)
+            newer_exists = len(items) > per_page
+            items = items[1:] if newer_exists else items
+            if len(items) < per_page:  # reached the newest: show a full first page
+                return self.list_page(where, per_page)
+            older_exists = bool(self._jobs.list_keyset(where, 1, before=items[-1].id))
+        else:
+            items = self._jobs.list_keyset(where, per_page + 1, before=before)
+            older_exists = len(items) > per_page
+            items = items[:per_page]
+            if not items and before is not None:  # beyond the oldest: show the last page
+                last = self._jobs.list_keyset(where, per_page, after=0)
+                items, older_exists = last, False
+            newer_exists = bool(items) and before is not None and bool(
+                self._jobs.list_keyset(where, 1, after=items[0].id))
+        return Page(items=items, per_page=per_page, where=where,
+                    newer=items[0].id if newer_exists else None,
+                    older=items[-1].id if older_exists else None)
 
     def read_log(self, job_id: int, offset: int = 0, limit: int = DEFAULT_LOG_CHUNK) -> LogChunk:
         """Log text from byte ``offset``; ``complete`` once the job is over and all is read."""

@@ -16,6 +16,7 @@ from ...domain.permissions import Permissions
 from ...domain.queries import JobQueries
 from ...scheduler import Scheduler
 from ..containers import Container
+from ..job_list_params import ListParams
 from ..rendering import artifact_json, failure_json, job_json, progress_json
 from ..security import HeaderCsrf, User
 
@@ -38,18 +39,19 @@ def list_jobs(
     service: Queries,
     perms: Perms,
     clock: Now,
-    page: Annotated[int, Query(ge=1)] = 1,
+    params: ListParams,
     per_page: Annotated[int, Query(ge=1, le=200)] = 25,
 ) -> dict[str, Any]:
-    result = service.list_page(page, per_page)
+    """Newest first; ``newer``/``older`` are the cursors of the neighbouring pages
+    (``?after=<newer>``, ``?before=<older>``, with the same filters), null at either end."""
+    result = service.list_page(params.where, per_page, params.before, params.after, params.page)
     now = clock.now()
     return {
         "items": [job_json(job, now, user, perms.may_cancel(job, user))
                   for job in result.items],
-        "page": result.number,
-        "pages": result.pages,
         "per_page": result.per_page,
-        "total": result.total,
+        "newer": result.newer,
+        "older": result.older,
     }
 
 

@@ -1,7 +1,7 @@
 """The HTML pages: job list, new build, job page, cancel/rebuild forms, settings (/profile)."""
 
 from typing import Annotated
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from dependency_injector.wiring import Provide, inject
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -16,6 +16,7 @@ from ...domain.permissions import Permissions
 from ...domain.queries import JobNotFound, JobQueries
 from ...scheduler import Scheduler
 from ..containers import Container
+from ..job_list_params import ListParams
 from ..rendering import render
 from ..security import FormCsrf, User, flash
 
@@ -38,13 +39,17 @@ MAX_TOKEN_LENGTH = 512  # the runner's own limit
 @router.get("/")
 @inject
 def job_list(request: Request, user: User, service: Queries, perms: Perms, clock: Now,
-             page: int = 1) -> Response:
-    result = service.list_page(page, PER_PAGE)
+             params: ListParams) -> Response:
+    result = service.list_page(params.where, PER_PAGE, params.before, params.after, params.page)
     progress = {job.id: service.progress(job.id) for job in result.items
                 if job.status is JobStatus.RUNNING}
     cancellable = {job.id for job in result.items if perms.may_cancel(job, user)}
-    return render(request, "jobs.html", {"page": result, "now": clock.now(), "progress": progress,
-                                         "cancellable": cancellable})
+    newer = None if result.newer is None else "/?" + urlencode(params.query(after=result.newer))
+    older = None if result.older is None else "/?" + urlencode(params.query(before=result.older))
+    return render(request, "jobs.html", {
+        "page": result, "now": clock.now(), "progress": progress, "cancellable": cancellable,
+        "filters": params.where, "statuses": [status.value for status in JobStatus],
+        "newer_href": newer, "older_href": older})
 
 
 def _token_on_file(tokens: TokenStore, user: str) -> bool | None:

@@ -1,0 +1,53 @@
+"""The job list's query parameters, one definition for the page (/) and the API (/api/jobs):
+filters (owner, status, text), keyset cursors (before, after) and old numbered links (page).
+Invalid values are refused by validation (400), never reach SQLite."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Query
+
+from ..domain.jobs import JobStatus
+from ..domain.ports import JobFilter
+
+MAX_ID = 2**63 - 1  # SQLite's INTEGER; a larger cursor would not bind
+MAX_PAGE_NUMBER = 1_000_000
+_STATUS = "^(|" + "|".join(status.value for status in JobStatus) + ")$"
+
+
+@dataclass(frozen=True)
+class JobListParams:
+    where: JobFilter
+    before: int | None
+    after: int | None
+    page: int  # an old numbered link (?page=N); 1 otherwise
+
+    def query(self, **cursor: int) -> dict[str, str | int]:
+        """The filters that are set, plus ``cursor``: the query string of another page."""
+        params: dict[str, str | int] = {}
+        if self.where.owner:
+            params["owner"] = self.where.owner
+        if self.where.status:
+            params["status"] = self.where.status.value
+        if self.where.text:
+            params["q"] = self.where.text
+        return {**params, **cursor}
+
+
+def _job_list_params(
+    owner: Annotated[str, Query(max_length=64)] = "",
+    status: Annotated[str, Query(pattern=_STATUS)] = "",
+    q: Annotated[str, Query(max_length=200)] = "",
+    before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE_NUMBER)] = 1,
+) -> JobListParams:
+    where = JobFilter(owner=owner.strip() or None,
+                      status=JobStatus(status) if status else None,
+                      text=q.strip() or None)
+    return JobListParams(where=where, before=before, after=after, page=page)
+
+
+ListParams = Annotated[JobListParams, Depends(_job_list_params)]
