@@ -50,14 +50,15 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     failed = []
-    for name in argv or present:
+    names = argv or present
+    for name in names:
         print(f"=== {name}", flush=True)
         started = time.perf_counter()
         if not run(name):
             failed.append(name)
         print(f"=== {name}: {'FAILED' if name in failed else 'done'} in "
               f"{time.perf_counter() - started:.1f} s\n", flush=True)
-    print(f"{len(argv or present) - len(failed)} benchmark(s) ran, "
+    print(f"{len(names)} benchmark(s) ran, "
           f"{len(failed)} failed{': ' + ', '.join(failed) if failed else ''}")
     return 1 if failed else 0
 

@@ -128,21 +128,49 @@ def test_list_keyset_pages_both_ways_with_filters(repo):
     assert ids(JobFilter(text="v1.2"), 1) == [10]
     assert ids(JobFilter(text="%"), 10) == [] and ids(JobFilter(text="_"), 10) == []
     assert ids(JobFilter(text="x8_6"), 10) == []  # LIKE wildcards are plain characters
+    assert ids(JobFilter(text="86"), 2, before=5) == [4, 3]  # too short for trigrams
+    assert ids(JobFilter(owner="bob", text="POKY"), 2) == [9, 7]  # owner index, then text
+    assert ids(JobFilter(status=JobStatus.FAILED, text="poky"), 10, after=1) == [10, 7, 4]
+    assert ids(JobFilter(text='a"b'), 10) == []  # quotes are characters too
+
+
+def test_the_text_index_follows_inserts_updates_and_deletes(repo, db_path):
+    job = repo.add(new_job())
+    repo.add(new_job())
+    job.target = "core-image-sato"
+    repo.save(job)
+    assert [j.id for j in repo.list_keyset(JobFilter(text="sato"), 10)] == [1]
+    assert [j.id for j in repo.list_keyset(JobFilter(text="minimal"), 10)] == [2]
+    with repo.connection() as conn:
+        conn.execute("DELETE FROM jobs WHERE id = 2")
+    assert repo.list_keyset(JobFilter(text="minimal"), 10) == []
 
 
 @pytest.mark.parametrize("where", [JobFilter(), JobFilter(owner="alice"),
                                    JobFilter(status=JobStatus.RUNNING),
-                                   JobFilter(owner="alice", status=JobStatus.RUNNING)])
+                                   JobFilter(owner="alice", status=JobStatus.RUNNING),
+                                   JobFilter(text="sato"),
+                                   JobFilter(text="sato", status=JobStatus.RUNNING)])
 def test_list_keyset_walks_an_index_in_id_order(repo, db_path, where):
-    from autobuild.adapters.sqlite_jobs import _SELECT, _filter_sql
-
     repo.count()  # migrated
-    clauses, params = _filter_sql(where)
-    sql = f"{_SELECT} WHERE {' AND '.join([*clauses, 'id < ?'])} ORDER BY id DESC LIMIT 25"
-    with sqlite3.connect(db_path) as conn:
-        plan = " ".join(row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}",
-                                                        (*params, 100)))
-    assert plan.startswith("SEARCH jobs USING") and "rowid<?" in plan, plan
+    plans: list[str] = []
+    real_execute = sqlite3.Connection.execute
+
+    class Tracing(sqlite3.Connection):  # records the plan of the repository's own query
+        def execute(self, sql, params=()):
+            if sql.startswith("SELECT"):
+                plans.append(" ".join(row[-1] for row in real_execute(
+                    self, f"EXPLAIN QUERY PLAN {sql}", params)))
+            return real_execute(self, sql, params)
+
+    repo._local.conn = sqlite3.connect(db_path, factory=Tracing, isolation_level=None)
+    repo._local.conn.row_factory = sqlite3.Row
+    repo._local.depth = 0
+    repo.list_keyset(where, 25, before=100)
+    repo.list_keyset(where, 25, after=100)
+    assert "TEMP B-TREE" not in plans[-1], plans[-1]
+    plan = plans[-1]
+    assert plan.startswith("SEARCH jobs USING") or plan.startswith("SCAN jobs_text VIRTUAL"), plan
     assert "TEMP B-TREE" not in plan, plan  # no sort: the index gives id order
 
 

@@ -63,8 +63,11 @@ def test_a_database_of_the_previous_version_gets_the_sessions_table(tmp_path):
     SqliteJobRepository(db).ensure_schema()
     with sqlite3.connect(db) as conn:  # as the release before sessions (version 4) left it
         conn.execute("DROP TABLE sessions")
-        conn.execute("DROP INDEX jobs_owner")  # migration 6, after sessions
+        conn.execute("DROP INDEX jobs_owner")  # migrations 6 and 7, after sessions
         conn.execute("DROP INDEX jobs_owner_status")
+        for trigger in ("insert", "delete", "update"):
+            conn.execute(f"DROP TRIGGER jobs_text_{trigger}")
+        conn.execute("DROP TABLE jobs_text")
         conn.execute("PRAGMA user_version = 4")
 
     SqliteSessionStore(db).add(session("s1"))

@@ -88,6 +88,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX jobs_owner ON jobs (owner)",
         "CREATE INDEX jobs_owner_status ON jobs (owner, status)",
     ),
+    (
+        # 7: the list's text filter: a trigram index of the fields it searches, kept by
+        # triggers, read in id order (a substring LIKE would read the whole table).
+        "CREATE VIRTUAL TABLE jobs_text USING fts5(repo_url, ref, machine, target, "
+        "content='jobs', content_rowid='id', tokenize='trigram')",
+        "CREATE TRIGGER jobs_text_insert AFTER INSERT ON jobs BEGIN "
+        "INSERT INTO jobs_text (rowid, repo_url, ref, machine, target) "
+        "VALUES (new.id, new.repo_url, new.ref, new.machine, new.target); END",
+        "CREATE TRIGGER jobs_text_delete AFTER DELETE ON jobs BEGIN "
+        "INSERT INTO jobs_text (jobs_text, rowid, repo_url, ref, machine, target) "
+        "VALUES ('delete', old.id, old.repo_url, old.ref, old.machine, old.target); END",
+        "CREATE TRIGGER jobs_text_update AFTER UPDATE OF repo_url, ref, machine, target ON jobs "
+        "WHEN old.repo_url IS NOT new.repo_url OR old.ref IS NOT new.ref "
+        "OR old.machine IS NOT new.machine OR old.target IS NOT new.target BEGIN "
+        "INSERT INTO jobs_text (jobs_text, rowid, repo_url, ref, machine, target) "
+        "VALUES ('delete', old.id, old.repo_url, old.ref, old.machine, old.target); "
+        "INSERT INTO jobs_text (rowid, repo_url, ref, machine, target) "
+        "VALUES (new.id, new.repo_url, new.ref, new.machine, new.target); END",
+        "INSERT INTO jobs_text (jobs_text) VALUES ('rebuild')",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -96,6 +116,7 @@ _COLUMNS = ("owner", "repo_url", "ref", "machine", "target", "status", "created_
             "cancel_requested_by", "kas_file", "waiting_reason", "purged_at",
             "artifact_patterns", "build_settings")
 _SELECT = f"SELECT id, {', '.join(_COLUMNS)} FROM jobs"
+_QUALIFIED = ", ".join(f"jobs.{column}" for column in ("id", *_COLUMNS))
 
 
 def _to_text(value: datetime | None) -> str | None:
@@ -123,12 +144,21 @@ def _filter_sql(where: JobFilter) -> tuple[list[str], list[Any]]:
     if where.status is not None:
         clauses.append("status = ?")
         params.append(str(where.status))
-    if where.text:
+    if where.text and _uses_text_index(where):
+        clauses.append("jobs_text MATCH ?")
+        params.append('"' + where.text.replace('"', '""') + '"')  # one phrase: a substring
+    elif where.text:
         pattern = "%" + "".join("\\" + c if c in "%_\\" else c for c in where.text) + "%"
         clauses.append("(" + " OR ".join(f"{column} LIKE ? ESCAPE '\\'" for column in
                                          ("repo_url", "ref", "machine", "target")) + ")")
         params.extend([pattern] * 4)
     return clauses, params
+
+
+def _uses_text_index(where: JobFilter) -> bool:
+    """Trigrams need 3 characters; with an owner, that owner's jobs (an index) are fewer to
+    read than the jobs a common text matches."""
+    return where.text is not None and len(where.text) >= 3 and where.owner is None
 
 
 def _row_to_job(row: sqlite3.Row) -> Job:
@@ -227,21 +257,26 @@ class SqliteJobRepository:
     def list_keyset(self, where: JobFilter, limit: int, before: int | None = None,
                     after: int | None = None) -> list[Job]:
         """Jobs matching ``where`` newest first, below ``before`` or the oldest above
-        ``after``; every filter walks an index in id order (migration 6)."""
+        ``after``; every filter walks an index in id order (migrations 6 and 7)."""
         clauses, params = _filter_sql(where)
+        if _uses_text_index(where):  # the trigram index gives its matches in id order
+            key = "jobs_text.rowid"
+            source = f"SELECT {_QUALIFIED} FROM jobs_text JOIN jobs ON jobs.id = jobs_text.rowid"
+        else:
+            key, source = "id", _SELECT
         if after is not None:
-            clauses.append("id > ?")
+            clauses.append(f"{key} > ?")
             params.append(after)
             order = "ASC"
         else:
             if before is not None:
-                clauses.append("id < ?")
+                clauses.append(f"{key} < ?")
                 params.append(before)
             order = "DESC"
-        sql = _SELECT
+        sql = source
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        sql += f" ORDER BY id {order} LIMIT ?"
+        sql += f" ORDER BY {key} {order} LIMIT ?"
         with self._connect() as conn:
             rows = conn.execute(sql, (*params, max(0, limit))).fetchall()
         jobs = [_row_to_job(row) for row in rows]
