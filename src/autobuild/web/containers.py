@@ -12,9 +12,12 @@ from ..adapters.disk_space import StatvfsDiskSpace
 from ..adapters.job_files import JobDirectory
 from ..adapters.pam_auth import PamAuthenticator
 from ..adapters.plugins import PluginHooks, build_plugin_manager
+from ..adapters.pushing_events import PushingJobEvents
 from ..adapters.sqlite_jobs import SqliteJobRepository
 from ..adapters.sqlite_sessions import SqliteSessionStore
 from ..adapters.local_runner import LocalBuildRunner
+from ..adapters.inotify_log_watch import InotifyLogWatches
+from ..adapters.log_tailer import LogTailers
 from ..adapters.token_store import RunnerTokenStore
 from ..adapters.unix_groups import GroupAdministrators, members_for
 from ..config import Settings
@@ -23,7 +26,7 @@ from ..domain.commands import JobCommands
 from ..domain.limits import StreamSlots
 from ..domain.logins import LoginThrottle
 from ..domain.permissions import Permissions
-from ..domain.queries import JobQueries
+from ..domain.queries import DEFAULT_LOG_CHUNK, JobQueries
 from ..domain.sessions import Sessions
 from ..domain.supervision import Supervisor
 from ..scheduler import Scheduler
@@ -68,13 +71,19 @@ class Container(containers.DeclarativeContainer):
     job_lock = providers.ThreadSafeSingleton(threading.RLock)
     permissions = providers.ThreadSafeSingleton(Permissions, admins)
     queries = providers.ThreadSafeSingleton(JobQueries, jobs, files)
+    log_tailers = providers.ThreadSafeSingleton(
+        LogTailers, queries.provided.read_log, queries.provided.get, DEFAULT_LOG_CHUNK,
+        providers.ThreadSafeSingleton(InotifyLogWatches, settings.provided.jobs_root),
+    )
+    # Status changes reach the plugins, then wake the job's tailer (pushed to its viewers).
+    job_events = providers.ThreadSafeSingleton(PushingJobEvents, events, log_tailers)
     commands = providers.ThreadSafeSingleton(
-        JobCommands, jobs, runner, events, clock, permissions, job_lock,
+        JobCommands, jobs, runner, job_events, clock, permissions, job_lock,
         settings.provided.allowed_git_hosts, checkpoints,
         max_queued=settings.provided.max_queued_per_user,
     )
     supervisor = providers.ThreadSafeSingleton(
-        Supervisor, jobs, runner, events, clock, job_lock, settings.provided.max_running,
+        Supervisor, jobs, runner, job_events, clock, job_lock, settings.provided.max_running,
         build_settings=settings.provided.build_settings.call(),
         disk_guard=disk_guard, checkpoints=checkpoints,
     )

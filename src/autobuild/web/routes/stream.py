@@ -7,11 +7,17 @@ not started for a new stream), ``end``
 (the job is over and the whole log was sent). A stream whose session ends (sign-out, expiry,
 leaving the users group) is closed within SESSION_RECHECK_SECONDS. FastAPI adds a keep-alive comment when nothing
 was sent for 15 s.
+
+Viewers do not poll: each job being watched has one tailer (adapters/log_tailer.py) that reads
+new bytes and the job's status once and pushes them to every open stream of that job. A stream
+reads by itself only from its own offset: to catch up when it opens, and when it fell behind
+(RESYNC) — so ids stay exact byte offsets however updates are queued or dropped.
 """
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from dependency_injector.wiring import Provide, inject
@@ -19,9 +25,11 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
+from ...adapters.log_tailer import RESYNC, LogTailers, Update
 from ...domain.jobs import Job
 from ...domain.limits import StreamSlots
-from ...domain.progress import Progress
+from ...domain.logs import LogChunk
+from ...domain.progress import Progress, ProgressTracker
 from ...domain.queries import DEFAULT_LOG_CHUNK, JobQueries
 from ..containers import Container
 from ..rendering import progress_json, status_json
@@ -30,9 +38,14 @@ from ..security import User, require_user, still_signed_in
 router = APIRouter(prefix="/api")
 
 Queries = Annotated[JobQueries, Depends(Provide[Container.queries])]
+Tailers = Annotated[LogTailers, Depends(Provide[Container.log_tailers])]
 
 MAX_LOG_LIMIT = 1024 * 1024
-POLL_SECONDS = 0.5  # how often a quiet stream looks for new log bytes or a status change
+# How often a job's one tailer looks for new log bytes or a status change when nothing woke it
+# (whatever the number of viewers: they are pushed what it reads).
+POLL_SECONDS = 0.05
+# A quiet viewer costs nothing until then (a closed connection cancels it at once anyway).
+IDLE_CHECK_SECONDS = 15.0  # how often a quiet viewer checks that its client is still there
 RETRY_MS = 2000
 SESSION_RECHECK_SECONDS = 30.0  # an open stream ends this soon after its session does
 
@@ -84,6 +97,40 @@ def resume_offset(last_event_id: str | None, offset: int) -> int:
     return offset
 
 
+@dataclass
+class _Sent:
+    """What one stream has sent so far."""
+
+    position: int
+    tracker: ProgressTracker
+    status: dict[str, Any] | None = None
+    progress: Progress = field(default_factory=Progress)  # nothing until the build got somewhere
+    ended: bool = False
+
+
+def _events(chunk: LogChunk, job: Job, state: _Sent) -> Iterator[ServerSentEvent]:
+    """The events one read of the log (``chunk``, then ``job`` read after it) gives a viewer
+    at ``state.position``; updates ``state``."""
+    status = status_json(job)
+    if state.status is None:
+        yield ServerSentEvent(event="status", data=status)
+        state.status = status
+    if chunk.next_offset > chunk.offset:
+        yield ServerSentEvent(event="log", data={"text": chunk.text}, id=str(chunk.next_offset))
+        state.tracker.feed(chunk.text)
+    state.position = chunk.next_offset
+    if state.tracker.progress != state.progress:
+        yield ServerSentEvent(event="progress", data=progress_json(state.tracker.progress))
+        state.progress = state.tracker.progress
+    if status != state.status:
+        yield ServerSentEvent(event="status", data=status)
+        state.status = status
+    if chunk.complete:
+        state.ended = True
+        yield ServerSentEvent(event="end", data={"status": status["status"],
+                                                 "offset": state.position})
+
+
 @router.get(
     "/jobs/{job_id:jobid}/log/stream",
     response_class=EventSourceResponse,
@@ -97,42 +144,60 @@ async def log_stream(
     job_id: int,
     user: User,
     service: Queries,
+    tailers: Tailers,
     offset: Annotated[int, Query(ge=0)] = 0,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> AsyncIterator[ServerSentEvent]:
     position = resume_offset(last_event_id, offset)
     # At once, so the browser and any proxy see the stream is open.
     yield ServerSentEvent(comment=f"log of build #{job_id}", retry=RETRY_MS)
-    sent_status: dict[str, Any] | None = None
     # Fed with exactly the text this stream sends; a resumed stream starts from the log so far.
     tracker = await run_in_threadpool(service.track_progress, job_id, position)
-    sent_progress = Progress()  # nothing to send until the build has got somewhere
-    checked_at = time.monotonic()
-    while not await request.is_disconnected():
-        if time.monotonic() - checked_at >= SESSION_RECHECK_SECONDS:
-            if not await run_in_threadpool(still_signed_in, request):
-                return  # signed out, expired or no longer a member: the stream ends
-            checked_at = time.monotonic()
-        chunk = await run_in_threadpool(service.read_log, job_id, position, DEFAULT_LOG_CHUNK)
-        job = await run_in_threadpool(service.get, job_id)  # after the log: see log_chunk
-        status = status_json(job)
-        if sent_status is None:
-            yield ServerSentEvent(event="status", data=status)
-            sent_status = status
-        progressed = chunk.next_offset > chunk.offset
-        if progressed:
-            yield ServerSentEvent(event="log", data={"text": chunk.text}, id=str(chunk.next_offset))
-        position = chunk.next_offset
-        tracker.feed(chunk.text)
-        if tracker.progress != sent_progress:
-            yield ServerSentEvent(event="progress", data=progress_json(tracker.progress))
-            sent_progress = tracker.progress
-        if status != sent_status:
-            yield ServerSentEvent(event="status", data=status)
-            sent_status = status
-        if chunk.complete:
-            yield ServerSentEvent(event="end", data={"status": status["status"],
-                                                     "offset": position})
-            return
-        if not progressed:
-            await asyncio.sleep(POLL_SECONDS)
+    state = _Sent(position=position, tracker=tracker)
+    # Subscribed before the first read, so nothing the tailer sees after it is missed.
+    subscription = tailers.subscribe(job_id, POLL_SECONDS)
+    try:
+        checked_at = time.monotonic()
+        read_myself = True  # catching up (or resyncing) from our own offset, through the port
+        while not await request.is_disconnected():
+            if time.monotonic() - checked_at >= SESSION_RECHECK_SECONDS:
+                if not await run_in_threadpool(still_signed_in, request):
+                    return  # signed out, expired or no longer a member: the stream ends
+                checked_at = time.monotonic()
+            if read_myself:
+                chunk = await run_in_threadpool(service.read_log, job_id, state.position,
+                                                DEFAULT_LOG_CHUNK)
+                job = await run_in_threadpool(service.get, job_id)  # after the log
+                for event in _events(chunk, job, state):
+                    yield event
+                if state.ended:
+                    return
+                read_myself = chunk.next_offset > chunk.offset  # more may be there already
+                continue
+            wait = max(0.0, min(IDLE_CHECK_SECONDS,
+                                SESSION_RECHECK_SECONDS - (time.monotonic() - checked_at)))
+            try:
+                item = await asyncio.wait_for(subscription.queue.get(), wait)
+            except TimeoutError:
+                if subscription.orphaned():  # the tailer stopped: start another, read again
+                    tailers.unsubscribe(job_id, subscription)
+                    subscription = tailers.subscribe(job_id, POLL_SECONDS)
+                    read_myself = True
+                continue
+            if item is RESYNC:
+                read_myself = True  # we fell behind: what we missed is read from our offset
+                continue
+            update: Update = item
+            chunk = update.chunk
+            if chunk.offset == state.position or (
+                    chunk.next_offset == state.position and chunk.complete):
+                for event in _events(chunk, update.job, state):
+                    yield event
+                if state.ended:
+                    return
+            elif chunk.next_offset < state.position:
+                continue  # bytes we have sent already (read while catching up)
+            else:
+                read_myself = True  # a gap or an overlap: read from our own offset
+    finally:
+        tailers.unsubscribe(job_id, subscription)
