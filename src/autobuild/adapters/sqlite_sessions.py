@@ -14,8 +14,8 @@ _COLUMNS = "id, user, csrf, created_at, last_seen_at"
 
 
 class SqliteSessionStore:
-    """Implements SessionStore. Like the job repository, safe to share between threads:
-    every call opens its own connection; the first call creates or migrates the schema."""
+    """Implements SessionStore. Like the job repository, safe to share between threads: each
+    thread reuses its own connection; the first call creates or migrates the schema."""
 
     def __init__(self, db_path: Path) -> None:
         self._db = SqliteJobRepository(db_path)  # owns the connection rules and the schema
