@@ -168,7 +168,7 @@ class FakeRunner:
     def finish(self, job_id: int, exit_code: int, status: str | None = None) -> None:
         """The build ends and says how (as the runner's status.json does)."""
         final = JobStatus(status or ("SUCCESS" if exit_code == 0 else "FAILED"))
-        self.states[job_id] = Ended(final, exit_code, self.clock.now())
+        self.states[job_id] = Ended(final, exit_code)
         for listener in self.listeners:
             listener()
 

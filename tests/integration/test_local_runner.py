@@ -70,7 +70,7 @@ def test_a_build_runs_and_its_end_is_told_at_once(adapter, tmp_path, git):
     assert adapter.launch(job) == "local"
     assert isinstance(adapter.state(job), Running)
     assert ended.wait(60), "the end was never told"
-    assert adapter.state(job) == Ended(JobStatus.SUCCESS, 0, adapter.state(job).finished_at)
+    assert adapter.state(job) == Ended(JobStatus.SUCCESS, 0)
     launch_log = tmp_path / "data" / "launch" / "7.log"
     assert launch_log.is_file() and not (tmp_path / "jobs" / "7").exists()
     assert (tmp_path / "jobs" / USER / "7" / layout.STATUS).is_file()
@@ -176,7 +176,7 @@ def test_a_build_started_by_the_old_service_is_followed_by_pid(adapter, tmp_path
     done.mkdir(parents=True)
     (done / layout.STATUS).write_text('{"status": "SUCCESS", "exit_code": 0}')
     os.chmod(done / layout.STATUS, 0o640)
-    assert adapter.state(job) == Ended(JobStatus.SUCCESS, 0, None)
+    assert adapter.state(job) == Ended(JobStatus.SUCCESS, 0)
 
 
 def test_a_job_stored_under_looser_rules_is_refused_with_a_runner_error(adapter, tmp_path, git):
@@ -185,3 +185,16 @@ def test_a_job_stored_under_looser_rules_is_refused_with_a_runner_error(adapter,
     with pytest.raises(RunnerError, match="no longer accepted"):
         adapter.launch(job)
     assert not (tmp_path / "data" / "launch" / "7.log").exists()
+
+
+@pytest.mark.parametrize("content", [
+    b'{"status": "FAILED", "exit_code": 1180591620717411303424}',  # would not fit the database
+    b'{"status": "FAILED", "exit_code": -1}', b'{"status": "SUCCESS", "exit_code": 256}',
+    b'{"status": "SUCCESS", "exit_code": true}', b'{"status": "RUNNING", "exit_code": 0}',
+    b'not json', b'[]'])
+def test_a_status_the_owner_forged_out_of_range_is_no_end(content):
+    from autobuild.adapters.local_runner import parse_status
+
+    assert parse_status(content) is None
+    assert parse_status(b'{"status": "CANCELLED", "exit_code": 130}') == Ended(
+        JobStatus.CANCELLED, 130)

@@ -85,6 +85,25 @@ def test_runner_status_decides_the_exit_code(world):
     assert "exit code 1" in stored.reason
 
 
+def test_one_job_whose_end_cannot_be_recorded_does_not_stop_the_others():
+    world = FakeWorld(max_running=2)
+    first, second = submit(world), submit(world)
+    world.supervisor.tick()
+    world.runner.finish(first.id, 0)
+    world.runner.finish(second.id, 0)
+    save = world.repo.save
+
+    def broken_save(job):
+        if job.id == first.id and job.is_terminal:
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+        save(job)
+
+    world.repo.save = broken_save
+    world.supervisor.tick()
+    assert world.repo.get(second.id).status is JobStatus.SUCCESS
+    assert world.repo.get(first.id).status is JobStatus.RUNNING
+
+
 def test_a_runner_that_says_failed_is_failed_even_with_exit_code_0(world):
     job = submit(world)
     world.supervisor.tick()

@@ -23,7 +23,6 @@ import os
 import subprocess
 import threading
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 from autobuild.domain import layout
@@ -273,7 +272,8 @@ class LocalBuildRunner:
 
 
 def parse_status(raw: bytes) -> Ended | None:
-    """The runner's ``status.json``; None unless complete, terminal and well-formed."""
+    """The runner's ``status.json``; None unless complete, terminal and well-formed (exit
+    code 0-255). Its ``finished_at`` is not used: the service records when it saw the end."""
     try:
         data = json.loads(raw)
     except ValueError:  # also covers bad UTF-8
@@ -283,16 +283,11 @@ def parse_status(raw: bytes) -> Ended | None:
     status, exit_code = data.get("status"), data.get("exit_code")
     if not isinstance(status, str) or status not in TERMINAL_STATUSES:
         return None
-    if type(exit_code) is not int:  # bool is an int subclass, and not an exit code
+    # bool is an int subclass, and not an exit code; nor is a number a process cannot return
+    # (the owner wrote this file: a huge one would not even fit the database).
+    if type(exit_code) is not int or not 0 <= exit_code <= 255:
         return None
-    finished = data.get("finished_at")
-    finished_at = None
-    if isinstance(finished, str):
-        try:
-            finished_at = datetime.fromisoformat(finished)
-        except ValueError:
-            finished_at = None
-    return Ended(JobStatus(status), exit_code, finished_at)
+    return Ended(JobStatus(status), exit_code)
 
 
 def printable(text: str) -> str:

@@ -68,7 +68,6 @@ class Ended:
 
     status: JobStatus
     exit_code: int
-    finished_at: datetime | None = None
 
 
 @dataclass(frozen=True)

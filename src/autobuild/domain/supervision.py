@@ -14,6 +14,7 @@ Business rules:
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from .artifacts import merge_patterns
@@ -33,6 +34,8 @@ from .ports import (
     RunnerError,
     RunnerState,
 )
+
+log = logging.getLogger(__name__)
 
 # Named steps, for Checkpoints.
 START_DECIDED = "start.decided"
@@ -81,10 +84,14 @@ class Supervisor:
         ended: list[Job] = []
         with self._lock:
             for job in self._jobs.with_status(JobStatus.RUNNING):
-                state = self._runner.state(job)
-                if isinstance(state, Running):
+                try:
+                    state = self._runner.state(job)
+                    if isinstance(state, Running):
+                        continue
+                    self._record_end(job, state)
+                except Exception:  # one job's trouble must not stop recording the others'
+                    log.exception("job %s: could not record how it ended", job.id)
                     continue
-                self._record_end(job, state)
                 ended.append(job)
         return ended
 
