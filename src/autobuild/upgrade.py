@@ -481,23 +481,47 @@ class Upgrade:
             if _lstat(launch_fd, target) is not None:
                 os.unlink(LEGACY_LAUNCH_LOG, dir_fd=fd)
                 return False
+            checked: tuple[int, int] | None = (st.st_dev, st.st_ino)
             try:
                 os.rename(LEGACY_LAUNCH_LOG, target, src_dir_fd=fd, dst_dir_fd=launch_fd)
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
                     raise
-                self._copy_launch_log(fd, launch_fd, target)
+                self._copy_launch_log(fd, launch_fd, target, st)  # a new file of ours
                 os.unlink(LEGACY_LAUNCH_LOG, dir_fd=fd)
-            os.chown(target, self.service_uid, self.group_gid, dir_fd=launch_fd, follow_symlinks=False)
-            os.chmod(target, layout.FILE_MODE, dir_fd=launch_fd)
+                checked = None
+            # The old directory was writable by every engineer until now: what was renamed may not
+            # be what was checked. Only the very file checked is kept, and fixed by descriptor.
+            try:
+                moved = os.open(target, _FILE, dir_fd=launch_fd)
+            except OSError:
+                moved = None
+            try:
+                info = None if moved is None else os.fstat(moved)
+                same = (info is not None and stat.S_ISREG(info.st_mode) and info.st_nlink == 1
+                        and checked in (None, (info.st_dev, info.st_ino)))
+                if not same:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(target, dir_fd=launch_fd)
+                    return False
+                os.fchown(moved, self.service_uid, self.group_gid)
+                os.fchmod(moved, layout.FILE_MODE)
+            finally:
+                if moved is not None:
+                    os.close(moved)
         finally:
             os.close(launch_fd)
         return True
 
-    def _copy_launch_log(self, fd: int, launch_fd: int, target: str) -> None:
+    def _copy_launch_log(self, fd: int, launch_fd: int, target: str,
+                         checked: os.stat_result) -> None:
+        """Copy the checked launch log (nothing, if the name now holds another file)."""
         src = os.open(LEGACY_LAUNCH_LOG, _FILE, dir_fd=fd)
         try:
-            size = os.fstat(src).st_size
+            info = os.fstat(src)
+            if (info.st_dev, info.st_ino) != (checked.st_dev, checked.st_ino):
+                return
+            size = info.st_size
             if size > MAX_LAUNCH_LOG_COPY:
                 os.lseek(src, size - MAX_LAUNCH_LOG_COPY, os.SEEK_SET)
             dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,

@@ -426,3 +426,29 @@ def test_the_command_line_reads_the_env_file(tree, tmp_path):
                              "--env-file", str(env)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "upgrade-layout: nothing to do"
+
+
+@needs_root
+def test_a_launch_log_swapped_after_its_check_is_not_adopted_nor_chmod_through(tree, monkeypatch):
+    """Until it is migrated an old job directory is writable by every engineer: the launch
+    log checked as the service's may be swapped for a colleague's link before it is moved.
+    Only the very file checked is kept; nothing is followed."""
+    srv, jobs, db = tree
+    make_db(db, [(15, OWNER, "SUCCESS")])
+    d = legacy_job(jobs, 15, OWNER)
+    victim = srv / "precious"
+    put(victim, SERVICE, "not a launch log\n", 0o600)
+    real_lstat = upgrade._lstat
+
+    def lstat_then_swap(dir_fd, name):
+        st = real_lstat(dir_fd, name)
+        if name == upgrade.LEGACY_LAUNCH_LOG and st is not None and (d / name).is_file():
+            (d / name).unlink()
+            os.symlink(victim, d / name)  # the colleague wins the race
+        return st
+
+    monkeypatch.setattr(upgrade, "_lstat", lstat_then_swap)
+    code, lines = run(jobs, db)
+    assert mode(victim) == 0o600 and owner_of(victim)[0] == SERVICE
+    assert not os.path.lexists(srv / "data" / "launch" / "15.log")
+    assert (jobs / OWNER / "15" / "logs" / "build.log").is_file()  # the job itself moved
