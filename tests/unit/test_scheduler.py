@@ -182,12 +182,16 @@ def test_nothing_is_launched_until_reconcile_has_succeeded(caplog):
 
 def test_after_stop_a_wake_does_nothing():
     world, _ = make_world()
+    job = world.commands.submit("alice", URL, "main", "qemux86-64", "core-image-minimal")
     scheduler = Scheduler(world.supervisor, world.runner, interval=LONG)
 
     async def scenario() -> None:
         scheduler.start()
+        await asyncio.sleep(0.2)  # reconcile + the first tick launch the job
         await scheduler.stop()
 
     asyncio.run(scenario())
-    scheduler.wake()  # the loop is closed: no error, nothing runs
-    world.runner.finish(1, 0)
+    assert world.repo.get(job.id).status is JobStatus.RUNNING
+    world.runner.finish(job.id, 0)  # tells the stopped scheduler: its loop is closed
+    scheduler.wake()  # no error either
+    assert world.repo.get(job.id).status is JobStatus.RUNNING  # and no tick ran
