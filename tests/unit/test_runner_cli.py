@@ -153,7 +153,7 @@ def test_the_build_environment_is_scrubbed_and_https_only():
     env = build_environment(me, "https://gitlab.example.com:8443/g/p.git", base={
         "PATH": "/usr/bin", "GIT_DIR": "/x", "GIT_SSL_CAINFO": "/ca.pem", "SUDO_USER": "svc",
         "AUTO_BUILD_CANCEL_GRACE": "1", "BB_ENV_PASSTHROUGH_ADDITIONS": "X", "SSH_ASKPASS": "/x",
-        "STANDIN_BITBAKE_DELAY": "0", "HOME": "/root"})
+        "STANDIN_BITBAKE_DELAY": "0", "HOME": "/root", "GIT_PASSWORD": "glpat-from-the-caller"})
     assert env["HOME"] == "/home/alice" and env["USER"] == "alice"
     assert "GIT_DIR" not in env and "SUDO_USER" not in env and "SSH_ASKPASS" not in env
     assert "AUTO_BUILD_CANCEL_GRACE" not in env and "BB_ENV_PASSTHROUGH_ADDITIONS" not in env
