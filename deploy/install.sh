@@ -223,6 +223,9 @@ chmod -R go-w "$prefix"
 echo "Directories"
 ensure_dir() {  # path owner group mode
     local path=$1 owner=$2 group=$3 mode=$4 now
+    # Some of these live in directories the service owns (data/launch): a link planted there
+    # must not make root chown or chmod what it points at.
+    [[ ! -L "$path" ]] || fail "$path is a symbolic link; remove it (sudo rm $path) and run install.sh again"
     if [[ ! -d "$path" ]]; then
         install -d -o "$owner" -g "$group" -m "$mode" "$path"
         changed "created $path ($owner:$group $mode)"
@@ -230,7 +233,7 @@ ensure_dir() {  # path owner group mode
     fi
     now=$(stat -c '%U:%G %a' "$path")
     if [[ "$now" != "$owner:$group ${mode#0}" ]]; then
-        chown "$owner:$group" "$path"
+        chown -h "$owner:$group" "$path"
         chmod "$mode" "$path"
         changed "fixed $path ($now -> $owner:$group $mode)"
     fi
@@ -243,7 +246,7 @@ ensure_acl() {  # path: the group (engineers) may write whatever anyone adds, wh
             return 0
         fi
         # Directories made by earlier builds (umask 002, no ACL) get the same default.
-        find "$path" -mindepth 1 -xdev -type d -exec setfacl -m d:u::rwx,d:g::rwx,d:o::--- {} + 2>/dev/null || true
+        find "$path" -mindepth 1 -xdev -type d -exec setfacl -P -m d:u::rwx,d:g::rwx,d:o::--- {} + 2>/dev/null || true
         changed "default ACL on $path: $users_group may write what any build adds"
     fi
 }
