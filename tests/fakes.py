@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from autobuild.domain.artifacts import ArtifactInfo, ArtifactNotFound, is_plain_name
 from autobuild.domain.commands import JobCommands
 from autobuild.domain.jobs import Job, JobStatus, Submission
+from autobuild.domain.logs import LogNotFound
 from autobuild.domain.permissions import Permissions
 from autobuild.domain.ports import (
     Ended,
@@ -121,6 +122,11 @@ class FakeJobFiles:
             raise ArtifactNotFound(name)
         data = files[name]
         return io.BytesIO(data), ArtifactInfo(name, len(data), self.mtime)
+
+    def open_log(self, job: Job):
+        if job.id not in self.logs:
+            raise LogNotFound(job.id)
+        return io.BytesIO(self.logs[job.id]), len(self.logs[job.id])
 
 
 class FakeRunner:

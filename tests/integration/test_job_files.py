@@ -328,3 +328,40 @@ def test_a_symlinked_or_huge_checksum_file_is_ignored(files, root, artifacts, tm
     os.unlink(root / OWNER / str(JOB_ID) / "artifacts.sha256")
     (root / OWNER / str(JOB_ID) / "artifacts.sha256").write_text(f"{'1' * 64}  a.bin\n" * 20000)
     assert [a.sha256 for a in files.list_artifacts(JOB)] == [None]
+
+
+# --- the raw log download ------------------------------------------------------------------
+
+def test_the_raw_log_is_opened_whole_with_its_size(files, root):
+    data = b"NOTE: line\n" * 1000
+    write_log(root, data)
+
+    fileobj, size = files.open_log(JOB)
+    with fileobj:
+        assert (fileobj.read(), size) == (data, len(data))
+
+
+def test_a_missing_linked_fifo_or_hard_linked_log_is_not_opened(files, root, tmp_path):
+    from autobuild.domain.logs import LogNotFound
+
+    with pytest.raises(LogNotFound):
+        files.open_log(JOB)
+    logs = root / OWNER / str(JOB_ID) / "logs"
+    logs.mkdir(parents=True)
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"not for the web")
+    cases = [lambda log: log.symlink_to(secret), lambda log: os.link(secret, log),
+             os.mkfifo, lambda log: log.mkdir()]
+    for make in cases:
+        log = logs / "build.log"
+        make(log)
+        assert finishes_quickly(lambda: _refused(files, LogNotFound), log) == [True]
+        log.rmdir() if log.is_dir() and not log.is_symlink() else log.unlink()
+
+
+def _refused(files, error) -> bool:
+    try:
+        files.open_log(JOB)[0].close()
+    except error:
+        return True
+    return False

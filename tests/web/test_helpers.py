@@ -3,7 +3,7 @@
 import pytest
 
 from autobuild.web.rendering import human_duration, human_size, repo_name
-from autobuild.web.routes.api import content_disposition, parse_range
+from autobuild.web.downloads import attachment, parse_range
 from autobuild.web.routes.stream import resume_offset
 from autobuild.web.security import safe_next
 
@@ -39,10 +39,10 @@ def test_parse_range_outside_the_file(header):
 
 
 def test_content_disposition_is_safe_for_any_name():
-    assert content_disposition("a.bin") == "attachment; filename=\"a.bin\"; filename*=UTF-8''a.bin"
-    value = content_disposition('ü"\\;.mtd')
+    assert attachment("a.bin") == "attachment; filename=\"a.bin\"; filename*=UTF-8''a.bin"
+    value = attachment('ü"\\;.mtd')
     assert value.startswith('attachment; filename="_' + "__;.mtd" + '"')
-    assert "\n" not in content_disposition("a\nb")
+    assert "\n" not in attachment("a\nb")
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from autobuild.domain.artifacts import (
     resolve_artifact_path,
 )
 from autobuild.domain.jobs import Job
+from autobuild.domain.logs import LogNotFound
 
 from .build_tree import (
     DIR_FLAGS,
@@ -124,6 +125,20 @@ class JobDirectory:
             raise ArtifactNotFound(name)
         try:
             return os.fdopen(fd, "rb"), _artifact_info(name, os.fstat(fd))
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def open_log(self, job: Job) -> tuple[BinaryIO, int]:
+        """The open ``logs/build.log`` and its size, from the same descriptor; LogNotFound
+        unless it is the owner's regular file with one link (the checks open_artifact makes)."""
+        with self._tree.open_dir(job.owner, job.id, layout.LOGS_DIR) as dir_fd:
+            fd = (None if dir_fd is None
+                  else open_owned_file(dir_fd, layout.BUILD_LOG, owner_uid(job.owner)))
+        if fd is None:
+            raise LogNotFound(job.id)
+        try:
+            return os.fdopen(fd, "rb"), os.fstat(fd).st_size
         except BaseException:
             os.close(fd)
             raise

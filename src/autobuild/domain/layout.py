@@ -82,6 +82,24 @@ def job_dir(owner: str, job_id: int) -> PurePosixPath:
     return PurePosixPath(owner, str(job_id))
 
 
+def artifact_path(owner: str, job_id: int, name: str) -> PurePosixPath:
+    """An artifact relative to the jobs root: ``<owner>/<id>/artifacts/<name>``."""
+    if "/" in name or name in ("", ".", ".."):
+        raise ValueError(f"not a file name: {name!r}")
+    return job_dir(owner, job_id) / ARTIFACTS_DIR / name
+
+
+def log_path(owner: str, job_id: int) -> PurePosixPath:
+    """The build log relative to the jobs root: ``<owner>/<id>/logs/build.log``."""
+    return job_dir(owner, job_id).joinpath(*LOG_PATH)
+
+
+# What nginx may serve (artifacts, the build log) it reads through this group, which the runner
+# grants read on exactly those (and search on the directories above them) with POSIX ACLs.
+# nginx's workers are members; the service's group would also give them the signing key.
+WEB_GROUP = "autobuild-web"
+
+
 def launch_log_name(job_id: int) -> str:
     if not is_job_id(job_id):
         raise ValueError(f"not a job id: {job_id!r}")

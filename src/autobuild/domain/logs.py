@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+class LogNotFound(Exception):
+    """The build has no log (yet), or nothing that may be served as one."""
+
+
 @dataclass(frozen=True)
 class LogChunk:
     """Text of the log from ``offset`` up to ``next_offset`` (byte offsets)."""

@@ -156,6 +156,10 @@ class JobFiles(Protocol):
         """Open a regular file among the job's artifacts; raises ArtifactNotFound otherwise."""
         ...
 
+    def open_log(self, job: Job) -> tuple[BinaryIO, int]:
+        """The open build log and its size then; raises LogNotFound when there is none."""
+        ...
+
     def usage(self, job: Job) -> int:
         """Bytes the build's files take on disk (links not followed; 0 if they are gone)."""
         ...

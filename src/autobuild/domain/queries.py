@@ -133,3 +133,7 @@ class JobQueries:
     def open_artifact(self, job_id: int, name: str) -> tuple[BinaryIO, ArtifactInfo]:
         """(binary file, ArtifactInfo); raises JobNotFound or ArtifactNotFound."""
         return self._files.open_artifact(self.get(job_id), name)
+
+    def open_log(self, job_id: int) -> tuple[BinaryIO, int]:
+        """(binary file, size) of the whole build log; raises JobNotFound or LogNotFound."""
+        return self._files.open_log(self.get(job_id))

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..domain.artifacts import ArtifactNotFound
 from ..domain.jobs import InvalidTransition
 from ..domain.limits import LimitReached
+from ..domain.logs import LogNotFound
 from ..domain.ports import RunnerError, StorageFull
 from ..domain.requests import InvalidRequest
 from ..domain.permissions import NotAllowed
@@ -67,6 +68,10 @@ async def _job_not_found(request: Request, exc: Exception) -> Response:
 async def _artifact_not_found(request: Request, exc: Exception) -> Response:
     return error_response(request, 404, "This build has no artifact of that name.",
                           "No such artifact")
+
+
+async def _log_not_found(request: Request, exc: Exception) -> Response:
+    return error_response(request, 404, "This build has no log yet.", "No log")
 
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:
@@ -135,6 +140,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(CsrfFailed, _csrf_failed)
     app.add_exception_handler(JobNotFound, _job_not_found)
     app.add_exception_handler(ArtifactNotFound, _artifact_not_found)
+    app.add_exception_handler(LogNotFound, _log_not_found)
     app.add_exception_handler(NotAllowed, _not_allowed)
     app.add_exception_handler(InvalidRequest, _invalid_request)
     app.add_exception_handler(InvalidTransition, _invalid_transition)

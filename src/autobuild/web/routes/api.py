@@ -1,14 +1,12 @@
-"""The JSON API: jobs, artifacts (list and download), cancel and rebuild."""
+"""The JSON API: jobs, artifacts (list and download), the raw log, cancel and rebuild."""
 
-import re
-from collections.abc import Iterator
-from typing import Annotated, Any, BinaryIO
-from urllib.parse import quote
+from typing import Annotated, Any
 
 from dependency_injector.wiring import Provide, inject
 from fastapi import APIRouter, Depends, Header, Query
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
+from ...domain import layout
 from ...domain.jobs import JobStatus
 from ...domain.ports import Clock
 from ...domain.commands import JobCommands
@@ -16,6 +14,7 @@ from ...domain.permissions import Permissions
 from ...domain.queries import JobQueries
 from ...scheduler import Scheduler
 from ..containers import Container
+from ..downloads import ACCEL_HEADER, Download, attachment, inline, respond
 from ..job_list_params import ListParams
 from ..rendering import artifact_json, failure_json, job_json, progress_json
 from ..security import HeaderCsrf, User
@@ -27,10 +26,6 @@ Commands = Annotated[JobCommands, Depends(Provide[Container.commands])]
 Perms = Annotated[Permissions, Depends(Provide[Container.permissions])]
 Sched = Annotated[Scheduler, Depends(Provide[Container.scheduler])]
 Now = Annotated[Clock, Depends(Provide[Container.clock])]
-
-DOWNLOAD_CHUNK = 256 * 1024
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
 
 @router.get("/jobs")
 @inject
@@ -73,49 +68,6 @@ def list_artifacts(job_id: int, user: User, service: Queries) -> list[dict[str, 
     return [artifact_json(info) for info in service.artifacts(job_id)]
 
 
-def content_disposition(name: str) -> str:
-    """``attachment`` with an ASCII fallback name and the exact name in RFC 5987 form."""
-    fallback = "".join(ch if 0x20 <= ord(ch) < 0x7F and ch not in '"\\' else "_" for ch in name)
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
-
-
-def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """The one byte range asked for as (first, last), None for the whole file.
-
-    Raises ValueError when the range lies outside the file (answered 416). Malformed or
-    multi-part ranges are ignored, as RFC 9110 allows, and the whole file is sent.
-    """
-    match = _RANGE.match((header or "").strip())
-    if not match or match.group(1) == match.group(2) == "":
-        return None
-    first_text, last_text = match.groups()
-    if first_text == "":
-        suffix = int(last_text)
-        if suffix == 0 or size == 0:
-            raise ValueError("empty range")
-        return max(0, size - suffix), size - 1
-    first = int(first_text)
-    last = min(int(last_text), size - 1) if last_text else size - 1
-    if first >= size or last < first:
-        raise ValueError("range outside the file")
-    return first, last
-
-
-def _read(fileobj: BinaryIO, first: int, length: int) -> Iterator[bytes]:
-    try:
-        if first:
-            fileobj.seek(first)
-        left = length
-        while left > 0:
-            data = fileobj.read(min(DOWNLOAD_CHUNK, left))
-            if not data:
-                break
-            left -= len(data)
-            yield data
-    finally:
-        fileobj.close()
-
-
 @router.get("/jobs/{job_id:jobid}/artifacts/{name:path}")
 @inject
 def download_artifact(
@@ -124,31 +76,31 @@ def download_artifact(
     user: User,
     service: Queries,
     range_: Annotated[str | None, Header(alias="range")] = None,
+    accel: Annotated[str | None, Header(alias=ACCEL_HEADER)] = None,
 ) -> Response:
-    # The service opens the file once (no symlinks, regular files only); we serve that descriptor.
+    job = service.get(job_id)
+    # The service opens the file once (no links, the owner's regular file); we serve that
+    # descriptor, or hand nginx the same name once it has passed.
     fileobj, info = service.open_artifact(job_id, name)
-    headers = {
-        "Content-Disposition": content_disposition(info.name),
-        "Accept-Ranges": "bytes",
-        "Cache-Control": "private, no-cache",
-    }
-    try:
-        span = parse_range(range_, info.size)
-    except ValueError:
-        fileobj.close()
-        headers["Content-Range"] = f"bytes */{info.size}"
-        return Response(status_code=416, headers=headers)
-    first, last = span if span else (0, info.size - 1)
-    length = max(0, last - first + 1)
-    headers["Content-Length"] = str(length)
-    if span:
-        headers["Content-Range"] = f"bytes {first}-{last}/{info.size}"
-    return StreamingResponse(
-        _read(fileobj, first, length),
-        status_code=206 if span else 200,
-        headers=headers,
-        media_type="application/octet-stream",
-    )
+    return respond(Download(fileobj, info.size, attachment(info.name), "application/octet-stream",
+                            layout.artifact_path(job.owner, job.id, info.name)), range_, accel)
+
+
+@router.get("/jobs/{job_id:jobid}/log/raw")
+@inject
+def download_log(
+    job_id: int,
+    user: User,
+    service: Queries,
+    range_: Annotated[str | None, Header(alias="range")] = None,
+    accel: Annotated[str | None, Header(alias=ACCEL_HEADER)] = None,
+) -> Response:
+    """The whole build log as it is on disk (so far, for a running build)."""
+    job = service.get(job_id)
+    fileobj, size = service.open_log(job_id)
+    return respond(Download(fileobj, size, inline(f"build-{job.id}.log"),
+                            "text/plain; charset=utf-8", layout.log_path(job.owner, job.id)),
+                   range_, accel)
 
 
 @router.post("/jobs/{job_id:jobid}/cancel", dependencies=[HeaderCsrf])
