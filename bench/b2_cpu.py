@@ -1,6 +1,6 @@
 """B2: server CPU with idle viewers, and per MB delivered to viewers (issue 9).
 
-Same setup as B1 (bench/b1_latency.py: the app in a child process, real build tree, loopback).
+Same setup as B1 (bench/_server.py: the app in a child process, real build tree, loopback).
 Idle: N viewers connected to a running job whose log does not grow; the server's CPU over a
 window, as % of one core (target: 500 idle viewers <= 2 %). Delivery: V viewers while MB of
 log lines are appended; server CPU seconds per MB delivered (summed over viewers), against
@@ -17,14 +17,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.b1_latency import TIMEOUT, Server, Tail, append, connect, prepare, raise_file_limit
+from bench import _report as report
+from bench._server import TIMEOUT, Server, prepare, raise_file_limit
+from bench._sse import Tail, append, connect
 
 LINE = b"NOTE: recipe-sysroot-native: " + b"x" * 90 + b"\n"
 
 
 async def idle(server: Server, log: Path, count: int, window: float) -> float:
     """% of one core the server uses while ``count`` viewers watch a quiet log."""
-    viewers, _ = await connect(server, count, log.stat().st_size)
+    viewers, _ = await connect(server.port, server.cookie, count, log.stat().st_size)
     await asyncio.sleep(1.0)  # past the connection burst
     cpu, began = server.cpu_seconds(), time.monotonic()
     await asyncio.sleep(window)
@@ -40,7 +42,7 @@ async def delivery(server: Server, log: Path, count: int, megabytes: float) -> d
     tail = Tail()
     await tail.start(log)
     start = log.stat().st_size
-    viewers, _ = await connect(server, count, start)
+    viewers, _ = await connect(server.port, server.cookie, count, start)
     await asyncio.sleep(0.5)
     server_cpu, tail_cpu = server.cpu_seconds(), tail.cpu_seconds()
     base = [v.received for v in viewers]
@@ -75,13 +77,20 @@ async def run(idle_count: int, window: float, count: int, megabytes: float) -> N
         await asyncio.sleep(1.0)
         baseline = await idle(server, log, 0, window)
         busy = await idle(server, log, idle_count, window)
+        verdict = report.figure(f"B2 server CPU, {idle_count} idle viewers", f"{busy:.2f} % of a core",
+                                f"no viewers {baseline:.2f} %", "", "<= 2 %",
+                                report.verdict(busy, 2.0, " points"))
         print(f"B2 idle: server CPU with {idle_count} idle viewers {busy:.2f} % of a core "
-              f"(no viewers: {baseline:.2f} %; target <= 2 %)", flush=True)
+              f"(no viewers: {baseline:.2f} %; target <= 2 %: {verdict})", flush=True)
         r = await delivery(server, log, count, megabytes)
         print(f"B2 delivery: {count} viewers, {r['delivered_mb']:.1f} MB delivered: server "
               f"{r['server_s_per_mb'] * 1000:.1f} ms CPU per MB; tail -F "
               f"{r['tail_s_per_mb'] * 1000:.2f} ms CPU per MB (<= that: clock-tick bound); "
               f"ratio {r['server_s_per_mb'] / r['tail_s_per_mb']:.1f}x", flush=True)
+        report.figure(f"B2 server CPU per MB delivered ({count} viewers)",
+                      f"{r['server_s_per_mb'] * 1000:.1f} ms",
+                      f"tail -F {r['tail_s_per_mb'] * 1000:.2f} ms",
+                      f"{r['server_s_per_mb'] / r['tail_s_per_mb']:.1f}x")
     finally:
         server.stop()
 
