@@ -27,6 +27,7 @@ from autobuild.domain.jobs import Job, JobStatus, Submission
 from autobuild.domain.ports import JobFilter
 from autobuild.domain.queries import JobQueries
 from autobuild.domain.requests import BuildRequest
+from bench import _report as report
 
 PER_PAGE = 25
 TARGET_RATIO = 1.5
@@ -135,8 +136,11 @@ def main() -> None:
         worst = max(worst, large / small)
         print(f"  {'no match':<13}{'-':<8}{small:>8.3f}{large:>9.3f}{large / small:>7.2f}x")
         print("  * the 1k reference has fewer matching jobs than a page: its unfiltered pages")
-        print(f"  worst ratio {worst:.2f}x (target <= {TARGET_RATIO}x): "
-              f"{'met' if worst <= TARGET_RATIO else 'MISSED'}")
+        verdict = report.figure(
+            f"B5 job list page, {args.large:,} jobs against {args.small:,}, worst depth/filter",
+            f"{worst:.2f}x", f"{args.small:,} jobs", f"{worst:.2f}x", f"<= {TARGET_RATIO}x",
+            report.verdict(worst, TARGET_RATIO, "x"))
+        print(f"  worst ratio {worst:.2f}x (target <= {TARGET_RATIO}x): {verdict}")
         print("  for comparison, the old way (COUNT(*) + OFFSET), unfiltered:")
         for label, depth in DEPTHS:
             small, large = median_ms(tuple(offset_call(repos[size], size, depth)
