@@ -94,6 +94,7 @@ class FakeJobFiles:
     artifacts: dict[int, dict[str, bytes]] = field(default_factory=dict)
     task_logs: dict[int, dict[str, str]] = field(default_factory=dict)
     checksums: dict[int, dict[str, str]] = field(default_factory=dict)
+    digests: dict[int, bytes] = field(default_factory=dict)
     mtime: datetime = datetime(2026, 1, 1, tzinfo=UTC)
 
     def append_log(self, job_id: int, data: bytes) -> None:
@@ -104,6 +105,10 @@ class FakeJobFiles:
 
     def log_size(self, job: Job) -> int:
         return len(self.logs.get(job.id, b""))
+
+    def read_digest(self, job: Job, limit: int) -> bytes | None:
+        data = self.digests.get(job.id)
+        return None if data is None or len(data) > limit else data
 
     def read_task_logs(self, job: Job) -> dict[str, str]:
         return dict(self.task_logs.get(job.id, {}))

@@ -3,6 +3,7 @@
 import pytest
 
 from autobuild.domain import queries
+from autobuild.domain.digest import LogDigest
 from autobuild.domain.failures import task_log_name
 from autobuild.domain.progress import Phase
 from autobuild.domain.queries import JobNotFound
@@ -96,3 +97,79 @@ def test_unknown_jobs_are_not_found(world):
         world.queries.progress(999)
     with pytest.raises(JobNotFound):
         world.queries.failure_summary(999)
+
+
+# --- the runner's digest of the whole log ---------------------------------------------------
+
+EARLY_FAILURE_THEN_NOISE = FAILED_BUILD.replace(b"==> Build finished: FAILED (exit 1)\n", b"") \
+    + b"NOTE: Running task 9 of 12 (/j/1/work/src/meta/recipes-core/x/x.bb:do_compile)\n" * 3000
+
+
+def digested(world, data: bytes) -> LogDigest:
+    """The log as the runner writes it, with its digest as the runner saves it."""
+    digest = LogDigest()
+    digest.feed(data)
+    world.files.append_log(world.job.id, data)
+    world.files.digests[world.job.id] = digest.to_json()
+    return digest
+
+
+def test_the_summary_of_a_digested_log_finds_an_error_long_before_its_end(world, monkeypatch):
+    monkeypatch.setattr(queries, "FAILURE_SCAN_BYTES", 1000)  # a tail would miss it
+    digested(world, EARLY_FAILURE_THEN_NOISE)
+    reads = []
+    read_log = world.files.read_log
+    world.files.read_log = lambda job, offset, limit: reads.append(limit) or read_log(job, offset, limit)
+
+    summary = world.queries.failure_summary(world.job.id)
+
+    assert [t.label for t in summary.tasks] == ["fail-image-1.0-r0 do_compile"]
+    assert summary.incomplete is None
+    assert reads == []  # the digest covers the whole log: nothing of the log is read
+
+
+def test_progress_continues_from_the_digest_with_only_the_bytes_written_after_it(world):
+    digested(world, b"==> bitbake x (MACHINE=m)\nNOTE: Running task 30 of 120 (/a/b.bb:do_compile)\n")
+    world.files.append_log(world.job.id, b"NOTE: Running task 60 of 120 (/a/b.bb:do_install)\n")
+    reads = []
+    read_log = world.files.read_log
+    world.files.read_log = lambda job, offset, limit: reads.append(offset) or read_log(job, offset, limit)
+
+    progress = world.queries.progress(world.job.id)
+
+    assert (progress.tasks_done, progress.percent, progress.current) == (60, 50, "b.bb:do_install")
+    assert len(reads) == 1 and reads[0] > 0  # from the digest's offset on
+
+
+@pytest.mark.parametrize("digest", [b"{not json", b'{"version": 1, "offset": 99999999}',
+                                    b'{"version": 9}'])
+def test_a_broken_forged_or_stale_digest_falls_back_to_the_log(world, digest):
+    world.files.append_log(world.job.id, FAILED_BUILD)
+    world.files.digests[world.job.id] = digest
+    summary = world.queries.failure_summary(world.job.id)
+    assert [t.label for t in summary.tasks] == ["fail-image-1.0-r0 do_compile"]
+    assert world.queries.progress(world.job.id).tasks_done == 5
+
+
+def test_a_digest_far_behind_the_log_is_not_trusted(world, monkeypatch):
+    monkeypatch.setattr(queries, "DIGEST_GAP_BYTES", 100)
+    digested(world, b"==> bitbake x (MACHINE=m)\n")
+    world.files.append_log(world.job.id, FAILED_BUILD)
+    summary = world.queries.failure_summary(world.job.id)
+    assert [t.label for t in summary.tasks] == ["fail-image-1.0-r0 do_compile"]
+
+
+def test_without_a_digest_a_summary_read_from_the_end_says_so(world, monkeypatch):
+    monkeypatch.setattr(queries, "FAILURE_SCAN_BYTES", 1000)
+    world.files.append_log(world.job.id, EARLY_FAILURE_THEN_NOISE)
+
+    summary = world.queries.failure_summary(world.job.id)
+
+    assert summary.tasks == ()
+    assert summary.incomplete and "last" in summary.incomplete
+    assert not summary.is_empty  # the page says what was not read
+
+
+def test_without_a_digest_a_short_log_is_read_whole_and_complete(world):
+    world.files.append_log(world.job.id, FAILED_BUILD)
+    assert world.queries.failure_summary(world.job.id).incomplete is None

@@ -4,6 +4,8 @@ import html
 
 import pytest
 
+from autobuild.domain import queries
+from autobuild.domain.digest import LogDigest
 from autobuild.domain.failures import TOKEN_REFUSED, task_log_name
 from autobuild.web.routes import stream
 from tests.web.helpers import event_data, parse_sse, submit
@@ -216,3 +218,68 @@ def test_the_box_of_a_running_or_unknown_build(alice, running, client):
 
 def test_the_box_needs_a_signed_in_user(client, fakes, supervisor):
     assert client.get("/jobs/1/failure").status_code == 303
+
+
+# --- huge logs: from the runner's digest, never a tail that misses the start -----------------
+
+NOISE = b"NOTE: recipe x-1.0-r0: task do_compile: Succeeded\n" * 400
+
+
+def huge_failure(fakes, supervisor, with_digest: bool) -> None:
+    """Build 1 failed early on, then printed far more than the summary's fallback reads."""
+    supervisor.tick()
+    data = FAILED.replace(b"==> Build finished: FAILED (exit 1)\n", b"") + NOISE \
+        + b"==> Build finished: FAILED (exit 1)\n"
+    fakes.files.append_log(1, data)
+    if with_digest:
+        digest = LogDigest()
+        digest.feed(data)
+        fakes.files.digests[1] = digest.to_json()
+    fakes.runner.finish(1, 1)
+    supervisor.tick()
+
+
+def test_an_early_failure_in_a_huge_digested_log_is_on_the_page(alice, fakes, supervisor,
+                                                                   monkeypatch):
+    monkeypatch.setattr(queries, "FAILURE_SCAN_BYTES", 4096)
+    submit(alice)
+    huge_failure(fakes, supervisor, with_digest=True)
+
+    page = alice.get("/jobs/1").text
+    failure = alice.get("/api/jobs/1").json()["failure"]
+
+    assert ">fail-image-1.0-r0 do_compile</code>" in page
+    assert "failure-incomplete" not in page
+    assert [t["task"] for t in failure["tasks"]] == ["do_compile"]
+    assert failure["incomplete"] is None
+
+
+def test_a_summary_read_from_the_end_only_says_so(alice, fakes, supervisor, monkeypatch):
+    monkeypatch.setattr(queries, "FAILURE_SCAN_BYTES", 4096)
+    submit(alice)
+    huge_failure(fakes, supervisor, with_digest=False)  # a build from before digests
+
+    page = alice.get("/jobs/1").text
+    failure = alice.get("/api/jobs/1").json()["failure"]
+
+    assert "Why it failed" in page and "failure-incomplete" in page
+    assert "an earlier error may be missing" in page
+    assert "earlier error may be missing" in failure["incomplete"]
+
+
+def test_a_stream_opened_at_the_tail_has_the_progress_of_the_whole_log(alice, running, fakes,
+                                                                       supervisor, monkeypatch):
+    monkeypatch.setattr(queries, "PROGRESS_SCAN_BYTES", 2048)  # what a build without a digest reads
+    digest = LogDigest()
+    digest.feed(STARTED + NOISE)
+    fakes.files.append_log(1, NOISE)
+    fakes.files.digests[1] = digest.to_json()
+    fakes.runner.finish(1, 0)
+    supervisor.tick()
+    tail = len(STARTED + NOISE) - 1024  # the tail holds no task line at all
+
+    with alice.stream("GET", f"/api/jobs/1/log/stream?offset={tail}") as response:
+        events = list(parse_sse(response.iter_lines()))
+
+    (progress,) = [event_data(e) for e in events if e.get("event") == "progress"]
+    assert progress["tasks_done"] == 3 and progress["setscene_done"] == 4

@@ -68,6 +68,9 @@ class JobDirectory:
         with self._tree.open_file(job.owner, job.id, *layout.LOG_PATH) as fd:
             return os.fstat(fd).st_size if fd is not None else 0
 
+    def read_digest(self, job: Job, limit: int) -> bytes | None:
+        return self._tree.read_small(job.owner, job.id, *layout.DIGEST_PATH, limit=limit)
+
     # --- logs of failed tasks ----------------------------------------------------------------
 
     def read_task_logs(self, job: Job) -> dict[str, str]:

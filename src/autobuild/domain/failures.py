@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .layout import STEP_CHECKOUT, STEP_CLONING, STEP_SUBMODULES, step_line
 from .progress import task_label
@@ -77,10 +78,12 @@ class FailureSummary:
     logfiles: tuple[str, ...] = ()
     git_problem: str | None = None
     disk_problem: str | None = None  # DISK_FULL when the log shows the disk filled up
+    incomplete: str | None = None  # for people: what of the log the summary could not read
 
     @property
     def is_empty(self) -> bool:
-        return not (self.tasks or self.logfiles or self.git_problem or self.disk_problem)
+        return not (self.tasks or self.logfiles or self.git_problem or self.disk_problem
+                    or self.incomplete)
 
 
 _ESCAPES = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b\[[0-9;?]*[A-Za-z]")
@@ -344,3 +347,109 @@ def explain_git(lines: list[str]) -> str | None:
         if match := _FATAL_LINE.match(line):
             return f"git failed: {match.group(1)[:MAX_MESSAGE_LENGTH]}"
     return None
+
+
+# --- the lines a summary needs, kept as the log is written --------------------------------
+
+MAX_NOTE_LINES = 20_000
+MAX_NOTE_CHARS = 2 * 1024 * 1024
+MAX_PENDING = 64 * 1024  # a line without an end is cut here (as the progress tracker cuts it)
+_LINE_BREAKS = tuple("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")  # str.splitlines's
+
+
+class FailureNotes:
+    """The lines of a log ``summarize`` reads, kept as the log is fed in pieces of any size.
+
+    ``summarize(notes.text())`` equals ``summarize(whole log)``: a dropped line is one that
+    changes nothing in summarize (not a step header, not in a git step, not in a "Summary:"
+    block, no "ERROR: ", no disk-full marker), and the line that ends a "Summary:" block is
+    kept so the block ends where it did. Lines are split as ``str.splitlines`` splits them.
+    Bounded: past MAX_NOTE_LINES lines or MAX_NOTE_CHARS characters, further notable lines are
+    only counted (``dropped``), so a summary can say it is incomplete instead of being cut
+    silently.
+    """
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.pending = ""
+        self.in_git = False
+        self.in_summary = False
+        self.dropped = 0
+        self._chars = 0
+
+    def feed(self, text: str) -> None:
+        if not text:
+            return
+        pieces = (self.pending + text).splitlines(keepends=True)
+        last = pieces[-1]
+        # A line is complete at its line break; a final "\r" may still become "\r\n".
+        if last.endswith("\r") or not last.endswith(_LINE_BREAKS):
+            pieces.pop()
+            self.pending = last[:MAX_PENDING]
+        else:
+            self.pending = ""
+        for piece in pieces:
+            self._line(piece[:-2] if piece.endswith("\r\n") else piece[:-1])
+
+    def state(self) -> dict[str, Any]:
+        """Everything kept, as JSON values; ``restore`` makes the notes again."""
+        return {"lines": self.lines, "pending": self.pending, "in_git": self.in_git,
+                "in_summary": self.in_summary, "dropped": self.dropped}
+
+    @classmethod
+    def restore(cls, state: Mapping[str, Any]) -> FailureNotes:
+        """The notes ``state()`` described; ValueError for anything else (any source)."""
+        notes = cls()
+        try:
+            lines, pending = state["lines"], state["pending"]
+            flags = state["in_git"], state["in_summary"]
+            dropped = state["dropped"]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not failure notes: {exc}") from None
+        if not (isinstance(lines, list) and len(lines) <= MAX_NOTE_LINES
+                and all(isinstance(line, str) for line in lines)
+                and sum(len(line) + 1 for line in lines) <= MAX_NOTE_CHARS):
+            raise ValueError("not failure notes: lines")
+        if not (isinstance(pending, str) and len(pending) <= MAX_PENDING
+                and all(isinstance(flag, bool) for flag in flags)
+                and type(dropped) is int and dropped >= 0):
+            raise ValueError("not failure notes")
+        notes.lines, notes.pending = list(lines), pending
+        notes.in_git, notes.in_summary = flags
+        notes.dropped = dropped
+        notes._chars = sum(len(line) + 1 for line in lines)
+        return notes
+
+    def text(self) -> str:
+        """The kept lines, and a line still without its end (as summarize would read it)."""
+        return "\n".join([*self.lines, self.pending] if self.pending else self.lines)
+
+    def _line(self, raw: str) -> None:
+        line = _clean(raw)
+        keep = False
+        if line.startswith(_ANY_STEP):
+            self.in_git = line.startswith(_GIT_STEPS)
+            keep = True
+        if self.in_git:
+            keep = True
+        else:
+            if self.in_summary:
+                if _SUMMARY_TID.search(line) or _SUMMARY_LOG.search(line):
+                    self._keep(raw)
+                    return
+                self.in_summary = False
+                keep = True  # the line that ends the block
+            if "ERROR: " in line:
+                keep = True
+            elif "Summary: " in line and _SUMMARY.search(line):
+                self.in_summary = True
+                keep = True
+        if keep or any(marker in raw for marker in _DISK_FULL_MARKERS):
+            self._keep(raw)
+
+    def _keep(self, raw: str) -> None:
+        if len(self.lines) >= MAX_NOTE_LINES or self._chars + len(raw) > MAX_NOTE_CHARS:
+            self.dropped += 1
+            return
+        self.lines.append(raw)
+        self._chars += len(raw) + 1

@@ -8,6 +8,8 @@ first build (or by ``install.sh --add-user``), and each build one directory in t
         runner.json                    the runner's own record: pid, process group, start time
         cancel-requested               left by a cancel that came before runner.json
         logs/build.log                 everything the build printed
+        logs/digest.json               progress and failure lines of the whole log, kept by
+                                       the runner as the log grows (domain/digest.py)
         logs/failed-tasks/<name>       the ends of the logs of failed bitbake tasks
         artifacts/<name>               the collected images
         artifacts.sha256               their checksums (sha256sum format)
@@ -37,6 +39,7 @@ RUNNER_RECORD = "runner.json"
 CANCEL_REQUEST = "cancel-requested"
 LOGS_DIR = "logs"
 BUILD_LOG = "build.log"
+DIGEST = "digest.json"
 TASK_LOGS_DIR = "failed-tasks"
 ARTIFACTS_DIR = "artifacts"
 CHECKSUMS = "artifacts.sha256"
@@ -47,6 +50,7 @@ KAS_BUILD_DIR = "build"  # work/build: kas's build directory
 SPACE_RESERVE = ".space-reserve"  # freed at the end so the status fits on a full disk
 
 LOG_PATH = (LOGS_DIR, BUILD_LOG)
+DIGEST_PATH = (LOGS_DIR, DIGEST)
 TASK_LOGS_PATH = (LOGS_DIR, TASK_LOGS_DIR)
 
 MAX_STATUS_BYTES = 64 * 1024

@@ -145,6 +145,11 @@ class JobFiles(Protocol):
 
     def log_size(self, job: Job) -> int: ...
 
+    def read_digest(self, job: Job, limit: int) -> bytes | None:
+        """The runner's digest of the log (layout.DIGEST_PATH) if it is at most ``limit``
+        bytes; None when there is none (a build from before digests, or none yet)."""
+        ...
+
     def read_task_logs(self, job: Job) -> dict[str, str]:
         """The logs of failed tasks the runner saved: name -> the end of the file (at most
         8 KiB, from a line start when cut), decoded; {} if none."""

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .layout import (
     STEP_BITBAKE, STEP_CHECKOUT, STEP_CLONING, STEP_COLLECTING, STEP_FINISHED, STEP_KAS,
@@ -136,6 +138,41 @@ class ProgressTracker:
     def progress(self) -> Progress:
         return self._progress
 
+    # --- kept between processes (the runner's log digest) -----------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Everything the tracker knows, as JSON values; ``restore`` makes the tracker again."""
+        return {
+            "pending": self._pending, "phase": str(self._phase),
+            "setscene_done": self._setscene_done, "setscene_total": self._setscene_total,
+            "tasks_done": self._tasks_done, "tasks_total": self._tasks_total,
+            "parse_percent": self._parse_percent, "succeeded": self._succeeded,
+            "stopped_percent": self._stopped_percent, "current": self._current,
+        }
+
+    @classmethod
+    def restore(cls, state: Mapping[str, Any]) -> ProgressTracker:
+        """The tracker ``state()`` described; ValueError for anything else (any source)."""
+        tracker = cls()
+        try:
+            tracker._pending = _text(state["pending"], MAX_LINE)
+            tracker._phase = Phase(state["phase"])
+            tracker._setscene_done = _count(state["setscene_done"])
+            tracker._setscene_total = _count(state["setscene_total"], optional=True)
+            tracker._tasks_done = _count(state["tasks_done"])
+            tracker._tasks_total = _count(state["tasks_total"], optional=True)
+            tracker._parse_percent = _count(state["parse_percent"], optional=True, top=100)
+            tracker._stopped_percent = _count(state["stopped_percent"], optional=True, top=100)
+            if not isinstance(state["succeeded"], bool):
+                raise ValueError("succeeded is not a boolean")
+            tracker._succeeded = state["succeeded"]
+            current = state["current"]
+            tracker._current = None if current is None else _text(current, 300)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a progress state: {exc}") from None
+        tracker._progress = tracker._snapshot()
+        return tracker
+
     def feed(self, text: str) -> bool:
         """Add log text; True when the snapshot changed."""
         if not text:
@@ -227,6 +264,20 @@ class ProgressTracker:
             percent=self._percent(),
             current=None if self._phase.rank >= Phase.COLLECTING.rank else self._current,
         )
+
+
+def _count(value: Any, optional: bool = False, top: int = 10**9) -> Any:
+    if value is None and optional:
+        return None
+    if type(value) is not int or not 0 <= value <= top:
+        raise ValueError(f"not a count: {value!r}")
+    return value
+
+
+def _text(value: Any, limit: int) -> str:
+    if not isinstance(value, str) or len(value) > limit:
+        raise ValueError("not a short text")
+    return value
 
 
 def _ratio(done: int, total: int | None) -> int | None:

@@ -4,10 +4,11 @@ Nothing here changes a job."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from .artifacts import ArtifactInfo
+from .digest import MAX_DIGEST_BYTES, LogDigest
 from .failures import FailureSummary, summarize
 from .jobs import Job
 from .logs import LogChunk, decode_chunk
@@ -15,8 +16,11 @@ from .ports import JobFiles, JobFilter, JobRepository
 from .progress import Progress, ProgressTracker
 
 DEFAULT_LOG_CHUNK = 64 * 1024
-# How much of the end of a log progress and failure summaries read: bitbake logs reach
-# hundreds of MB, and what they need is near the end.
+# Progress and failure summaries come from the runner's digest of the whole log (digest.py)
+# and the bytes written after it, if there are at most this many.
+DIGEST_GAP_BYTES = 16 * 1024 * 1024
+DIGEST_READ_BYTES = 1024 * 1024
+# A build without a digest (from before digests): how much of the end of its log is read.
 PROGRESS_SCAN_BYTES = 4 * 1024 * 1024
 FAILURE_SCAN_BYTES = 8 * 1024 * 1024
 
@@ -102,30 +106,67 @@ class JobQueries:
                         complete=job.is_terminal and next_offset >= size)
 
     def progress(self, job_id: int) -> Progress:
-        """How far the build has come, from (the last few MB of) its log."""
+        """How far the build has come, from its whole log."""
         job = self.get(job_id)
         return self.track_progress(job_id, self._files.log_size(job)).progress
 
     def track_progress(self, job_id: int, upto: int) -> ProgressTracker:
-        """A tracker fed with the log up to byte ``upto``, to be fed the rest as it comes."""
+        """A tracker fed with the log up to byte ``upto``, to be fed the rest as it comes:
+        the runner's digest and the bytes after it (the last few MB for a build without one)."""
+        job = self.get(job_id)
+        digest = self._digest(job, upto)
+        if digest is not None:
+            return digest.tracker
         tracker = ProgressTracker()
-        tracker.feed(self._log_tail(self.get(job_id), upto, PROGRESS_SCAN_BYTES))
+        tracker.feed(self._log_tail(job, upto, PROGRESS_SCAN_BYTES)[0])
         return tracker
 
     def failure_summary(self, job_id: int) -> FailureSummary:
         """Failed tasks (with the end of each one's saved log) and git problems in the log."""
         job = self.get(job_id)
-        text = self._log_tail(job, self._files.log_size(job), FAILURE_SCAN_BYTES)
-        return summarize(text, self._files.read_task_logs(job))
+        size = self._files.log_size(job)
+        task_logs = self._files.read_task_logs(job)
+        digest = self._digest(job, size)
+        if digest is not None:
+            return digest.failure(task_logs)
+        text, cut = self._log_tail(job, size, FAILURE_SCAN_BYTES)
+        summary = summarize(text, task_logs)
+        if cut:
+            return replace(summary, incomplete=(
+                f"This build kept no digest of its log: only its last "
+                f"{FAILURE_SCAN_BYTES >> 20} MiB were read, an earlier error may be missing"))
+        return summary
 
-    def _log_tail(self, job: Job, upto: int, limit: int) -> str:
-        """The log text before byte ``upto``, at most ``limit`` bytes, from a line start."""
+    def _digest(self, job: Job, upto: int) -> LogDigest | None:
+        """The runner's digest of the log brought up to byte ``upto``; None when there is
+        none, it cannot be read, or it is not within DIGEST_GAP_BYTES before ``upto``."""
+        raw = self._files.read_digest(job, MAX_DIGEST_BYTES)
+        if raw is None:
+            return None
+        try:
+            digest = LogDigest.parse(raw)
+        except ValueError:
+            return None
+        if not digest.offset <= upto <= digest.offset + DIGEST_GAP_BYTES:
+            return None
+        position = digest.offset
+        while position < upto:
+            data = self._files.read_log(job, position, min(DIGEST_READ_BYTES, upto - position))
+            if not data:
+                break
+            digest.feed(data)
+            position += len(data)
+        return digest
+
+    def _log_tail(self, job: Job, upto: int, limit: int) -> tuple[str, bool]:
+        """The log text before byte ``upto``, at most ``limit`` bytes, from a line start; and
+        whether the log was cut (it has more before)."""
         upto = max(0, upto)
         start = max(0, upto - limit)
         data = self._files.read_log(job, start, upto - start)
         if start > 0:
             data = data[data.find(b"\n") + 1:]  # drop the line cut in the middle
-        return data.decode("utf-8", errors="replace")
+        return data.decode("utf-8", errors="replace"), start > 0
 
     def artifacts(self, job_id: int) -> list[ArtifactInfo]:
         return self._files.list_artifacts(self.get(job_id))
@@ -137,3 +178,7 @@ class JobQueries:
     def open_log(self, job_id: int) -> tuple[BinaryIO, int]:
         """(binary file, size) of the whole build log; raises JobNotFound or LogNotFound."""
         return self._files.open_log(self.get(job_id))
+
+    def log_size(self, job_id: int) -> int:
+        """How many bytes the build log has now (0 before it exists)."""
+        return self._files.log_size(self.get(job_id))

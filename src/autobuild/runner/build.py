@@ -27,6 +27,7 @@ from autobuild.domain.layout import (
 )
 from autobuild.domain.orders import BuildOrder
 
+from .digesting import KeptDigest
 from .fsops import create_file, exists, human_size, remove_tree, tree_size, write_all, write_atomically
 from .jobdir import Identity, JobFiles, RunnerRecord, write_record
 from .outputs import log_says_disk_full
@@ -77,6 +78,7 @@ class Supervisor:
         self.cancel_at = 0.0
         self.term_at: float | None = None
         self.killed = False
+        self.digest = KeptDigest(files.log, files.logs)
 
     # --- the log ------------------------------------------------------------------------
 
@@ -181,6 +183,7 @@ class Supervisor:
         try:
             while not select.select([pidfd], [], [], POLL)[0]:
                 self.escalate()
+                self.digest.tick()
         finally:
             os.close(pidfd)
         _, wait_status = os.waitpid(pid, 0)
@@ -287,6 +290,7 @@ class Supervisor:
         except OSError:
             pass
         self.say(step_line(f"{STEP_FINISHED}{status} (exit {code})"))
+        self.digest.finish()  # before the status: a finished build's digest is whole
         try:
             write_atomically(self.files.job, STATUS, status_json(status, code, utc_now()))
         except OSError as exc:

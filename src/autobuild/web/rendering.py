@@ -102,6 +102,7 @@ def failure_json(summary: FailureSummary) -> dict[str, Any] | None:
         "tasks": [{"recipe": t.recipe, "task": t.task, "messages": list(t.messages),
                    "log_name": t.log_name, "log_tail": t.log_tail} for t in summary.tasks],
         "more_tasks": summary.more_tasks,
+        "incomplete": summary.incomplete,
     }
 
 

@@ -1,0 +1,86 @@
+"""A build log's digest: its progress and the lines its failure summary needs, kept from the
+whole log as it is written.
+
+The runner feeds every byte of ``logs/build.log`` to a LogDigest while the build runs and keeps
+it in ``logs/digest.json`` (layout.DIGEST). The service then reads the digest plus the few bytes
+written since, never the whole log: a 500 MB log costs what a 1 MB one does, and an error
+early in it is not lost the way a fixed tail would lose it.
+
+The digest sits in the owner's job directory, so the owner could forge it: that changes only
+what their own build's page shows (as editing their own log would). ``LogDigest.parse``
+therefore treats it as untrusted input: bounded, every field checked, ValueError otherwise.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from dataclasses import replace
+from typing import Any
+
+from .failures import FailureNotes, FailureSummary, summarize
+from .progress import Progress, ProgressTracker
+
+VERSION = 1
+MAX_DIGEST_BYTES = 8 * 1024 * 1024
+
+
+class LogDigest:
+    """Feed it the log's bytes from ``offset`` on, in pieces of any size."""
+
+    def __init__(self, offset: int = 0, tracker: ProgressTracker | None = None,
+                 notes: FailureNotes | None = None) -> None:
+        self._fed = offset
+        self.tracker = tracker or ProgressTracker()
+        self.notes = notes or FailureNotes()
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    @property
+    def offset(self) -> int:
+        """The log's bytes before this one are digested (an unfinished UTF-8 character at
+        the end is not: it is read again by whoever continues from here)."""
+        pending, _ = self._decoder.getstate()
+        return self._fed - len(pending)
+
+    def feed(self, data: bytes) -> bool:
+        """Digest the next bytes of the log; True when the progress changed."""
+        self._fed += len(data)
+        text = self._decoder.decode(data)
+        self.notes.feed(text)
+        return self.tracker.feed(text)
+
+    @property
+    def progress(self) -> Progress:
+        return self.tracker.progress
+
+    def failure(self, task_logs: dict[str, str] | None = None) -> FailureSummary:
+        summary = summarize(self.notes.text(), task_logs)
+        if self.notes.dropped:
+            return replace(summary, incomplete=f"{self.notes.dropped} more error lines than "
+                                               "the summary keeps were not read: see the log")
+        return summary
+
+    # --- logs/digest.json -----------------------------------------------------------------
+
+    def to_json(self) -> bytes:
+        return json.dumps({"version": VERSION, "offset": self.offset,
+                           "progress": self.tracker.state(), "notes": self.notes.state()},
+                          ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+
+    @classmethod
+    def parse(cls, data: bytes) -> LogDigest:
+        """The digest ``to_json`` wrote; ValueError for anything else."""
+        if len(data) > MAX_DIGEST_BYTES:
+            raise ValueError("the digest is too big")
+        try:
+            value: Any = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise ValueError(f"not a digest: {exc}") from None
+        if not isinstance(value, dict) or value.get("version") != VERSION:
+            raise ValueError("not a digest of this version")
+        offset, progress, notes = value.get("offset"), value.get("progress"), value.get("notes")
+        if type(offset) is not int or not 0 <= offset < 2**62:
+            raise ValueError("not a digest: offset")
+        if not isinstance(progress, dict) or not isinstance(notes, dict):
+            raise ValueError("not a digest")
+        return cls(offset, ProgressTracker.restore(progress), FailureNotes.restore(notes))
