@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from autobuild.domain.jobs import Job
 from autobuild.domain.logs import LogChunk
+from autobuild.domain.progress import Progress, ProgressTracker
 
 QUEUE_UPDATES = 16  # per viewer; a viewer this far behind resyncs from its own offset
 # With a watch that tells of every write, a look now and then still catches what it missed.
@@ -42,10 +43,12 @@ class LogWatches(Protocol):
 
 @dataclass(frozen=True)
 class Update:
-    """The log from ``chunk.offset`` to ``chunk.next_offset`` and the job read just after it."""
+    """The log from ``chunk.offset`` to ``chunk.next_offset``, the job read just after it, and
+    the build's progress up to ``chunk.next_offset`` (None when the tailer keeps none)."""
 
     chunk: LogChunk
     job: Job
+    progress: Progress | None = None
 
 
 RESYNC = object()  # "you fell behind: continue from your own offset"
@@ -74,6 +77,7 @@ class Subscription:
 
 ReadLog = Callable[[int, int, int], LogChunk]
 GetJob = Callable[[int], Job]
+TrackProgress = Callable[[int, int], ProgressTracker]  # (job id, up to byte) -> tracker
 LOG_END = 2**62  # read_log clamps an offset past the end to the end: where a tailer starts
 
 
@@ -82,9 +86,12 @@ class JobTailer:
 
     def __init__(self, job_id: int, read_log: ReadLog, get_job: GetJob,
                  watches: LogWatches | None, chunk: int, poll_seconds: float,
-                 on_stop: Callable[[JobTailer], None]) -> None:
+                 on_stop: Callable[[JobTailer], None],
+                 track: TrackProgress | None = None) -> None:
         self.job_id = job_id
         self._read_log, self._get_job, self._watches = read_log, get_job, watches
+        self._track = track
+        self._tracker: ProgressTracker | None = None
         self._watch: Watch | None = None
         self._chunk = chunk
         self.poll_seconds = poll_seconds
@@ -111,15 +118,17 @@ class JobTailer:
         try:
             # From the end: what is there already each viewer reads from its own offset.
             position = (await asyncio.to_thread(self._read_log, self.job_id, LOG_END, 1)).offset
+            if self._track is not None:  # the progress so far (the runner's digest of the log)
+                self._tracker = await asyncio.to_thread(self._track, self.job_id, position)
             last_job: Job | None = None
             while self.subscribers:
-                chunk = await asyncio.to_thread(self._read_log, self.job_id, position,
-                                                self._chunk)
+                chunk = await asyncio.to_thread(self._read, position)
                 job = await asyncio.to_thread(self._get_job, self.job_id)  # after the log
                 progressed = chunk.next_offset > chunk.offset
                 if progressed or job != last_job or chunk.complete:
+                    progress = self._tracker.progress if self._tracker is not None else None
                     for subscriber in list(self.subscribers):
-                        subscriber.offer(Update(chunk, job))
+                        subscriber.offer(Update(chunk, job, progress))
                     last_job = copy.copy(job)  # a repository may hand out the same object
                 position = chunk.next_offset
                 if chunk.complete:
@@ -141,6 +150,13 @@ class JobTailer:
                 self._watch.close()
             self._on_stop(self)
 
+    def _read(self, position: int) -> LogChunk:
+        """The next chunk of the log, fed to the job's progress tracker (in a worker thread)."""
+        chunk = self._read_log(self.job_id, position, self._chunk)
+        if self._tracker is not None:
+            self._tracker.feed(chunk.text)
+        return chunk
+
     def _quiet_wait(self, job: Job) -> float:
         """How long to wait for a wake-up before looking anyway: long with a live watch,
         POLL otherwise (no inotify, a network filesystem, or no log directory yet)."""
@@ -156,9 +172,11 @@ class LogTailers:
     """The tailers of the jobs being watched in this process, one per job and event loop."""
 
     def __init__(self, read_log: ReadLog, get_job: GetJob, chunk: int,
-                 watches: LogWatches | None = None) -> None:
-        """``read_log``/``get_job``: JobQueries.read_log and .get (the owner-checked reads)."""
+                 watches: LogWatches | None = None, track: TrackProgress | None = None) -> None:
+        """``read_log``/``get_job``/``track``: JobQueries.read_log, .get and .track_progress
+        (the owner-checked reads); without ``track`` updates carry no progress."""
         self._read_log, self._get_job, self._watches = read_log, get_job, watches
+        self._track = track
         self._chunk = chunk
         self._tailers: dict[tuple[int, int], JobTailer] = {}
 
@@ -170,7 +188,7 @@ class LogTailers:
         if tailer is None:
             tailer = JobTailer(job_id, self._read_log, self._get_job, self._watches, self._chunk,
                                poll_seconds,
-                               lambda done: self._forget(key, done))
+                               lambda done: self._forget(key, done), self._track)
             self._tailers[key] = tailer
             tailer.subscribers.add(subscription)
             tailer.start()

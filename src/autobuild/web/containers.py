@@ -74,6 +74,7 @@ class Container(containers.DeclarativeContainer):
     log_tailers = providers.ThreadSafeSingleton(
         LogTailers, queries.provided.read_log, queries.provided.get, DEFAULT_LOG_CHUNK,
         providers.ThreadSafeSingleton(InotifyLogWatches, settings.provided.jobs_root),
+        queries.provided.track_progress,
     )
     # Status changes reach the plugins, then wake the job's tailer (pushed to its viewers).
     job_events = providers.ThreadSafeSingleton(PushingJobEvents, events, log_tailers)

@@ -1,10 +1,10 @@
 """The build log: chunked JSON by byte offset, and a live Server-Sent Events stream.
 
 SSE events: ``status`` (first, then on every change), ``log`` (``{"text"}``, id = the byte
-offset after it, so ``Last-Event-ID`` resumes exactly), ``progress`` (the build's progress, see
-rendering.progress_json, whenever it differs from what was last sent, or from a build that has
-not started for a new stream), ``end``
-(the job is over and the whole log was sent). A stream whose session ends (sign-out, expiry,
+offset after it, so ``Last-Event-ID`` resumes exactly), ``progress`` (the build's progress from its
+whole log, see rendering.progress_json: the runner's digest when the stream opens, then what the
+job's tailer reads; sent with the log whenever it differs from what was last sent, never for a
+build that has not got anywhere), ``end`` (the job is over and the whole log was sent). A stream whose session ends (sign-out, expiry,
 leaving the users group) is closed within SESSION_RECHECK_SECONDS. FastAPI adds a keep-alive comment when nothing
 was sent for 15 s.
 
@@ -29,7 +29,7 @@ from ...adapters.log_tailer import RESYNC, LogTailers, Update
 from ...domain.jobs import Job
 from ...domain.limits import StreamSlots
 from ...domain.logs import LogChunk
-from ...domain.progress import Progress, ProgressTracker
+from ...domain.progress import Progress
 from ...domain.queries import DEFAULT_LOG_CHUNK, JobQueries
 from ..containers import Container
 from ..rendering import progress_json, status_json
@@ -99,10 +99,10 @@ def resume_offset(last_event_id: str | None, offset: int) -> int:
 
 @dataclass
 class _Sent:
-    """What one stream has sent so far."""
+    """What one stream has sent so far, and the build's latest progress it knows of."""
 
     position: int
-    tracker: ProgressTracker
+    latest: Progress
     status: dict[str, Any] | None = None
     progress: Progress = field(default_factory=Progress)  # nothing until the build got somewhere
     ended: bool = False
@@ -117,11 +117,10 @@ def _events(chunk: LogChunk, job: Job, state: _Sent) -> Iterator[ServerSentEvent
         state.status = status
     if chunk.next_offset > chunk.offset:
         yield ServerSentEvent(event="log", data={"text": chunk.text}, id=str(chunk.next_offset))
-        state.tracker.feed(chunk.text)
     state.position = chunk.next_offset
-    if state.tracker.progress != state.progress:
-        yield ServerSentEvent(event="progress", data=progress_json(state.tracker.progress))
-        state.progress = state.tracker.progress
+    if state.latest != state.progress:
+        yield ServerSentEvent(event="progress", data=progress_json(state.latest))
+        state.progress = state.latest
     if status != state.status:
         yield ServerSentEvent(event="status", data=status)
         state.status = status
@@ -151,9 +150,8 @@ async def log_stream(
     position = resume_offset(last_event_id, offset)
     # At once, so the browser and any proxy see the stream is open.
     yield ServerSentEvent(comment=f"log of build #{job_id}", retry=RETRY_MS)
-    # Fed with exactly the text this stream sends; a resumed stream starts from the log so far.
-    tracker = await run_in_threadpool(service.track_progress, job_id, position)
-    state = _Sent(position=position, tracker=tracker)
+    # The build's progress from its whole log (the runner's digest); then the tailer's.
+    state = _Sent(position=position, latest=await run_in_threadpool(service.progress, job_id))
     # Subscribed before the first read, so nothing the tailer sees after it is missed.
     subscription = tailers.subscribe(job_id, POLL_SECONDS)
     try:
@@ -189,6 +187,8 @@ async def log_stream(
                 continue
             update: Update = item
             chunk = update.chunk
+            if update.progress is not None:
+                state.latest = update.progress
             if chunk.offset == state.position or (
                     chunk.next_offset == state.position and chunk.complete):
                 for event in _events(chunk, update.job, state):
