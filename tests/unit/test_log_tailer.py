@@ -178,3 +178,29 @@ def test_a_log_that_appears_late_and_a_long_line_split_utf8_come_through_whole()
         tailers.unsubscribe(1, viewer)
 
     asyncio.run(scenario())
+
+
+def test_updates_carry_the_progress_of_the_whole_log_read_once():
+    async def scenario():
+        repo, files, _, reads = world()
+        queries = JobQueries(repo, files)
+        files.append_log(1, b"==> bitbake x (MACHINE=m)\nNOTE: Running task 3 of 12 (/a/b.bb:do_compile)\n")
+        tracked = []
+
+        def track(job_id: int, upto: int):
+            tracked.append(upto)
+            return queries.track_progress(job_id, upto)
+
+        tailers = LogTailers(queries.read_log, queries.get, 64 * 1024, track=track)
+        one, two = tailers.subscribe(1, 0.005), tailers.subscribe(1, 0.005)
+        first = await next_update(one)
+        assert first.progress.tasks_done == 3  # what was there before the tailer started
+        files.append_log(1, b"NOTE: Running task 9 of 12 (/a/b.bb:do_install)\n")
+        while (update := await next_update(one)).chunk.next_offset == first.chunk.next_offset:
+            pass
+        assert (update.progress.tasks_done, update.progress.percent) == (9, 75)
+        assert len(tracked) == 1  # once for the job, not once per viewer
+        tailers.unsubscribe(1, one)
+        tailers.unsubscribe(1, two)
+
+    asyncio.run(scenario())
