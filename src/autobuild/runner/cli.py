@@ -14,7 +14,7 @@ from autobuild.domain.orders import MAX_ORDER_BYTES, BuildOrder, InvalidOrder, J
 
 from . import account, build, control
 from .fsops import Refused
-from .jobdir import Identity, create_job_dir, open_jobs_root, open_owner_dir, whoami
+from .jobdir import Identity, create_job_dir, open_jobs_root, open_owner_dir, web_group, whoami
 
 PROG = "run_job.sh"
 PR_SET_DUMPABLE = 4
@@ -85,7 +85,7 @@ def run_build(job_id: int, stdin: BinaryIO, me: Identity) -> int:
     assert owner is not None
     build.hold_signals()  # from here on a stop request is recorded, not fatal
     try:
-        files = create_job_dir(owner, f"{jobs_root.rstrip('/')}/{me.name}", job_id)
+        files = create_job_dir(owner, f"{jobs_root.rstrip('/')}/{me.name}", job_id, web_group())
     finally:
         os.close(owner)
     try:

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 
 from autobuild.domain.layout import FILE_MODE
 
+from . import acl
+
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
@@ -137,6 +139,37 @@ def open_regular(dir_fd: int | None, name: str, owner: int | None = None,
         os.close(fd)
         raise Refused(f"{name} {problem}")
     return fd
+
+
+def grant_group(fd: int, gid: int | None, perm: int, default: bool = False) -> bool:
+    """Give group ``gid`` ``perm`` (rwx bits) on the open file or directory ``fd`` with a POSIX
+    ACL (with ``default``, the default ACL of a directory, which what is made in it inherits);
+    False, nothing changed, when ``gid`` is None or the filesystem has no ACLs.
+
+    Setting an access ACL, like a chmod, clears setgid when we are not in the owning group:
+    a setgid directory gets its grant by inheriting it from its parent's default ACL."""
+    if gid is None:
+        return False
+    mode = os.fstat(fd).st_mode
+    if not default and mode & stat.S_ISGID:
+        raise ValueError("a setgid directory gets its grant through its parent's default ACL")
+    value = acl.with_group(mode, gid, perm)
+    try:
+        os.setxattr(fd, acl.DEFAULT if default else acl.ACCESS, value)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.ENOTSUP):
+            return False
+        raise
+    return True
+
+
+def drop_default_acl(dir_fd: int) -> None:
+    """Remove the default ACL of a directory (what is made in it then follows the umask)."""
+    try:
+        os.removexattr(dir_fd, acl.DEFAULT)
+    except OSError as exc:
+        if exc.errno not in (errno.ENODATA, errno.EOPNOTSUPP, errno.ENOTSUP):
+            raise
 
 
 def read_fd(fd: int, limit: int) -> bytes:

@@ -7,6 +7,7 @@ created if missing or else must be a real directory of ours; ``<id>`` is created
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import pwd
@@ -15,10 +16,13 @@ from dataclasses import dataclass
 
 from autobuild.domain.layout import (
     ARTIFACTS_DIR, BUILD_LOG, FILE_MODE, JOB_DIR_MODE, LOGS_DIR, MAX_RECORD_BYTES, OWNER_DIR_MODE,
-    RUNNER_RECORD, WORK_DIR, WORK_DIR_MODE, is_job_id,
+    RUNNER_RECORD, WEB_GROUP, WORK_DIR, WORK_DIR_MODE, is_job_id,
 )
 
-from .fsops import Refused, create_file, make_dir, open_dir, open_regular, read_fd, write_atomically
+from .fsops import (
+    Refused, create_file, drop_default_acl, grant_group, make_dir, open_dir, open_regular,
+    read_fd, write_atomically,
+)
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,7 @@ class JobFiles:
     artifacts: int
     work: int
     log: int  # logs/build.log, opened O_RDWR | O_APPEND
+    web_gid: int | None = None  # WEB_GROUP, which may read the log and the artifacts
 
     def close(self) -> None:
         for fd in (self.log, self.work, self.artifacts, self.logs, self.job):
@@ -159,19 +164,38 @@ class JobFiles:
                 pass
 
 
-def create_job_dir(owner_fd: int, owner_path: str, job_id: int) -> JobFiles:
-    """Make ``<id>`` and its parts, every one exclusively; Refused when ``<id>`` exists."""
+def web_group() -> int | None:
+    """The gid of WEB_GROUP (nginx's workers read downloads through it); None without one."""
+    try:
+        return grp.getgrnam(WEB_GROUP).gr_gid
+    except KeyError:
+        return None
+
+
+def create_job_dir(owner_fd: int, owner_path: str, job_id: int,
+                   web_gid: int | None = None) -> JobFiles:
+    """Make ``<id>`` and its parts, every one exclusively; Refused when ``<id>`` exists.
+
+    With ``web_gid``, that group may search ``<id>``, ``logs`` and ``artifacts`` and read the
+    log: the directories inherit it from a default ACL of ``<owner>`` (an ACL set on them
+    would clear their setgid, which passes the service's group on), which they do not keep,
+    so nothing else, ``work/`` least of all, inherits anything."""
     if not is_job_id(job_id):
         raise Refused(f"invalid job id: {job_id!r}")
+    grant_group(owner_fd, web_gid, 0o1, default=True)
     try:
         job = make_dir(owner_fd, str(job_id), JOB_DIR_MODE)
     except FileExistsError:
         raise Refused(f"job {job_id} has already run ({owner_path}/{job_id} exists)") from None
     logs = make_dir(job, LOGS_DIR, JOB_DIR_MODE)
+    drop_default_acl(logs)
     log = create_file(logs, BUILD_LOG, FILE_MODE, append=True)
+    grant_group(log, web_gid, 0o4)
     artifacts = make_dir(job, ARTIFACTS_DIR, JOB_DIR_MODE)
+    drop_default_acl(artifacts)
+    drop_default_acl(job)
     work = make_dir(job, WORK_DIR, WORK_DIR_MODE)
-    return JobFiles(f"{owner_path}/{job_id}", job, logs, artifacts, work, log)
+    return JobFiles(f"{owner_path}/{job_id}", job, logs, artifacts, work, log, web_gid)
 
 
 # --- runner.json --------------------------------------------------------------------------

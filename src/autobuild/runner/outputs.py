@@ -21,8 +21,8 @@ from autobuild.domain.layout import (
 )
 
 from .fsops import (
-    READ_FLAGS, listdir, atomic_file, exists, fd_path, make_dir, open_dir, write_all,
-    write_atomically,
+    READ_FLAGS, listdir, atomic_file, exists, fd_path, grant_group, make_dir, open_dir,
+    write_all, write_atomically,
 )
 
 Say = Callable[[str], None]
@@ -46,9 +46,11 @@ def deploy_subdir(build_rel: str, machine: str) -> str:
 
 
 def collect_artifacts(work_fd: int, build_rel: str, machine: str, patterns: tuple[str, ...],
-                      artifacts_fd: int, job_fd: int, job_path: str, say: Say) -> list[str]:
-    """Copy the deployed images matching ``patterns`` into artifacts/ (0640, temp + rename)
-    and write artifacts.sha256; returns the names collected."""
+                      artifacts_fd: int, job_fd: int, job_path: str, say: Say,
+                      web_gid: int | None = None) -> list[str]:
+    """Copy the deployed images matching ``patterns`` into artifacts/ (0640, temp + rename;
+    readable by group ``web_gid`` too when given) and write artifacts.sha256; returns the
+    names collected."""
     deploy_rel = deploy_subdir(build_rel, machine)
     shown = f"{job_path}/{WORK_DIR}/{deploy_rel}"
     work = fd_path(work_fd)
@@ -70,7 +72,7 @@ def collect_artifacts(work_fd: int, build_rel: str, machine: str, patterns: tupl
             if source is None:
                 continue
             try:
-                digest, size = _copy(source, artifacts_fd, name)
+                digest, size = _copy(source, artifacts_fd, name, web_gid=web_gid)
             finally:
                 os.close(source)
             say(f"collected {name} ({size} bytes)")
@@ -113,9 +115,11 @@ def _open_artifact(deploy_fd: int, deploy: str, tree: str, name: str, say: Say) 
     return fd
 
 
-def _copy(source: int, dir_fd: int, name: str, offset: int = 0) -> tuple[str, int]:
+def _copy(source: int, dir_fd: int, name: str, offset: int = 0,
+          web_gid: int | None = None) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
     with atomic_file(dir_fd, name, FILE_MODE) as out:
+        grant_group(out, web_gid, 0o4)  # before the rename: published with it
         while chunk := os.pread(source, CHUNK, offset + size):
             digest.update(chunk)
             write_all(out, chunk)

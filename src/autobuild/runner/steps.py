@@ -209,7 +209,7 @@ class BuildSteps:
         self.say(step_line(STEP_COLLECTING))
         collect_artifacts(self.files.work, build_rel, str(self.order.request.machine),
                           self.order.artifact_patterns, self.files.artifacts, self.files.job,
-                          self.files.path, self.say)
+                          self.files.path, self.say, self.files.web_gid)
         return 0
 
     # --- the steps ------------------------------------------------------------------------
