@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 from autobuild.domain.jobs import Job
@@ -49,6 +51,11 @@ class Update:
     chunk: LogChunk
     job: Job
     progress: Progress | None = None
+
+    @cached_property
+    def text_json(self) -> str:
+        """``{"text": <the chunk's text>}`` as JSON, encoded once for all the viewers."""
+        return json.dumps({"text": self.chunk.text})
 
 
 RESYNC = object()  # "you fell behind: continue from your own offset"

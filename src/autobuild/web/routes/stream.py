@@ -15,6 +15,7 @@ reads by itself only from its own offset: to catch up when it opens, and when it
 """
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ Tailers = Annotated[LogTailers, Depends(Provide[Container.log_tailers])]
 MAX_LOG_LIMIT = 1024 * 1024
 # How often a job's one tailer looks for new log bytes or a status change when nothing woke it
 # (whatever the number of viewers: they are pushed what it reads).
-POLL_SECONDS = 0.05
+POLL_SECONDS = 0.25  # without inotify (a network filesystem): what a look costs, 4 times a second
 # A quiet viewer costs nothing until then (a closed connection cancels it at once anyway).
 IDLE_CHECK_SECONDS = 15.0  # how often a quiet viewer checks that its client is still there
 RETRY_MS = 2000
@@ -108,15 +109,18 @@ class _Sent:
     ended: bool = False
 
 
-def _events(chunk: LogChunk, job: Job, state: _Sent) -> Iterator[ServerSentEvent]:
+def _events(chunk: LogChunk, job: Job, state: _Sent,
+            text_json: str | None = None) -> Iterator[ServerSentEvent]:
     """The events one read of the log (``chunk``, then ``job`` read after it) gives a viewer
-    at ``state.position``; updates ``state``."""
+    at ``state.position``; updates ``state``. ``text_json``: the log event's data, when it was
+    encoded already (once for every viewer of the job)."""
     status = status_json(job)
     if state.status is None:
         yield ServerSentEvent(event="status", data=status)
         state.status = status
     if chunk.next_offset > chunk.offset:
-        yield ServerSentEvent(event="log", data={"text": chunk.text}, id=str(chunk.next_offset))
+        yield ServerSentEvent(event="log", id=str(chunk.next_offset),
+                              raw_data=text_json or json.dumps({"text": chunk.text}))
     state.position = chunk.next_offset
     if state.latest != state.progress:
         yield ServerSentEvent(event="progress", data=progress_json(state.latest))
@@ -191,7 +195,7 @@ async def log_stream(
                 state.latest = update.progress
             if chunk.offset == state.position or (
                     chunk.next_offset == state.position and chunk.complete):
-                for event in _events(chunk, update.job, state):
+                for event in _events(chunk, update.job, state, update.text_json):
                     yield event
                 if state.ended:
                     return
