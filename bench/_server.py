@@ -2,10 +2,10 @@
 
 ``Server(tmp)`` serves the real app with uvicorn on 127.0.0.1 in a child process (so its CPU
 is its own), with a real JobDirectory on the build tree ``tmp/jobs`` (reads go through the
-owner-checked build tree and the inotify watch) and one job, #1 of the current user, kept in
+owner-checked build tree and the inotify watch) and jobs #1 (..#N) of the current user, kept in
 memory with the status asked for; then signs in and keeps the session cookie.
 
-    .venv/bin/python -m bench._server TMP PORT [STATUS]    # what Server runs
+    .venv/bin/python -m bench._server TMP PORT STATUS N    # what Server runs
 """
 
 from __future__ import annotations
@@ -98,8 +98,9 @@ def sign_in(port: int) -> str:
         return "; ".join(f"{name}={value}" for name, value in client.cookies.items())
 
 
-def serve(tmp: Path, port: int, status: str) -> None:
-    """The child process: the app on 127.0.0.1:port, job #1 of OWNER RUNNING or FAILED."""
+def serve(tmp: Path, port: int, status: str, jobs: int) -> None:
+    """The child process: the app on 127.0.0.1:port, jobs #1..#jobs of OWNER, RUNNING or
+    FAILED."""
     from datetime import UTC, datetime
 
     import uvicorn
@@ -119,16 +120,17 @@ def serve(tmp: Path, port: int, status: str) -> None:
 
     now = datetime.now(UTC)
     repo = FakeJobRepository()
-    job = Job(id=JOB_ID, owner=OWNER, repo_url="https://git.example.com/bsp/poky.git",
-              ref="v1", machine="qemux86-64", target="core-image-minimal", created_at=now)
-    job.start(now)
     runner = FakeRunner(FakeJobFiles(), FakeClock())
-    if status == "RUNNING":
-        runner.states[JOB_ID] = Running()
-    else:
-        job.finish(1, now)
-        runner.states[JOB_ID] = Ended(JobStatus.FAILED, 1)
-    repo.rows[JOB_ID] = job
+    for job_id in range(JOB_ID, JOB_ID + jobs):
+        job = Job(id=job_id, owner=OWNER, repo_url="https://git.example.com/bsp/poky.git",
+                  ref="v1", machine="qemux86-64", target="core-image-minimal", created_at=now)
+        job.start(now)
+        if status == "RUNNING":
+            runner.states[job_id] = Running()
+        else:
+            job.finish(1, now)
+            runner.states[job_id] = Ended(JobStatus.FAILED, 1)
+        repo.rows[job_id] = job
     settings = Settings(db_path=tmp / "data" / "jobs.db", jobs_root=tmp / "jobs",
                         secret_key_file=tmp / "secret_key", dev_mode=True, use_sudo=False,
                         login_failures=10_000, max_streams_per_user=100_000)
@@ -142,11 +144,12 @@ def serve(tmp: Path, port: int, status: str) -> None:
 class Server:
     """The app in a child process, signed in (``cookie``)."""
 
-    def __init__(self, tmp: Path, status: str = "RUNNING") -> None:
+    def __init__(self, tmp: Path, status: str = "RUNNING", jobs: int = 1) -> None:
         (tmp / "data").mkdir(exist_ok=True)
         self.port = free_port()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench._server", str(tmp), str(self.port), status], cwd=ROOT)
+            [sys.executable, "-m", "bench._server", str(tmp), str(self.port), status, str(jobs)],
+            cwd=ROOT)
         try:
             wait_for_port(self.port, self.process, "the app")
             self.cookie = sign_in(self.port)
@@ -169,4 +172,4 @@ class Server:
 
 if __name__ == "__main__":
     raise_file_limit()
-    serve(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "RUNNING")
+    serve(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
