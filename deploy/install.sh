@@ -56,6 +56,7 @@ srv=/srv/autobuild
 etc=/etc/autobuild
 service_user=autobuild
 users_group=autobuild-users
+web_group=autobuild-web  # domain/layout.py WEB_GROUP: nginx reads downloads through it
 changes=0
 
 say() { printf '  %s\n' "$*"; }
@@ -161,6 +162,29 @@ if id -nG "$service_user" | tr ' ' '\n' | grep -qx shadow; then
     gpasswd -d "$service_user" shadow >/dev/null
     changed "removed $service_user from group shadow (the service must not read password hashes)"
 fi
+# nginx serves downloads the service hands over (X-Accel-Redirect) through its own group, to
+# which builds grant read on their log and images only: never the service's group, which
+# also reads the signing key.
+nginx_user=$(sed -n 's/^[[:space:]]*user[[:space:]]\+\([^[:space:];]\+\).*/\1/p' /etc/nginx/nginx.conf 2>/dev/null | head -n1)
+nginx_user=${nginx_user:-www-data}
+if ! getent group "$web_group" >/dev/null; then
+    groupadd --system "$web_group"
+    changed "created group $web_group (nginx reads build logs and images through it)"
+fi
+if id "$nginx_user" >/dev/null 2>&1; then
+    if ! id -nG "$nginx_user" | tr ' ' '\n' | grep -qx "$web_group"; then
+        usermod -aG "$web_group" "$nginx_user"
+        changed "added nginx's user $nginx_user to $web_group"
+    fi
+    for g in "$service_user" "$users_group"; do
+        if id -nG "$nginx_user" | tr ' ' '\n' | grep -qx "$g"; then
+            gpasswd -d "$nginx_user" "$g" >/dev/null
+            changed "removed nginx's user $nginx_user from $g (it reads builds through $web_group only)"
+        fi
+    done
+else
+    say "WARNING: nginx's user $nginx_user does not exist: downloads are served by the service"
+fi
 for u in "${add_users[@]}"; do
     id "$u" >/dev/null 2>&1 || fail "--add-user: no such user: $u"
     [[ "$u" != root && "$u" != "$service_user" ]] || fail "--add-user: $u may not use Autobuild"
@@ -257,6 +281,26 @@ ensure_dir "$srv/data/launch" "$service_user" "$service_user" 0750
 # Sticky + setgid, others -wx: each engineer's first build may create <user>/ (group
 # $service_user, so the service reads it), nobody may list, rename or delete another's.
 ensure_dir "$srv/jobs" "$service_user" "$service_user" 3753
+# nginx may search each engineer's directory (--x, nothing more): directories made in the jobs
+# root inherit it; each build passes the same on to its own directories and grants read on its
+# log and images (the runner does, as the engineer).
+web_search="user::rwx,group::r-x,group:$web_group:--x,mask::r-x,other::---"
+web_acl_ok() {  # path: the default ACL [and the access entry] nginx needs
+    [[ "$(getfacl -pcd "$1" 2>/dev/null | paste -sd, -)" == "$web_search" ]] || return 1
+    [[ ${2:-} != access ]] || getfacl -pc "$1" 2>/dev/null | grep -qx "group:$web_group:--x"
+}
+web_acl_set() {  # path [access]
+    local spec="d:u::rwx,d:g::r-x,d:g:$web_group:--x,d:m::r-x,d:o::---"
+    [[ ${2:-} != access ]] || spec="g:$web_group:--x,$spec"
+    setfacl -P -m "$spec" "$1" 2>/dev/null
+}
+if ! web_acl_ok "$srv/jobs"; then
+    if web_acl_set "$srv/jobs"; then
+        changed "default ACL on $srv/jobs: nginx ($web_group) may search the engineers' directories made in it"
+    else
+        say "WARNING: cannot set ACLs on $srv/jobs (mount it with acl support): downloads are served by the service, not nginx"
+    fi
+fi
 # The shared caches: members only, setgid, group-writable through default ACLs.
 ensure_dir "$srv/cache" root "$users_group" 2750
 for cache in downloads sstate-cache; do
@@ -278,6 +322,11 @@ for u in "${engineers[@]}" "${add_users[@]}"; do
         else
             say "WARNING: could not create $dir (somebody took the name?): $u's first build will say why"
         fi
+    fi
+    # A directory from before nginx served downloads; as root, setting it keeps its setgid.
+    if [[ -d "$dir" && ! -L "$dir" && "$(stat -c %U "$dir")" == "$u" ]] && ! web_acl_ok "$dir" access \
+        && web_acl_set "$dir" access; then
+        changed "ACL on $dir: nginx ($web_group) may search it"
     fi
 done
 say "$srv/{data,jobs,cache}"

@@ -23,6 +23,7 @@ SERVICE_USER = "autobuild"
 SUDOERS = Path("/etc/sudoers.d/autobuild")
 PAM_SERVICE = Path("/etc/pam.d/autobuild")
 NGINX_SITE = Path("/etc/nginx/sites-enabled/autobuild.conf")
+NGINX_CONF = Path("/etc/nginx/nginx.conf")
 SERVICE_COMMAND = "/opt/autobuild/venv/bin/autobuild"
 CTL = "/opt/autobuild/deploy/autobuild-ctl"
 
@@ -84,6 +85,18 @@ def _group_members(name: str) -> list[str]:
     members = set(group.gr_mem)
     members.update(p.pw_name for p in pwd.getpwall() if p.pw_gid == group.gr_gid)
     return sorted(members - {SERVICE_USER})
+
+
+def _nginx_user(conf: Path = NGINX_CONF) -> str:
+    """The user nginx's workers run as (its ``user`` directive; Debian's www-data)."""
+    try:
+        for line in conf.read_text().splitlines():
+            words = line.split("#", 1)[0].replace(";", " ").split()
+            if len(words) >= 2 and words[0] == "user":
+                return words[1]
+    except OSError:
+        pass
+    return "www-data"
 
 
 def _writable_by(top: Path, user: str) -> list[str]:
@@ -355,6 +368,23 @@ class HostCheck:
         test = _run(["nginx", "-t"])
         last = (test.stderr.strip().splitlines() or ["no output"])[-1]
         yield Result(test.returncode == 0, f"nginx -t ({last})", "fix the configuration nginx -t names")
+        yield from self.nginx_groups(_nginx_user())
+
+    def nginx_groups(self, user: str) -> Iterator[Result]:
+        """nginx serves downloads through WEB_GROUP, never through the service's group."""
+        web = layout.WEB_GROUP
+        try:
+            members = grp.getgrnam(web).gr_mem
+        except KeyError:
+            yield Result(False, f"group {web} exists (nginx serves downloads through it)",
+                         "run sudo ./deploy/install.sh (until then the service serves them)")
+            return
+        yield Result(user in members, f"nginx's user {user} is in {web}",
+                     f"sudo usermod -aG {web} {user} && sudo systemctl reload nginx")
+        groups = {g.gr_name for g in grp.getgrall() if user in g.gr_mem}
+        yield Result(SERVICE_USER not in groups,
+                     f"nginx's user {user} is NOT in {SERVICE_USER} (that group reads the signing key)",
+                     f"sudo gpasswd -d {user} {SERVICE_USER}")
 
 
 def run_checks(settings: Settings) -> int:

@@ -56,3 +56,24 @@ def test_code_the_service_could_write_is_reported(tmp_path):
     os.chmod(code / "lib.py", 0o666)
     assert sorted(check._writable_by(code, "daemon")) == [str(code / "lib.py"),
                                                           str(code / "runner" / "run_job.sh")]
+
+
+def test_nginx_user_is_read_from_its_user_directive(tmp_path):
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("# user nobody;\nworker_processes auto;\n  user  www-web  web;\n")
+    assert check._nginx_user(conf) == "www-web"
+    assert check._nginx_user(tmp_path / "missing") == "www-data"
+
+
+def test_a_missing_web_group_or_nginx_outside_it_is_reported(tmp_path, monkeypatch):
+    import grp
+
+    host = check.HostCheck(settings_for(tmp_path))
+    monkeypatch.setattr(check.layout, "WEB_GROUP", "no-such-group-zz")
+    lines = [r.line() for r in host.nginx_groups("www-data")]
+    assert lines[0].startswith("✗ group no-such-group-zz exists")
+    some = grp.getgrall()[0]
+    monkeypatch.setattr(check.layout, "WEB_GROUP", some.gr_name)
+    lines = [r.line() for r in host.nginx_groups("no-such-user-zz")]
+    assert lines[0].startswith(f"✗ nginx's user no-such-user-zz is in {some.gr_name}")
+    assert lines[1].startswith("✓ nginx's user no-such-user-zz is NOT in autobuild")
