@@ -99,8 +99,8 @@ def sign_in(port: int) -> str:
 
 
 def serve(tmp: Path, port: int, status: str, jobs: int) -> None:
-    """The child process: the app on 127.0.0.1:port, jobs #1..#jobs of OWNER, RUNNING or
-    FAILED."""
+    """The child process: the app on 127.0.0.1:port, jobs #1..#jobs of OWNER, RUNNING,
+    SUCCESS or FAILED."""
     from datetime import UTC, datetime
 
     import uvicorn
@@ -128,8 +128,9 @@ def serve(tmp: Path, port: int, status: str, jobs: int) -> None:
         if status == "RUNNING":
             runner.states[job_id] = Running()
         else:
-            job.finish(1, now)
-            runner.states[job_id] = Ended(JobStatus.FAILED, 1)
+            exit_code = 0 if status == "SUCCESS" else 1
+            job.finish(exit_code, now)
+            runner.states[job_id] = Ended(JobStatus(status), exit_code)
         repo.rows[job_id] = job
     settings = Settings(db_path=tmp / "data" / "jobs.db", jobs_root=tmp / "jobs",
                         secret_key_file=tmp / "secret_key", dev_mode=True, use_sudo=False,
