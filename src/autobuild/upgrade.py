@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .domain import layout
+from .runner.fsops import remove_tree
 
 SERVICE_USER = "autobuild"
 SERVICE_GROUP = "autobuild"
@@ -219,21 +220,19 @@ class Tree:
         self.device = device
 
     def remove(self, dir_fd: int, name: str, st: os.stat_result | None = None) -> None:
+        """Remove ``name`` and what is below it; iterative, so no depth stops it."""
         st = st or _lstat(dir_fd, name)
         if st is None:
             return
-        if stat.S_ISDIR(st.st_mode):
-            if st.st_dev != self.device:
-                raise UpgradeError(f"{name} is on another filesystem (a mount point?): not removed")
-            fd = _open_dir(dir_fd, name, st)
-            try:
-                for entry in os.listdir(fd):
-                    self.remove(fd, entry)
-            finally:
-                os.close(fd)
-            os.rmdir(name, dir_fd=dir_fd)
-        else:
-            os.unlink(name, dir_fd=dir_fd)
+        if stat.S_ISDIR(st.st_mode) and st.st_dev != self.device:
+            raise UpgradeError(f"{name} is on another filesystem (a mount point?): not removed")
+        try:
+            remove_tree(dir_fd, name)
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:
+                raise UpgradeError(f"{name} holds another filesystem (a mount point?): "
+                                   "not removed") from None
+            raise
 
 
 @dataclass
@@ -247,9 +246,30 @@ class Normaliser:
     removed: list[str] = field(default_factory=list)
 
     def job_dir(self, fd: int, path: str) -> None:
-        self._dir(fd, path, in_work=False, mode=layout.JOB_DIR_MODE)
+        """Normalise the job directory open as ``fd`` and everything below it: depth first,
+        with a stack instead of recursion (a tree may be thousands of levels deep)."""
+        self._fix_dir(fd, layout.JOB_DIR_MODE)
+        stack = [(fd, path, False, sorted(os.listdir(fd), reverse=True))]
+        try:
+            while stack:
+                dir_fd, dir_path, in_work, names = stack[-1]
+                if not names:
+                    stack.pop()
+                    if dir_fd != fd:
+                        os.close(dir_fd)
+                    continue
+                name = names.pop()
+                child = self._entry(dir_fd, name, f"{dir_path}/{name}", in_work=in_work)
+                if child is not None:
+                    child_fd, child_in_work = child
+                    stack.append((child_fd, f"{dir_path}/{name}", child_in_work,
+                                  sorted(os.listdir(child_fd), reverse=True)))
+        finally:
+            for dir_fd, *_ in stack:
+                if dir_fd != fd:
+                    os.close(dir_fd)
 
-    def _dir(self, fd: int, path: str, *, in_work: bool, mode: int | None) -> None:
+    def _fix_dir(self, fd: int, mode: int | None) -> None:
         st = os.fstat(fd)
         if mode is None:  # inside work/: keep the owner's bits, drop group-write and others
             mode = stat.S_IMODE(st.st_mode) & ~0o027
@@ -257,13 +277,13 @@ class Normaliser:
             os.fchown(fd, self.owner_uid, self.group_gid)
         if stat.S_IMODE(os.fstat(fd).st_mode) != mode:
             os.fchmod(fd, mode)
-        for name in sorted(os.listdir(fd)):
-            self._entry(fd, name, f"{path}/{name}", in_work=in_work)
 
-    def _entry(self, dir_fd: int, name: str, path: str, *, in_work: bool) -> None:
+    def _entry(self, dir_fd: int, name: str, path: str, *,
+               in_work: bool) -> tuple[int, bool] | None:
+        """Normalise one entry; for a directory to enter: (its descriptor, inside work/)."""
         st = _lstat(dir_fd, name)
         if st is None:
-            return
+            return None
         kind = stat.S_IFMT(st.st_mode)
         planted = st.st_uid not in (self.owner_uid, self.service_uid)
         special = kind not in (stat.S_IFDIR, stat.S_IFREG, stat.S_IFLNK)
@@ -273,7 +293,7 @@ class Normaliser:
             why = ("not written by the owner" if planted else
                    "a hard link" if linked else "not a file or directory")
             self.removed.append(f"{path} ({why})")
-            return
+            return None
         if kind == stat.S_IFDIR:
             if st.st_dev != self.tree.device:
                 raise UpgradeError(f"{path} is on another filesystem (a mount point?)")
@@ -281,13 +301,13 @@ class Normaliser:
             try:
                 top_work = not in_work and path.count("/") == 1 and name == layout.WORK_DIR
                 if top_work:  # setgid too: what an old runner still writes there keeps the group
-                    self._dir(fd, path, in_work=True, mode=WORK_DIR_MODE)
-                elif in_work:
-                    self._dir(fd, path, in_work=True, mode=None)
+                    self._fix_dir(fd, WORK_DIR_MODE)
                 else:
-                    self._dir(fd, path, in_work=False, mode=layout.JOB_DIR_MODE)
-            finally:
+                    self._fix_dir(fd, None if in_work else layout.JOB_DIR_MODE)
+            except BaseException:
                 os.close(fd)
+                raise
+            return fd, in_work or top_work
         elif kind == stat.S_IFLNK or special:  # kept only inside work/ (or a link anywhere)
             if (st.st_uid, st.st_gid) != (self.owner_uid, self.group_gid):
                 os.chown(name, self.owner_uid, self.group_gid, dir_fd=dir_fd, follow_symlinks=False)

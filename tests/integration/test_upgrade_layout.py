@@ -452,3 +452,37 @@ def test_a_launch_log_swapped_after_its_check_is_not_adopted_nor_chmod_through(t
     assert mode(victim) == 0o600 and owner_of(victim)[0] == SERVICE
     assert not os.path.lexists(srv / "data" / "launch" / "15.log")
     assert (jobs / OWNER / "15" / "logs" / "build.log").is_file()  # the job itself moved
+
+
+def deep_chain(top: Path, owner: str, depth: int) -> None:
+    """``top/d/d/.../d`` ``depth`` levels deep, made by descriptor (no path is that short)."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", 0o755, dir_fd=fd)
+            os.chown("d", uid(owner), gid("users"), dir_fd=fd)
+            child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    finally:
+        os.close(fd)
+
+
+@needs_root
+def test_a_tree_thousands_of_levels_deep_stops_nothing(tree):
+    srv, jobs, db = tree
+    make_db(db, [(1, OWNER, "SUCCESS"), (2, OWNER, "SUCCESS")])
+    d = legacy_job(jobs, 1, OWNER)
+    deep_chain(d / "work", OWNER, 1500)  # the owner's own deep tree: normalised
+    deep_chain(mkdir(d / "logs" / "planted", COLLEAGUE), COLLEAGUE, 1500)  # planted: removed
+    legacy_job(jobs, 2, OWNER)
+    try:
+        code, lines = run(jobs, db)
+        assert any(line.startswith("job 2: ") and "moved to" in line for line in lines), lines
+        assert (jobs / OWNER / "2" / "logs" / "build.log").is_file()
+        problems = [line for line in lines if line.startswith("job 1") and "could not" in line]
+        if not problems:  # enough descriptors for one per level: all of it was done
+            assert code == 0, lines
+            assert not os.path.lexists(jobs / OWNER / "1" / "logs" / "planted")
+    finally:
+        subprocess.run(["rm", "-rf", "--one-file-system", str(jobs)], check=False)
