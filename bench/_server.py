@@ -4,6 +4,9 @@
 is its own), with a real JobDirectory on the build tree ``tmp/jobs`` (reads go through the
 owner-checked build tree and the inotify watch) and jobs #1 (..#N) of the current user, kept in
 memory with the status asked for; then signs in and keeps the session cookie.
+``Server(tmp, "SERVICE")`` serves the whole service instead (SQLite in ``tmp/data``, the
+scheduler, the real runner/run_job.sh as the current user without sudo), as
+tests/integration/test_end_to_end.py does; only the sign-in is a fake.
 
     .venv/bin/python -m bench._server TMP PORT STATUS N    # what Server runs
 """
@@ -27,6 +30,7 @@ PASSWORD = "bench-pw"
 JOB_ID = 1
 TIMEOUT = 30.0
 ROOT = Path(__file__).resolve().parents[1]
+RUNNER = ROOT / "runner" / "run_job.sh"
 
 
 def free_port() -> int:
@@ -96,6 +100,22 @@ def sign_in(port: int) -> str:
                                                "csrf_token": token})
         assert response.status_code == 303, response.status_code
         return "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+
+
+def serve_service(tmp: Path, port: int) -> None:
+    """The child process: the whole service on 127.0.0.1:port (only the sign-in is fake)."""
+    import uvicorn
+
+    from autobuild.config import Settings
+    from autobuild.web.app import create_app
+    from tests.fakes import FakeAuthenticator, FakeMembers
+
+    settings = Settings(db_path=tmp / "data" / "jobs.db", jobs_root=tmp / "jobs",
+                        secret_key_file=tmp / "secret_key", runner_path=RUNNER, dev_mode=True,
+                        use_sudo=False, cache_dir=tmp / "no-cache", login_failures=10_000)
+    app = create_app(settings, overrides={"auth": FakeAuthenticator({OWNER: PASSWORD}),
+                                          "members": FakeMembers({OWNER})})
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
 def serve(tmp: Path, port: int, status: str, jobs: int) -> None:
@@ -173,4 +193,7 @@ class Server:
 
 if __name__ == "__main__":
     raise_file_limit()
-    serve(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
+    if sys.argv[3] == "SERVICE":
+        serve_service(Path(sys.argv[1]), int(sys.argv[2]))
+    else:
+        serve(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
