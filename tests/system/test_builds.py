@@ -83,6 +83,25 @@ def test_the_build_ends_success_and_its_images_download_byte_identical_through_n
     assert page.status_code == 200 and "badge-success" in page.text
 
 
+def test_images_and_the_raw_log_are_served_by_nginx_itself_with_range(alice, success):
+    # nginx's static module sends an ETag, the app never does: these bytes came from nginx,
+    # read through the group autobuild-web the build granted (the service only checked).
+    job = job_dir(success.job_id, ALICE)
+    name = next(p.name for p in (job / "artifacts").iterdir() if p.name.endswith(".bin"))
+    data = (job / "artifacts" / name).read_bytes()
+    image = alice.get(f"/api/jobs/{success.job_id}/artifacts/{name}")
+    part = alice.get(f"/api/jobs/{success.job_id}/artifacts/{name}", headers={"Range": "bytes=1-3"})
+    log = alice.get(f"/api/jobs/{success.job_id}/log/raw")
+
+    assert image.status_code == 200 and "etag" in image.headers
+    assert image.content == data
+    assert (part.status_code, part.content) == (206, data[1:4])
+    assert log.status_code == 200 and "etag" in log.headers
+    assert log.content == (job / "logs" / "build.log").read_bytes()
+    assert log.headers["content-type"] == "text/plain; charset=utf-8"
+    assert alice.get(f"/_autobuild/jobs/{ALICE}/{success.job_id}/logs/build.log").status_code == 404
+
+
 def test_the_builds_files_on_disk_belong_to_the_engineer(success, accounts):
     directory = job_dir(success.job_id, ALICE)
     service_uid = pwd.getpwnam(SERVICE_USER).pw_uid
