@@ -286,7 +286,7 @@ ensure_dir "$srv/jobs" "$service_user" "$service_user" 3753
 # log and images (the runner does, as the engineer).
 web_search="user::rwx,group::r-x,group:$web_group:--x,mask::r-x,other::---"
 web_acl_ok() {  # path: the default ACL [and the access entry] nginx needs
-    [[ "$(getfacl -pcd "$1" 2>/dev/null | paste -sd, -)" == "$web_search" ]] || return 1
+    [[ "$(getfacl -pcd "$1" 2>/dev/null | grep -v "^$" | paste -sd, -)" == "$web_search" ]] || return 1
     [[ ${2:-} != access ]] || getfacl -pc "$1" 2>/dev/null | grep -qx "group:$web_group:--x"
 }
 web_acl_set() {  # path [access]
