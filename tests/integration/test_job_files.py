@@ -365,3 +365,18 @@ def _refused(files, error) -> bool:
     except error:
         return True
     return False
+
+
+def test_the_owners_uid_is_looked_up_once_not_for_every_read(files, root, monkeypatch):
+    from autobuild.adapters import build_tree
+
+    write_log(root, b"line\n")
+    monkeypatch.setattr(build_tree, "_uids", {})
+    lookups = []
+    getpwnam = pwd.getpwnam
+    monkeypatch.setattr(pwd, "getpwnam", lambda name: lookups.append(name) or getpwnam(name))
+
+    for offset in range(50):  # a tailer reading a growing log
+        files.read_log(make_job(), offset % 5, 10)
+
+    assert lookups == [OWNER]

@@ -11,7 +11,9 @@ import pytest
 
 from autobuild.adapters.sqlite_jobs import SCHEMA_VERSION, SqliteJobRepository
 from autobuild.adapters.sqlite_sessions import SqliteSessionStore
-from autobuild.adapters.unix_groups import GroupMembers, ServiceUserOnly, members_for
+from autobuild.adapters.unix_groups import (
+    GroupAdministrators, GroupMembers, ServiceUserOnly, members_for,
+)
 from autobuild.domain.ports import StoredSession
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -125,3 +127,19 @@ def test_without_sudo_only_the_service_user_is_a_member():
     assert isinstance(members, ServiceUserOnly)
     assert members.is_member(me) and not members.is_member("someone-else")
     assert isinstance(members_for("autobuild-users", use_sudo=True), GroupMembers)
+
+
+def test_administrators_are_cached_too_and_looked_up_once_per_ttl(monkeypatch):
+    members = ["alice"]
+    fake_group(monkeypatch, members)
+    lookups = []
+    getgrnam = grp.getgrnam
+    monkeypatch.setattr(grp, "getgrnam", lambda name: lookups.append(name) or getgrnam(name))
+    clock = Clock()
+    admins = GroupAdministrators("autobuild-users", ttl=60, monotonic=clock)
+
+    assert all(admins.is_admin("alice") for _ in range(25))  # a page of 25 jobs
+    assert lookups == ["autobuild-users"]
+    members.remove("alice")
+    clock.now = 60.0
+    assert not admins.is_admin("alice")  # a removed administrator is one no longer

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import pwd
 import stat
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,14 +26,29 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 
 
+UID_TTL = 60.0  # a user's uid is looked up once a minute, not for every file opened
+_uids: dict[str, tuple[int, float]] = {}
+_uids_lock = threading.Lock()
+
+
 def owner_uid(owner: str) -> int | None:
     """The uid of the Linux user ``owner``, or None (no such user, or not a user name)."""
     if not layout.is_user_name(owner):
         return None
+    now = time.monotonic()
+    with _uids_lock:
+        cached = _uids.get(owner)
+    if cached is not None and now < cached[1]:
+        return cached[0]
     try:
-        return pwd.getpwnam(owner).pw_uid
+        uid = pwd.getpwnam(owner).pw_uid
     except KeyError:
-        return None
+        return None  # not kept: a user made a moment later is found at once
+    with _uids_lock:
+        if len(_uids) > 10_000:
+            _uids.clear()
+        _uids[owner] = (uid, now + UID_TTL)
+    return uid
 
 
 def _trusted(info: os.stat_result, uid: int) -> bool:

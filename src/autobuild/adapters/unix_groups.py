@@ -14,51 +14,60 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 
-class GroupAdministrators:
-    """Implements the Administrators port: a user is an administrator when ``group`` lists
-    them as a member or is their primary group. No group configured (None or "") or a group
-    that does not exist: nobody is. Looked up on every call, so membership changes apply at
-    once (NSS caches such as nscd/sssd aside)."""
+class CachedGroup:
+    """Who is in one Linux group (listed as a member, or by primary group), each answer kept
+    ``ttl`` seconds: asked on every request and for every row of a list, the group databases
+    need not be read each time, and a change applies within ``ttl``. A group that does not
+    exist has no members (logged, naming the ``setting`` and its ``consequence``)."""
 
-    def __init__(self, group: str | None) -> None:
-        self._group = (group or "").strip() or None
-
-    def is_admin(self, username: str) -> bool:
-        if self._group is None:
-            return False
-        return in_group(username, self._group, "AUTO_BUILD_ADMIN_GROUP",
-                        "nobody is an administrator")
-
-
-class GroupMembers:
-    """Implements the Members port on grp/pwd: a user is a member when ``group`` lists them
-    or is their primary group. Answers are kept ``ttl`` seconds (a session is checked on
-    every request; the group databases need not be read each time), so a removed member
-    loses access within ``ttl``. A group that does not exist has no members."""
-
-    def __init__(self, group: str, ttl: float = 60.0,
+    def __init__(self, group: str, setting: str, consequence: str, ttl: float = 60.0,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._group = group
+        self._group, self._setting, self._consequence = group, setting, consequence
         self._ttl = ttl
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[bool, float]] = {}
 
-    def is_member(self, username: str) -> bool:
+    def __contains__(self, username: str) -> bool:
         now = self._monotonic()
         with self._lock:
             cached = self._cache.get(username)
             if cached is not None and now < cached[1]:
                 return cached[0]
-        answer = self._look_up(username)
+        answer = in_group(username, self._group, self._setting, self._consequence)
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[username] = (answer, now + self._ttl)
         return answer
 
-    def _look_up(self, username: str) -> bool:
-        return in_group(username, self._group, "AUTO_BUILD_USERS_GROUP", "nobody may sign in")
+
+class GroupAdministrators:
+    """Implements the Administrators port: the members of ``group`` (CachedGroup: a change
+    applies within ``ttl`` seconds). No group configured (None or ""), or a group that does
+    not exist: nobody is an administrator."""
+
+    def __init__(self, group: str | None, ttl: float = 60.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        group = (group or "").strip()
+        self._members = CachedGroup(group, "AUTO_BUILD_ADMIN_GROUP",
+                                    "nobody is an administrator", ttl, monotonic) if group else None
+
+    def is_admin(self, username: str) -> bool:
+        return self._members is not None and username in self._members
+
+
+class GroupMembers:
+    """Implements the Members port: the members of ``group`` (CachedGroup: a removed member
+    loses access within ``ttl`` seconds). A group that does not exist has no members."""
+
+    def __init__(self, group: str, ttl: float = 60.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._members = CachedGroup(group, "AUTO_BUILD_USERS_GROUP", "nobody may sign in",
+                                    ttl, monotonic)
+
+    def is_member(self, username: str) -> bool:
+        return username in self._members
 
 
 def in_group(username: str, group: str, setting: str, consequence: str) -> bool:
