@@ -139,6 +139,7 @@ def job_page(request: Request, job_id: int, user: User, service: Queries, perms:
         "can_cancel": perms.may_cancel(job, user),
         "progress": None if job.is_terminal else service.progress(job_id),
         "failure": _failure_of(service, job),
+        "log_size": service.log_size(job_id),  # the log view opens at its tail
         "retention_days": request.app.state.settings.retention_days,
     }
     return render(request, "job.html", context)

@@ -1,6 +1,8 @@
 /* Autobuild job page: live log over SSE (with chunked polling as the fallback), live status,
    build progress, elapsed time, artifact table refresh and the "Why it failed" box when the
-   build ends. No framework, no build step. */
+   build ends. The log view opens on the end of the log and holds a bounded number of lines,
+   earlier parts on request, so a log of hundreds of MB never weighs on the page.
+   No framework, no build step. */
 (function () {
   "use strict";
 
@@ -14,14 +16,22 @@
   var logEl = document.getElementById("log");
   var jumpButton = document.getElementById("log-jump");
   var logState = document.getElementById("log-state");
+  var earlierBar = document.getElementById("log-earlier");
+  var earlierButton = document.getElementById("log-earlier-button");
+  var earlierError = document.getElementById("log-earlier-error");
 
   var TERMINAL = { SUCCESS: true, FAILED: true, CANCELLED: true };
-  var MAX_LOG_CHARS = 4000000;  // keep the page responsive on huge bitbake logs
-  var KEEP_LOG_CHARS = 3000000;
+  var TAIL_BYTES = 256 * 1024;     // the view opens on this much of the end of the log
+  var EARLIER_BYTES = 256 * 1024;  // what "Load earlier" adds
+  var MAX_CHUNK_BYTES = 1024 * 1024;  // the most the chunk endpoint gives at once
+  var MAX_LOG_LINES = 5000;        // lines the view keeps while it follows the end
+  var MAX_READING_LINES = 20000;   // ... and while the reader is scrolled back or loaded earlier
+  var MAX_PENDING_CHARS = 1000000; // appended at once past this (no frames in a hidden tab)
   var MAX_SSE_FAILURES = 3;     // errors in a row without any message, then poll instead
   var POLL_STATUS_MS = 5000;    // while polling, how often the status and progress are refreshed
 
-  var offset = 0;        // byte offset of the log received so far
+  var logSize = parseInt(job.dataset.logSize, 10) || 0;  // when the page was rendered
+  var offset = Math.max(0, logSize - TAIL_BYTES);  // byte offset of the log received so far
   var ended = false;     // the whole log has arrived and the job is over
   var follow = true;     // auto-scroll while the reader is at the bottom
   var source = null;
@@ -78,19 +88,248 @@
     logEl.scrollTop = logEl.scrollHeight;
   }
 
-  function appendLog(text) {
-    if (!text) return;
-    logEl.appendChild(document.createTextNode(text));
-    if (logEl.textContent.length > MAX_LOG_CHARS) {
-      var kept = logEl.textContent.slice(-KEEP_LOG_CHARS);
-      logEl.textContent = "";
-      var note = document.createElement("span");
-      note.className = "log-note";
-      note.textContent = "[earlier output trimmed in this view]\n";
-      logEl.appendChild(note);
-      logEl.appendChild(document.createTextNode(kept));
+  // What the view shows starts with `head.text`, which ends at byte `head.offset` of the log,
+  // and goes on with the log from there. Byte offsets are only ever counted from text without
+  // U+FFFD (it stands for 1 to 3 bytes); where there is one, its text is kept instead.
+  var head = { offset: offset, text: "" };
+  var fromStart = offset === 0;  // the view starts at byte 0: nothing earlier to load
+  var cutting = offset > 0;      // the first line received started before the view: drop it
+  // One per text node, oldest first: {node, lines, start, end}, exact byte offsets or null.
+  var segments = [];
+  var lineCount = 0;
+  var pendingText = "";
+  var pendingStart = null;
+  var pendingEnd = 0;
+  var frameAsked = false;
+  var loadingEarlier = false;
+
+  function utf8Length(text) {
+    var bytes = 0;
+    for (var i = 0; i < text.length; i++) {
+      var c = text.charCodeAt(i);
+      if (c < 0x80) bytes += 1;
+      else if (c < 0x800) bytes += 2;
+      else if (c >= 0xD800 && c < 0xDC00 && i + 1 < text.length) { bytes += 4; i++; }
+      else bytes += 3;
     }
-    if (follow) scrollToEnd();
+    return bytes;
+  }
+
+  function countLines(text) {
+    var n = 0;
+    for (var at = text.indexOf("\n"); at >= 0; at = text.indexOf("\n", at + 1)) n++;
+    return n;
+  }
+
+  // Where the first whole line of `text`, read from byte `from`, starts; null if unknown. A
+  // read from inside a character starts with one U+FFFD per byte of it that was cut off.
+  function firstLineStart(text, from) {
+    var line = text.indexOf("\n");
+    if (line < 0) return null;
+    var cut = text.slice(0, line + 1);
+    var stray = /^\uFFFD{0,3}/.exec(cut)[0].length;
+    cut = cut.slice(stray);
+    return cut.indexOf("\uFFFD") < 0 ? from + stray + utf8Length(cut) : null;
+  }
+
+  // The head of a view that starts (at a line start) with `text`, which ends at byte `end`.
+  function headOf(text, end) {
+    var bad = text.lastIndexOf("\uFFFD");
+    if (bad < 0) return { offset: end - utf8Length(text), text: "" };
+    var line = text.indexOf("\n", bad);
+    if (line < 0) return { offset: end, text: text };
+    return { offset: end - utf8Length(text.slice(line + 1)), text: text.slice(0, line + 1) };
+  }
+
+  // Log text from byte `start` to `end`, from the stream or the polling: shown at the next frame.
+  function receiveLog(text, start, end) {
+    if (cutting) {
+      var line = text.indexOf("\n");
+      if (line < 0) {
+        head = { offset: end, text: "" };
+        return;
+      }
+      var anchor = firstLineStart(text, start);
+      text = text.slice(line + 1);  // also drops what a character cut at the start decoded to
+      cutting = false;
+      head = anchor === null ? headOf(text, end) : { offset: anchor, text: "" };
+      start = head.text ? null : head.offset;
+    }
+    if (text) {
+      if (!pendingText) pendingStart = start;
+      pendingText += text;
+    }
+    pendingEnd = end;
+    if (pendingText.length > MAX_PENDING_CHARS) {
+      flushLog();
+    } else if (pendingText && !frameAsked) {
+      frameAsked = true;
+      (window.requestAnimationFrame || setTimeout)(flushLog);
+    }
+  }
+
+  function flushLog() {
+    frameAsked = false;
+    if (pendingText) {
+      var node = document.createTextNode(pendingText);
+      var lines = countLines(pendingText);
+      pendingText = "";
+      logEl.appendChild(node);
+      segments.push({ node: node, lines: lines, start: pendingStart, end: pendingEnd });
+      lineCount += lines;
+      var limit = follow ? MAX_LOG_LINES : MAX_READING_LINES;
+      if (lineCount > limit) {
+        var top = logEl.scrollTop, before = follow ? 0 : logEl.scrollHeight;
+        dropOldestLines(lineCount - limit);
+        if (!follow) logEl.scrollTop = top - (before - logEl.scrollHeight);  // the reader's lines stay put
+      }
+      if (follow) scrollToEnd();
+    }
+    showRange();
+  }
+
+  // Removes the first `count` lines from the view and moves its head past them.
+  function dropOldestLines(count) {
+    var cut = "";
+    while (count > 0 && segments.length) {
+      var first = segments[0];
+      var text = first.node.data;
+      if (first.lines < count || (first.lines === count && text.charAt(text.length - 1) === "\n")) {
+        logEl.removeChild(first.node);
+        segments.shift();
+        lineCount -= first.lines;
+        count -= first.lines;
+        continue;
+      }
+      var at = -1;
+      for (var i = 0; i < count; i++) at = text.indexOf("\n", at + 1);
+      cut = text.slice(0, at + 1);
+      first.node.deleteData(0, at + 1);
+      first.lines -= count;
+      lineCount -= count;
+      count = 0;
+    }
+    fromStart = false;
+    if (!segments.length) {
+      head = { offset: pendingEnd, text: "" };
+      return;
+    }
+    var seg = segments[0];
+    var rest = seg.node.data;
+    if (seg.start !== null && cut.indexOf("\uFFFD") < 0) {
+      seg.start += utf8Length(cut);
+    } else if (seg.end !== null && rest.indexOf("\uFFFD") < 0) {
+      seg.start = seg.end - utf8Length(rest);
+    } else {
+      seg.start = null;
+    }
+    if (seg.start !== null) {
+      head = { offset: seg.start, text: "" };
+      return;
+    }
+    var parts = [];
+    for (var k = 0; k < segments.length; k++) {
+      parts.push(segments[k].node.data);
+      if (segments[k].end !== null) {
+        head = headOf(parts.join(""), segments[k].end);
+        return;
+      }
+    }
+  }
+
+  function showRange() {
+    if (!earlierBar) return;
+    earlierBar.hidden = fromStart || cutting;
+    if (earlierBar.hidden) return;
+    var total = Math.max(logSize, offset);
+    var shown = Math.min(total, total - head.offset + utf8Length(head.text));
+    document.getElementById("log-range").textContent =
+      "Showing the last " + formatSize(shown) + " of " + formatSize(total);
+  }
+
+  function setLoadingEarlier(on) {
+    loadingEarlier = on;
+    earlierButton.disabled = on;
+    earlierButton.textContent = on ? "Loading\u2026" : "Load earlier";
+  }
+
+  // The part of the log before the view, through the chunk endpoint, cut at a line start.
+  function loadEarlier(retried) {
+    if (loadingEarlier || fromStart || cutting) return;
+    var asked = head;
+    var wanted = EARLIER_BYTES + utf8Length(asked.text);
+    if (lineCount >= MAX_READING_LINES || wanted > MAX_CHUNK_BYTES) {
+      earlierError.textContent = "The view holds no more than this: the raw log has all of it.";
+      return;
+    }
+    var from = Math.max(0, asked.offset - wanted);
+    follow = false;  // stay with what the reader asked for, not with new output
+    jumpButton.hidden = false;
+    earlierError.textContent = "";
+    setLoadingEarlier(true);
+    fetch(base + "/log?offset=" + from + "&limit=" + Math.max(1, asked.offset - from),
+          { credentials: "same-origin" })
+      .then(function (r) {
+        if (r.status === 401) throw new Error("signed out: reload the page to sign in again");
+        if (!r.ok) throw new Error("the server answered " + r.status);
+        return r.json();
+      })
+      .then(function (chunk) {
+        setLoadingEarlier(false);
+        if (head !== asked) {  // the view moved on meanwhile: ask again from where it is now
+          if (!retried) loadEarlier(true);
+          return;
+        }
+        var text = chunk.text;
+        var tail = text.length - asked.text.length;
+        if (chunk.offset !== from || chunk.next_offset !== asked.offset || tail < 0 ||
+            text.slice(tail) !== asked.text) {
+          throw new Error("it does not line up with the view: reload the page");
+        }
+        prependLog(text.slice(0, tail), from, asked);
+      })
+      .catch(function (err) {
+        setLoadingEarlier(false);
+        earlierError.textContent = "Could not load the earlier log: " + err.message + ".";
+      });
+  }
+
+  // `body` is the log from byte `from` up to where the view starts (`asked`, its head).
+  function prependLog(body, from, asked) {
+    var text = body;
+    var next;
+    var line = text.indexOf("\n");
+    if (from === 0) {
+      next = { offset: 0, text: "" };
+    } else if (line >= 0 && line < text.length - 1) {
+      var anchor = firstLineStart(text, from);
+      text = text.slice(line + 1);  // from the first whole line; a cut character goes with it
+      next = anchor === null ? headOf(text + asked.text, asked.offset) : { offset: anchor, text: "" };
+    } else {
+      // One line longer than the range: show it from a character start rather than nothing.
+      text = text.replace(/^\uFFFD{1,3}/, "");
+      next = { offset: from, text: "" };
+    }
+    if (text) {
+      var node = document.createTextNode(text);
+      var lines = countLines(text);
+      var top = logEl.scrollTop, before = logEl.scrollHeight;
+      var wasAtEnd = atBottom();
+      logEl.insertBefore(node, logEl.firstChild);
+      segments.unshift({ node: node, lines: lines, start: next.text ? null : next.offset,
+                         end: asked.text ? null : asked.offset });
+      lineCount += lines;
+      var added = logEl.scrollHeight - before;
+      // At the end, show the end of what was loaded; scrolled back, what the reader saw stays put.
+      logEl.scrollTop = wasAtEnd ? Math.max(0, added - logEl.clientHeight) : top + added;
+    }
+    head = next;
+    fromStart = from === 0;
+    showRange();
+  }
+
+  if (earlierButton) {
+    earlierButton.addEventListener("click", function () { loadEarlier(false); });
   }
 
   logEl.addEventListener("scroll", function () {
@@ -264,6 +503,7 @@
   function finish(status) {
     if (ended) return;
     ended = true;
+    flushLog();
     logState.textContent = "Finished" + (status ? " (" + status + ")" : "");
     refreshArtifacts();
     if (status === "FAILED") loadFailure();
@@ -282,9 +522,11 @@
     });
     source.addEventListener("log", function (e) {
       sseFailures = 0;
-      appendLog(JSON.parse(e.data).text);
+      var text = JSON.parse(e.data).text;
       var next = parseInt(e.lastEventId, 10);
-      if (!isNaN(next)) offset = next;
+      var start = offset;
+      offset = isNaN(next) ? offset + utf8Length(text) : next;
+      receiveLog(text, start, offset);
     });
     source.addEventListener("progress", function (e) {
       sseFailures = 0;
@@ -334,9 +576,9 @@
         return r.json();
       })
       .then(function (chunk) {
-        appendLog(chunk.text);
         var progressed = chunk.next_offset > offset;
         offset = chunk.next_offset;
+        receiveLog(chunk.text, chunk.offset, offset);
         // The status (with the progress) when it changed, at the end, and now and then.
         var refresh = chunk.status !== state.status || chunk.complete ||
           (progressed && Date.now() - lastStatusRefresh > POLL_STATUS_MS);
