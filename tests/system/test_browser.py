@@ -132,3 +132,89 @@ def test_an_engineer_builds_and_downloads_an_image_in_the_browser(installs, acco
     expect(row.locator(".badge")).to_have_text("SUCCESS")
     shot(page, "07-job-list")
 
+
+
+LOG_LINE_CAP = 5000  # MAX_LOG_LINES in app.js, while the view follows the end
+
+
+def _filler(first: int, count: int) -> bytes:
+    return b"".join(f"{n:08d} NOTE: filler line {n} größe → {'x' * (n % 80)}\n".encode()
+                    for n in range(first, first + count))
+
+
+def _append(path: Path, data: bytes) -> None:
+    """Append as one write each, so lines of the build running meanwhile stay whole."""
+    with path.open("ab") as log:
+        for start in range(0, len(data), 1 << 16):
+            log.write(data[start:data.rfind(b"\n", start, start + (1 << 16)) + 1] or data[start:])
+            log.flush()
+
+
+def _assert_whole_lines_of(log: Path, shown: str) -> None:
+    """``shown`` is a run of whole lines of ``log``, as they are in it."""
+    data = log.read_bytes()
+    assert shown.endswith("\n"), shown[-80:]
+    at = data.find(b"\n" + shown.encode())
+    assert at >= 0 or data.startswith(shown.encode()), f"not whole lines of the log: {shown[:80]!r}"
+
+
+def _shown(page: Page) -> str:
+    return page.locator("#log").evaluate("log => log.textContent")
+
+
+def test_a_20_mb_log_opens_at_its_end_loads_earlier_and_keeps_the_page_bounded(
+        installs, accounts, git, page):
+    alice = accounts.alice
+    page.goto("/login")
+    page.fill("#f-username", alice.name)
+    page.fill("#f-password", alice.password)
+    page.click("button[type=submit]:has-text('Sign in')")
+    page.wait_for_url(f"{BASE_URL}/")
+    page.goto("/settings")
+    page.fill("#f-token", git.token)
+    page.click("button:has-text('Save token')")
+    page.goto("/new")
+    page.fill("#f-repo_url", git.url)
+    page.fill("#f-ref", "main")
+    page.fill("#f-machine", MACHINE)
+    page.fill("#f-target", "slow-image")  # ~30 s: still running while the log grows
+    page.click("button:has-text('Start build')")
+    page.wait_for_url(re.compile(r"/jobs/\d+$"))
+    job_id = int(page.url.rsplit("/", 1)[1])
+    log = job_dir(job_id, alice.name) / "logs" / "build.log"
+    page.wait_for_function("() => document.getElementById('log').textContent.includes('NOTE: Running task')",
+                           timeout=60_000)
+    _append(log, _filler(0, 220_000))  # ~20 MB
+    assert log.stat().st_size > 20_000_000
+
+    page.goto(f"/jobs/{job_id}")
+    page.wait_for_function("() => document.getElementById('log').textContent.includes('filler line 219999')")
+    expect(page.locator("#log-range")).to_contain_text(re.compile(r"Showing the last .* of 2\d\.\d MiB"))
+    tail = _shown(page)
+    assert len(tail.encode()) < 1_000_000, "more than the end of the log was loaded"
+    assert "filler line 0 " not in tail
+    _assert_whole_lines_of(log, tail)
+    shot(page, "08-long-log-tail")
+
+    page.click("#log-earlier-button")
+    page.wait_for_function(f"() => document.getElementById('log').textContent.length > {len(tail)}")
+    earlier = _shown(page)
+    assert earlier.endswith(tail)
+    _assert_whole_lines_of(log, earlier)  # and nothing lost or repeated where they meet
+    expect(page.locator("#log-earlier-button")).to_be_enabled()
+    shot(page, "09-long-log-earlier")
+
+    status = page.locator("#job-status").text_content().strip()
+    assert status == "RUNNING", f"slow-image ended too soon for this test ({status})"
+    page.click("#log-jump")  # following the end again: the view keeps LOG_LINE_CAP lines
+    most = 0
+    for batch in range(12):
+        _append(log, _filler(300_000 + batch * 1000, 1000))
+        page.wait_for_timeout(200)
+        most = max(most, page.locator("#log").evaluate("log => log.textContent.split('\\n').length - 1"))
+    page.wait_for_function("() => document.getElementById('log').textContent.includes('filler line 311999')")
+    count = page.locator("#log").evaluate("log => log.textContent.split('\\n').length - 1")
+    assert count <= LOG_LINE_CAP and most <= LOG_LINE_CAP, (count, most)
+    expect(page.locator("#log-earlier")).to_be_visible()
+    expect(page.locator("#log-raw")).to_have_attribute("href", f"/api/jobs/{job_id}/log/raw")
+    page.click("#cancel-form button")  # no need to wait for the rest of the build
