@@ -89,6 +89,8 @@ def write_markdown(path: Path, outputs: dict[str, tuple[str, float, bool]]) -> N
     sections = {name: report.section(name, command(name), out, seconds, ok)
                 for name, (out, seconds, ok) in outputs.items()}
     sections["run"] = f"Last written by `python -m bench --markdown {path}` on {machine()}."
+    if set(outputs) == set(modules()):  # a full run: the targets at a glance
+        sections["summary"] = report.summary()
     if any(name.endswith(("p50", "p99")) for name in report.SERIES):
         plot = path.parent / "b1-latency.svg"
         plot.write_text(line_chart(report.SERIES, "B1: log line appended -> SSE viewer",

@@ -64,6 +64,11 @@ def _table(figures: list[Figure]) -> str:
     return "\n".join(rows)
 
 
+def summary() -> str:
+    """Every figure with a target, of every benchmark that ran."""
+    return _table([f for f in FIGURES if f.target])
+
+
 def section(name: str, command: str, output: str, seconds: float, ok: bool) -> str:
     figures = [f for f in FIGURES if f.bench == name]
     parts = [f"Reproduce: `{command}` ({'ran' if ok else 'FAILED'} in {seconds:.0f} s)."]
