@@ -64,7 +64,7 @@ def record(via: str, r: dict[str, float]) -> str:
         limit = targets.get(count)
         ratio = r[key] / r[f"ref_{key}"]
         verdict = report.verdict(r[key] * 1000, limit * 1000, " ms") if limit else ""
-        report.figure(f"B1 {label}, {count} viewer(s), {via}", ms(r[key]).strip(),
+        report.figure(f"B1 {label}, {count} viewer{'' if count == 1 else 's'}, {via}", ms(r[key]).strip(),
                       f"tail -F {ms(r[f'ref_{key}']).strip()}", f"{ratio:.1f}x",
                       f"<= {limit * 1000:g} ms" if limit else "", verdict)
         if limit:
