@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -93,6 +94,7 @@ async def run(idle_count: int, window: float, count: int, megabytes: float) -> N
                       f"{r['server_s_per_mb'] / r['tail_s_per_mb']:.1f}x")
     finally:
         server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
