@@ -278,9 +278,31 @@ ensure_dir "$srv" root root 0755
 ensure_dir "$srv/data" "$service_user" "$service_user" 0750
 # The launch logs: what sudo and the runner print before a build's own log exists.
 ensure_dir "$srv/data/launch" "$service_user" "$service_user" 0750
-# Sticky + setgid, others -wx: each engineer's first build may create <user>/ (group
-# $service_user, so the service reads it), nobody may list, rename or delete another's.
-ensure_dir "$srv/jobs" "$service_user" "$service_user" 3753
+# Sticky + setgid; the engineers ($users_group, an ACL entry -wx) may create their <user>/
+# (group $service_user, so the service reads it), nobody may list, rename or delete another's;
+# others may only pass (nginx). Nobody else can make a directory there: AppArmor's bitbake
+# profile (userns) attaches to workspaces below it. domain/layout.py JOBS_ROOT_*.
+jobs_acl="user::rwx,group::r-x,group:$users_group:-wx,mask::rwx,other::--x"
+jobs_root_ok() {
+    [[ "$(stat -c '%U:%G %a' "$srv/jobs")" == "$service_user:$service_user 3771" ]] &&
+        [[ "$(getfacl -pc "$srv/jobs" 2>/dev/null | grep -v -e '^$' -e '^default:' | paste -sd, -)" == "$jobs_acl" ]]
+}
+[[ ! -L "$srv/jobs" ]] || fail "$srv/jobs is a symbolic link; remove it (sudo rm $srv/jobs) and run install.sh again"
+if [[ ! -d "$srv/jobs" ]]; then
+    install -d -o "$service_user" -g "$service_user" -m 3751 "$srv/jobs"
+fi
+if ! jobs_root_ok; then
+    before=$(stat -c '%U:%G %a' "$srv/jobs")
+    chown -h "$service_user:$service_user" "$srv/jobs"
+    chmod 3751 "$srv/jobs"
+    if setfacl -P -m "u::rwx,g::r-x,g:$users_group:-wx,m::rwx,o::--x" "$srv/jobs" 2>/dev/null && jobs_root_ok; then
+        changed "$srv/jobs is $service_user:$service_user 3751, and $users_group may create their directory (ACL)"
+    else
+        chmod 3753 "$srv/jobs"
+        say "WARNING: cannot set ACLs on $srv/jobs (mount it with acl support): any local user may create a directory in it"
+        [[ "$before" == "$service_user:$service_user 3753" ]] || changed "$srv/jobs is $service_user:$service_user 3753 (no ACLs)"
+    fi
+fi
 # nginx may search each engineer's directory (--x, nothing more): directories made in the jobs
 # root inherit it; each build passes the same on to its own directories and grants read on its
 # log and images (the runner does, as the engineer).

@@ -66,6 +66,16 @@ def _default_acl(path: Path) -> tuple[str, ...] | None:
     return tuple(line for line in result.stdout.splitlines() if line and "mask" not in line)
 
 
+def _access_acl(path: Path) -> tuple[str, ...] | None:
+    if not shutil.which("getfacl"):
+        return None
+    result = _run(["getfacl", "-pc", str(path)])
+    if result.returncode != 0:
+        return None
+    return tuple(line for line in result.stdout.splitlines()
+                 if line and not line.startswith("default:"))
+
+
 def _user_name(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name
@@ -176,7 +186,6 @@ class HostCheck:
         expected = [
             (self.s.db_path.parent, SERVICE_USER, SERVICE_USER, 0o750),
             (self.s.db_path.parent / layout.LAUNCH_DIR, SERVICE_USER, SERVICE_USER, 0o750),
-            (self.s.jobs_root, SERVICE_USER, SERVICE_USER, layout.JOBS_ROOT_MODE),
             *((cache, "root", group, 0o2770) for cache in caches),
         ]
         for path, owner, grp_name, mode in expected:
@@ -188,6 +197,7 @@ class HostCheck:
             have = f"{actual[0]}:{actual[1]} {actual[2]:o}"
             yield Result(have == want, f"{path} is {want}" + ("" if have == want else f" (is {have})"),
                          f"sudo chown {owner}:{grp_name} {path} && sudo chmod {mode:o} {path}")
+        yield self._jobs_root(group)
         for cache in caches:
             if _mode(cache) is None:
                 continue
@@ -198,6 +208,23 @@ class HostCheck:
                                                                  " (getfacl missing or failed)"),
                          f"sudo setfacl -m d:u::rwx,d:g::rwx,d:o::--- {cache}  (sudo apt-get install acl; "
                          "or rerun install.sh)")
+
+    def _jobs_root(self, group: str) -> Result:
+        """Only the engineers may create in the jobs root (AppArmor's bitbake profile
+        attaches below it): mode 3751 and an ACL entry for their group."""
+        root = self.s.jobs_root
+        actual, acl = _mode(root), _access_acl(root)
+        have = "missing" if actual is None else f"{actual[0]}:{actual[1]} {actual[2]:o}"
+        want = f"{SERVICE_USER}:{SERVICE_USER} {layout.JOBS_ROOT_MODE_SHOWN:o}"
+        members = f"group:{group}:{layout.JOBS_ROOT_MEMBERS_ACL}"
+        ok = have == want and acl is not None and {members, "group::r-x", "other::--x"} <= set(acl)
+        return Result(ok, f"{root} is {SERVICE_USER}:{SERVICE_USER} {layout.JOBS_ROOT_MODE:o} "
+                          f"and only {group} may create in it ({members})"
+                      + ("" if ok else f" (is {have}, ACL {','.join(acl or ()) or 'none'})"),
+                      f"sudo chown {SERVICE_USER}:{SERVICE_USER} {root} && sudo chmod "
+                      f"{layout.JOBS_ROOT_MODE:o} {root} && sudo setfacl -m "
+                      f"g:{group}:{layout.JOBS_ROOT_MEMBERS_ACL},m::rwx,o::--x {root}  "
+                      "(or rerun install.sh)")
 
     def job_owners(self) -> Iterator[Result]:
         """Every entry of the jobs root is a directory of the user it is named after."""

@@ -34,7 +34,10 @@ def test_install_script_makes_the_new_layout():
     from autobuild.domain import layout
 
     install = (DEPLOY / "install.sh").read_text()
-    assert f'ensure_dir "$srv/jobs" "$service_user" "$service_user" {layout.JOBS_ROOT_MODE:o}' in install
+    assert f'chmod {layout.JOBS_ROOT_MODE:o} "$srv/jobs"' in install
+    assert f'"$service_user:$service_user {layout.JOBS_ROOT_MODE_SHOWN:o}"' in install
+    assert f'g:$users_group:{layout.JOBS_ROOT_MEMBERS_ACL}' in install
+    assert f'chmod {layout.JOBS_ROOT_MODE_NO_ACL:o} "$srv/jobs"' in install
     assert f'ensure_dir "$srv/data/{layout.LAUNCH_DIR}" "$service_user" "$service_user" 0750' in install
     assert 'ensure_dir "$srv/cache/$cache" root "$users_group" 2770' in install
     assert "setfacl -m d:u::rwx,d:g::rwx,d:o::---" in install

@@ -96,3 +96,23 @@ def test_sudo_lets_autobuild_run_only_the_runner_and_only_as_group_members(insta
     for command in (["/bin/sh", "-c", "id"], ["/usr/bin/id"], ["/opt/autobuild/venv/bin/python", "-V"]):
         refused = as_service("-u", accounts.alice.name, "--", *command)
         assert refused.returncode != 0 and refused.stdout == "", (command, refused.stdout)
+
+
+def test_only_engineers_may_create_in_the_jobs_root(installs, accounts):
+    """AppArmor's bitbake profile (userns) attaches to workspaces below the jobs root: a local
+    user outside the engineers' group must not be able to make a directory there."""
+    from tests.system.helpers import JOBS_ROOT
+
+    outsider = accounts.outsider.name
+    name = JOBS_ROOT / f"{outsider}-squat"
+    try:
+        made = run("runuser", "-u", outsider, "--", "mkdir", str(name))
+        assert made.returncode != 0 and "Permission denied" in made.stderr
+        assert not name.exists()
+        listed = run("runuser", "-u", outsider, "--", "ls", str(JOBS_ROOT))
+        assert listed.returncode != 0  # nor list who builds
+        engineer = accounts.in_group[0].name
+        passed = run("runuser", "-u", engineer, "--", "stat", str(JOBS_ROOT / engineer))
+        assert passed.returncode == 0, passed.stderr  # an engineer reaches their own directory
+    finally:
+        subprocess.run(["rm", "-rf", "--", str(name)], check=False)

@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from autobuild.domain import layout
 from tests.support import standin
 from tests.system.conftest import INSTALL_TIMEOUT, REPO_ROOT, _allow_builds_on_a_small_disk, _install
 from tests.system.helpers import (
@@ -332,7 +333,7 @@ def test_nothing_of_the_old_layout_is_left_but_the_running_builds_link(upgraded)
     slow = upgraded.running
     root = os.lstat(JOBS_ROOT)
     assert (pwd.getpwuid(root.st_uid).pw_name, grp.getgrgid(root.st_gid).gr_name,
-            stat.S_IMODE(root.st_mode)) == (SERVICE_USER, SERVICE_USER, 0o3753)
+            stat.S_IMODE(root.st_mode)) == (SERVICE_USER, SERVICE_USER, layout.JOBS_ROOT_MODE_SHOWN)
     for entry in os.scandir(JOBS_ROOT):
         if entry.name.isdigit():
             assert entry.is_symlink() and int(entry.name) == slow.id, entry.name

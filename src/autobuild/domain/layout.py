@@ -27,7 +27,14 @@ import re
 from pathlib import PurePosixPath
 
 # Modes. Group = the service's group (inherited from the setgid jobs root); others: nothing.
-JOBS_ROOT_MODE = 0o3753  # owner service, sticky + setgid, others may create (-wx) but not list
+# The jobs root: owner the service, sticky + setgid; the members of the users group may
+# create (an ACL entry -wx: their runner makes <owner>/), others may only pass (--x: nginx).
+# With that entry the group bits stat shows are the ACL mask: JOBS_ROOT_MODE_SHOWN.
+JOBS_ROOT_MODE = 0o3751
+JOBS_ROOT_MODE_SHOWN = 0o3771
+JOBS_ROOT_MEMBERS_ACL = "-wx"
+# Where the filesystem has no ACLs: others may create (-wx) but not list, as before.
+JOBS_ROOT_MODE_NO_ACL = 0o3753
 OWNER_DIR_MODE = 0o2750
 JOB_DIR_MODE = 0o2750
 WORK_DIR_MODE = 0o700  # the clone and build tree: the owner's alone
