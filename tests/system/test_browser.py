@@ -184,11 +184,11 @@ def test_a_20_mb_log_opens_at_its_end_loads_earlier_and_keeps_the_page_bounded(
     log = job_dir(job_id, alice.name) / "logs" / "build.log"
     page.wait_for_function("() => document.getElementById('log').textContent.includes('NOTE: Running task')",
                            timeout=60_000)
-    _append(log, _filler(0, 220_000))  # ~20 MB
+    _append(log, _filler(0, 260_000))  # ~22 MB
     assert log.stat().st_size > 20_000_000
 
     page.goto(f"/jobs/{job_id}")
-    page.wait_for_function("() => document.getElementById('log').textContent.includes('filler line 219999')")
+    page.wait_for_function("() => document.getElementById('log').textContent.includes('filler line 259999')")
     expect(page.locator("#log-range")).to_contain_text(re.compile(r"Showing the last .* of 2\d\.\d MiB"))
     tail = _shown(page)
     assert len(tail.encode()) < 1_000_000, "more than the end of the log was loaded"
