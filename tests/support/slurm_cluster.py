@@ -95,6 +95,8 @@ def render_conf(hostname: str, shape: NodeShape, base: Path = BASE,
         "MpiDefault=none",
         "MailProg=/bin/true",
         "SwitchType=switch/none",
+        # Slurm's defaults otherwise, as on a real cluster: batch jobs are scheduled at most
+        # every 3 s (batch_sched_delay), so a job starts 0-3 s after sbatch on an idle node.
         "SchedulerType=sched/backfill",
         # Cores and memory are consumable: two 1-CPU jobs share a 2-core node.
         "SelectType=select/cons_tres",
