@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from autobuild.domain.jobs import Job
@@ -51,11 +49,9 @@ class Update:
     chunk: LogChunk
     job: Job
     progress: Progress | None = None
-
-    @cached_property
-    def text_json(self) -> str:
-        """``{"text": <the chunk's text>}`` as JSON, encoded once for all the viewers."""
-        return json.dumps({"text": self.chunk.text})
+    # What the viewers derive from this update (an encoded event...), made by the first
+    # viewer that needs it, for all of them.
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 RESYNC = object()  # "you fell behind: continue from your own offset"
@@ -112,6 +108,11 @@ class JobTailer:
 
     def done(self) -> bool:
         return self._task is None or self._task.done()
+
+    @property
+    def progress(self) -> Progress | None:
+        """The build's progress as far as this tailer has read (None before it knows)."""
+        return self._tracker.progress if self._tracker is not None else None
 
     def wake(self) -> None:
         """Look now (the log grew or the job changed) instead of at the next poll."""
