@@ -23,8 +23,10 @@ def _serve(settings: Settings) -> int:
     # One worker: the scheduler lives in this process and must be the only one. nginx (on this
     # host) replaces X-Forwarded-For/-Proto with the real client address and scheme; they are
     # trusted from 127.0.0.1 only, so nobody else can claim another address or https.
+    # uvloop and httptools: what serves hundreds of live logs at once (bench/b1_latency).
     uvicorn.run(app, host=settings.host, port=settings.port, workers=1, proxy_headers=True,
-                forwarded_allow_ips="127.0.0.1", server_header=False, log_level="info")
+                forwarded_allow_ips="127.0.0.1", server_header=False, log_level="info",
+                loop="uvloop", http="httptools")
     return 0
 
 

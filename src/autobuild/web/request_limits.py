@@ -1,6 +1,6 @@
 """Request size limits, before any route reads a byte: bodies over ``max_body`` get 413,
-too many or too long header lines get 431. (uvicorn's h11 already answers 400 to a header
-block over 16 KiB and closes the connection; nginx in front has its own buffers.)
+too many or too long header lines get 431. (nginx in front refuses header blocks beyond its
+buffers before they get here.)
 Pure ASGI: a body is counted as it arrives, so a chunked upload without Content-Length is
 cut off at the limit too."""
 
