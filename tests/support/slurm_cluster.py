@@ -159,7 +159,8 @@ class SlurmCluster:
         self.conf = conf
         self.hostname = socket.gethostname().split(".")[0]
         self.partition = PARTITION
-        self._started: set[str] = set()
+        self._started: set[str] = set()  # munged and the daemons this object started
+        self._brought_up: set[str] = set()  # the daemons up() started
 
     # --- bring up, tear down -----------------------------------------------------------------
 
@@ -170,8 +171,9 @@ class SlurmCluster:
         self.close()
 
     def close(self) -> None:
-        """``down()`` if this object started slurmctld or slurmd, else leave them running."""
-        if self._started & {"slurmctld", "slurmd"}:
+        """``down()`` if ``up()`` started slurmctld or slurmd, else leave them running (a
+        slurmd only restarted by ``start_slurmd()`` was running before)."""
+        if self._brought_up:
             self.down()
 
     def up(self, timeout: float = 60) -> SlurmCluster:
@@ -185,10 +187,10 @@ class SlurmCluster:
         if self._write_conf(wanted):
             self._stop("slurmd")
             self._stop("slurmctld")
-        if not self.running("slurmctld"):
-            self._start("slurmctld", "-c")
-        if not self.running("slurmd"):
-            self._start("slurmd")
+        for daemon, args in (("slurmctld", ("-c",)), ("slurmd", ())):
+            if not self.running(daemon):
+                self._start(daemon, *args)
+                self._brought_up.add(daemon)
         self.wait_for_node({"IDLE", "MIXED", "ALLOCATED"}, timeout=timeout)
         return self
 
