@@ -23,6 +23,7 @@ from autobuild.domain.ports import (
     RunnerError,
     RunnerState,
     StoredSession,
+    Waiting,
 )
 from autobuild.domain.queries import JobQueries
 from autobuild.domain.supervision import Supervisor
@@ -135,7 +136,10 @@ class FakeJobFiles:
 
 
 class FakeRunner:
-    """The BuildRunner port: launches nothing; tests end builds with ``finish`` or ``lose``."""
+    """The BuildRunner port: launches nothing; tests end builds with ``finish`` or ``lose``.
+    With ``queues`` (a cluster), launched builds wait (``state`` Waiting) until ``run``."""
+
+    queues = False
 
     def __init__(self, files: FakeJobFiles, clock: FakeClock) -> None:
         self.files, self.clock = files, clock
@@ -154,7 +158,7 @@ class FakeRunner:
             raise RunnerError(self.refuse)
         self.launches.append(job.id)
         self.orders[job.id] = (job.artifact_patterns, job.settings)
-        self.states[job.id] = Running()
+        self.states[job.id] = Waiting("Priority") if self.queues else Running()
         return f"fake-{job.id}"
 
     def state(self, job: Job) -> RunnerState:
@@ -182,6 +186,14 @@ class FakeRunner:
         self.states[job_id] = Ended(final, exit_code)
         for listener in self.listeners:
             listener()
+
+    def run(self, job_id: int, where: str | None = "node1") -> None:
+        """The scheduler starts the build (on ``where``)."""
+        self.states[job_id] = Running(f"fake-{job_id}", where)
+
+    def wait(self, job_id: int, reason: str) -> None:
+        """The scheduler keeps the build waiting, for ``reason``."""
+        self.states[job_id] = Waiting(reason)
 
     def lose(self, job_id: int, reason: str = "killed", started: bool = True) -> None:
         """The runner vanishes without an end (``started``: whether the build had begun)."""

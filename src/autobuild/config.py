@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,7 +12,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from .domain.layout import LAUNCH_DIR
-from .domain.orders import BuildSettings, InvalidOrder, parse_hashserve, parse_parallel_make
+from .domain.orders import (
+    BuildSettings, ClusterRequest, InvalidOrder, parse_hashserve, parse_parallel_make,
+)
 
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,56 @@ def _parallel_make(raw: str) -> int | None:
         raise ConfigError(f"AUTO_BUILD_PARALLEL_MAKE {exc}") from None
 
 
+EXECUTORS = ("local", "slurm")
+_MEMORY = re.compile(r"^([1-9][0-9]{0,9})\s*([MGT]?)B?$", re.IGNORECASE)
+
+
+def _executor(raw: str) -> str:
+    value = raw.strip().lower() or "local"
+    if value not in EXECUTORS:
+        raise ConfigError(f"AUTO_BUILD_EXECUTOR must be one of {', '.join(EXECUTORS)}, "
+                          f"not {raw.strip()!r}")
+    return value
+
+
+def _memory_mb(raw: str) -> int | None:
+    """``AUTO_BUILD_SLURM_MEMORY``: ``64G``, ``512M``, ``65536`` (MB); None for empty."""
+    value = raw.strip()
+    if not value:
+        return None
+    match = _MEMORY.match(value)
+    if not match:
+        raise ConfigError(f"AUTO_BUILD_SLURM_MEMORY must be like 64G or 8192M, not {value!r}")
+    number, unit = int(match.group(1)), match.group(2).upper()
+    return number * {"": 1, "M": 1, "G": 1024, "T": 1024 * 1024}[unit]
+
+
+def _minutes(raw: str, default: int) -> int:
+    """``AUTO_BUILD_SLURM_TIME_LIMIT`` as sbatch --time reads it: ``minutes``,
+    ``minutes:seconds``, ``hours:minutes:seconds``, ``days-hours[:minutes[:seconds]]``
+    (seconds round up to a minute); the default for empty."""
+    value = raw.strip()
+    if not value:
+        return default
+    days_text, dash, clock = value.rpartition("-") if "-" in value else ("", "", value)
+    parts = clock.split(":")
+    if not (all(p.isdigit() and len(p) <= 5 for p in parts) and len(parts) <= 3
+            and (not dash or days_text.isdigit() and len(days_text) <= 3)):
+        raise ConfigError(f"AUTO_BUILD_SLURM_TIME_LIMIT must be like 240, 4:00:00 or "
+                          f"1-12:00:00 (as sbatch --time), not {value!r}")
+    numbers = [int(p) for p in parts]
+    if dash:  # days-hours[:minutes[:seconds]]
+        hours, minutes, seconds = (numbers + [0, 0])[:3]
+        total = int(days_text) * 1440 + hours * 60 + minutes + (1 if seconds else 0)
+    elif len(numbers) == 3:
+        total = numbers[0] * 60 + numbers[1] + (1 if numbers[2] else 0)
+    else:  # minutes[:seconds]
+        total = numbers[0] + (1 if len(numbers) == 2 and numbers[1] else 0)
+    if total < 1:
+        raise ConfigError(f"AUTO_BUILD_SLURM_TIME_LIMIT must be at least a minute, not {value!r}")
+    return total
+
+
 @dataclass(frozen=True)
 class Settings:
     db_path: Path = Path("/srv/autobuild/data/jobs.db")
@@ -90,6 +143,14 @@ class Settings:
     parallel_make: int | None = None  # as "-j N"
     keep_workspace: bool = False  # keep work/ (clone, build/tmp) after the build
     poll_interval: float = 1.0
+    # Where builds run: "local" (this host, max_running at a time) or "slurm" (handed to a
+    # Slurm cluster as they come, each asking for cluster_request()).
+    executor: str = "local"
+    slurm_partition: str | None = None
+    slurm_cpus: int = 8
+    slurm_memory_mb: int | None = None
+    slurm_time_limit_minutes: int = 240
+    slurm_account: str | None = None
     # Tests only: stop the process (as kill -9 would) at this named step of submit/start.
     crash_at: str | None = None
     host: str = "127.0.0.1"
@@ -136,7 +197,24 @@ class Settings:
             parallel_make=_parallel_make(env.get("AUTO_BUILD_PARALLEL_MAKE", "")),
             keep_workspace=_flag(env.get("AUTO_BUILD_KEEP_WORKSPACE")),
             crash_at=env.get("AUTO_BUILD_TEST_CRASH_AT", "").strip() or None,
+            executor=_executor(env.get("AUTO_BUILD_EXECUTOR", "")),
+            slurm_partition=env.get("AUTO_BUILD_SLURM_PARTITION", "").strip() or None,
+            slurm_cpus=_int(env, "AUTO_BUILD_SLURM_CPUS", defaults.slurm_cpus, minimum=1),
+            slurm_memory_mb=_memory_mb(env.get("AUTO_BUILD_SLURM_MEMORY", "")),
+            slurm_time_limit_minutes=_minutes(env.get("AUTO_BUILD_SLURM_TIME_LIMIT", ""),
+                                              defaults.slurm_time_limit_minutes),
+            slurm_account=env.get("AUTO_BUILD_SLURM_ACCOUNT", "").strip() or None,
         )
+
+    def cluster_request(self) -> ClusterRequest:
+        """What each build asks of the Slurm cluster (AUTO_BUILD_SLURM_*)."""
+        try:
+            return ClusterRequest(partition=self.slurm_partition, cpus=self.slurm_cpus,
+                                  memory_mb=self.slurm_memory_mb,
+                                  time_limit_minutes=self.slurm_time_limit_minutes,
+                                  account=self.slurm_account)
+        except InvalidOrder as exc:
+            raise ConfigError(f"AUTO_BUILD_SLURM_*: {exc}") from None
 
     def build_settings(self) -> BuildSettings:
         """What every build's runner is told, in its order."""

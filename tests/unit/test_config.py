@@ -137,3 +137,47 @@ def test_build_settings_for_the_runner():
 def test_bad_build_settings_name_the_variable(name, value):
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
+
+
+def test_builds_run_here_unless_slurm_is_chosen():
+    assert Settings.from_env({}).executor == "local"
+    assert Settings.from_env({"AUTO_BUILD_EXECUTOR": " Slurm "}).executor == "slurm"
+    with pytest.raises(ConfigError, match="AUTO_BUILD_EXECUTOR must be one of local, slurm"):
+        Settings.from_env({"AUTO_BUILD_EXECUTOR": "kubernetes"})
+
+
+def test_what_each_build_asks_of_slurm():
+    settings = Settings.from_env({
+        "AUTO_BUILD_EXECUTOR": "slurm", "AUTO_BUILD_SLURM_PARTITION": "yocto",
+        "AUTO_BUILD_SLURM_CPUS": "32", "AUTO_BUILD_SLURM_MEMORY": "100G",
+        "AUTO_BUILD_SLURM_TIME_LIMIT": "1-12:00:00", "AUTO_BUILD_SLURM_ACCOUNT": "bsp-team"})
+    request = settings.cluster_request()
+    assert (request.partition, request.cpus, request.memory_mb, request.time_limit_minutes,
+            request.account) == ("yocto", 32, 100 * 1024, 36 * 60, "bsp-team")
+    defaults = Settings.from_env({}).cluster_request()
+    assert (defaults.partition, defaults.cpus, defaults.memory_mb, defaults.time_limit_minutes,
+            defaults.account) == (None, 8, None, 240, None)
+
+
+@pytest.mark.parametrize("value,minutes", [("240", 240), ("4:00:00", 240), ("90:30", 91),
+                                           ("2-3", 3060), ("1-12:00:00", 2160)])
+def test_the_time_limit_reads_as_sbatch_reads_it(value, minutes):
+    settings = Settings.from_env({"AUTO_BUILD_SLURM_TIME_LIMIT": value})
+    assert settings.slurm_time_limit_minutes == minutes
+
+
+@pytest.mark.parametrize("name,value", [
+    ("AUTO_BUILD_SLURM_MEMORY", "lots"), ("AUTO_BUILD_SLURM_MEMORY", "-1G"),
+    ("AUTO_BUILD_SLURM_TIME_LIMIT", "forever"), ("AUTO_BUILD_SLURM_TIME_LIMIT", "0"),
+    ("AUTO_BUILD_SLURM_TIME_LIMIT", "1:2:3:4"), ("AUTO_BUILD_SLURM_CPUS", "0"),
+])
+def test_bad_slurm_settings_name_the_variable(name, value):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize("name,value", [("AUTO_BUILD_SLURM_PARTITION", "--wrap=id"),
+                                        ("AUTO_BUILD_SLURM_ACCOUNT", "a b")])
+def test_option_like_slurm_names_are_refused(name, value):
+    with pytest.raises(ConfigError, match="AUTO_BUILD_SLURM"):
+        Settings.from_env({name: value}).cluster_request()

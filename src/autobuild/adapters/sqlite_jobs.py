@@ -108,13 +108,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "VALUES (new.id, new.repo_url, new.ref, new.machine, new.target); END",
         "INSERT INTO jobs_text (jobs_text) VALUES ('rebuild')",
     ),
+    (
+        # 8: the host a build runs on when a cluster runs it (Slurm's node).
+        "ALTER TABLE jobs ADD COLUMN node TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _COLUMNS = ("owner", "repo_url", "ref", "machine", "target", "status", "created_at",
             "started_at", "finished_at", "exit_code", "reason", "runner_ref",
             "cancel_requested_by", "kas_file", "waiting_reason", "purged_at",
-            "artifact_patterns", "build_settings")
+            "artifact_patterns", "build_settings", "node")
 _SELECT = f"SELECT id, {', '.join(_COLUMNS)} FROM jobs"
 _QUALIFIED = ", ".join(f"jobs.{column}" for column in ("id", *_COLUMNS))
 
@@ -184,6 +188,7 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         purged_at=_from_text(row["purged_at"]),
         artifact_patterns=_patterns_from_text(row["artifact_patterns"]),
         settings=_settings_from_text(row["build_settings"]),
+        node=row["node"],
     )
 
 
@@ -201,7 +206,8 @@ def _job_values(job: Job) -> tuple[Any, ...]:
             job.exit_code, job.reason, job.runner_ref, job.cancel_requested_by,
             job.kas_file, job.waiting_reason, _to_text(job.purged_at),
             None if job.artifact_patterns is None else json.dumps(list(job.artifact_patterns)),
-            None if job.settings is None else json.dumps(job.settings.as_dict()))
+            None if job.settings is None else json.dumps(job.settings.as_dict()),
+            job.node)
 
 
 class SqliteJobRepository:

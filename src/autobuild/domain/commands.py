@@ -81,22 +81,23 @@ class JobCommands:
         with self._lock:
             job = self._get(job_id)
             self._permissions.check_stop(job, user)
-            if job.status is JobStatus.PENDING:
+            if job.status is JobStatus.PENDING and not job.handed_over:
                 old = job.cancel(self._clock.now(), f"cancelled by {user} before it started")
                 self._jobs.save(job)
                 self._events.job_status_changed(job, old, job.status)
                 return job
-            if job.status is not JobStatus.RUNNING:
+            if job.status is not JobStatus.RUNNING and not job.handed_over:
                 return job
             previous = job.cancel_requested_by
             job.request_cancel(user)  # the name the end will show, if the build stops
             self._jobs.save(job)
         try:
-            self._runner.cancel(job)  # outside the lock: it waits for the runner's answer
+            # Outside the lock: it waits for the runner's (or the cluster's) answer.
+            self._runner.cancel(job)
         except Exception:
             with self._lock:
                 job = self._get(job_id)
-                if job.status is JobStatus.RUNNING:
+                if job.status is JobStatus.RUNNING or job.handed_over:
                     job.cancel_requested_by = previous
                     self._jobs.save(job)
             raise

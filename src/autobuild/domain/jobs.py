@@ -79,6 +79,7 @@ class Job:
     cancel_requested_by: str | None = None
     kas_file: str | None = None  # None: the runner looks for kas.yml itself
     waiting_reason: str | None = None  # why a PENDING job has not started yet
+    node: str | None = None  # the host the build runs (ran) on, when not the service's own
     purged_at: datetime | None = None  # when retention removed its logs and artifacts
     # Decided once, just before the first launch, and stored before it: the runner gets
     # exactly these (None until then).
@@ -113,13 +114,32 @@ class Job:
         latest = self.started_at or self.created_at
         return max(now, latest)
 
-    def start(self, now: datetime, runner_ref: str | None = None) -> JobStatus:
-        """PENDING -> RUNNING, with the runner's reference for it. Returns the old status."""
+    def start(self, now: datetime, runner_ref: str | None = None,
+              node: str | None = None) -> JobStatus:
+        """PENDING -> RUNNING, with the runner's reference for it (and the host it runs on,
+        when it is not this one). Returns the old status."""
         old = self._move(JobStatus.RUNNING)
         self.started_at = max(now, self.created_at)
         self.waiting_reason = None
-        self.runner_ref = runner_ref
+        self.runner_ref = runner_ref or self.runner_ref
+        self.node = node
         return old
+
+    def hand_over(self, runner_ref: str | None, reason: str) -> bool:
+        """A PENDING job was handed to a batch scheduler (a cluster), which queues it for
+        ``reason``; it stays PENDING until the scheduler starts it. True if that changed."""
+        if self.status is not JobStatus.PENDING:
+            raise InvalidTransition(self.id, self.status, JobStatus.PENDING)
+        runner_ref = runner_ref or self.runner_ref
+        if (self.runner_ref, self.waiting_reason) == (runner_ref, reason):
+            return False
+        self.runner_ref, self.waiting_reason = runner_ref, reason
+        return True
+
+    @property
+    def handed_over(self) -> bool:
+        """PENDING in a batch scheduler's queue (launched, not started yet)."""
+        return self.status is JobStatus.PENDING and self.runner_ref is not None
 
     def decide(self, artifact_patterns: tuple[str, ...], settings: BuildSettings) -> bool:
         """Fix what the runner will be given, once; True if this decided it now."""
@@ -137,8 +157,9 @@ class Job:
         return True
 
     def request_cancel(self, user: str) -> None:
-        """Remember who asked a RUNNING build to stop (it ends CANCELLED only if it stopped)."""
-        if self.status is not JobStatus.RUNNING:
+        """Remember who asked a RUNNING build (or one queued in a cluster) to stop (it ends
+        CANCELLED only if it stopped)."""
+        if self.status is not JobStatus.RUNNING and not self.handed_over:
             raise InvalidTransition(self.id, self.status, JobStatus.CANCELLED)
         self.cancel_requested_by = user
 

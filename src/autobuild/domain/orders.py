@@ -98,6 +98,52 @@ class BuildSettings:
         return cls(**data)
 
 
+_SLURM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+MAX_CLUSTER_CPUS = 4096
+MAX_CLUSTER_MEMORY_MB = 64 * 1024 * 1024
+MAX_CLUSTER_MINUTES = 366 * 24 * 60
+
+
+@dataclass(frozen=True)
+class ClusterRequest:
+    """What each build asks of a batch cluster (Slurm): the partition and account (None: the
+    cluster's default), CPUs, memory (None: the partition's default) and a time limit."""
+
+    partition: str | None = None
+    cpus: int = 8
+    memory_mb: int | None = None
+    time_limit_minutes: int = 240
+    account: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("partition", "account"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not _SLURM_NAME.match(value)):
+                raise InvalidOrder(f"{name} is not a plain Slurm name: {value!r}")
+        if not _is_int(self.cpus) or not 1 <= self.cpus <= MAX_CLUSTER_CPUS:
+            raise InvalidOrder(f"cpus must be 1-{MAX_CLUSTER_CPUS}, not {self.cpus!r}")
+        if self.memory_mb is not None and (
+                not _is_int(self.memory_mb) or not 1 <= self.memory_mb <= MAX_CLUSTER_MEMORY_MB):
+            raise InvalidOrder(f"memory_mb must be 1-{MAX_CLUSTER_MEMORY_MB}, not {self.memory_mb!r}")
+        if not _is_int(self.time_limit_minutes) or not (
+                1 <= self.time_limit_minutes <= MAX_CLUSTER_MINUTES):
+            raise InvalidOrder(f"time_limit_minutes must be 1-{MAX_CLUSTER_MINUTES}, "
+                               f"not {self.time_limit_minutes!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"partition": self.partition, "cpus": self.cpus, "memory_mb": self.memory_mb,
+                "time_limit_minutes": self.time_limit_minutes, "account": self.account}
+
+    @classmethod
+    def from_dict(cls, data: object) -> ClusterRequest:
+        if not isinstance(data, dict):
+            raise InvalidOrder("cluster must be an object")
+        unknown = set(data) - set(cls().as_dict())
+        if unknown:
+            raise InvalidOrder(f"unknown cluster fields: {', '.join(sorted(map(str, unknown)))}")
+        return cls(**data)
+
+
 @dataclass(frozen=True)
 class JobAddress:
     """Which job, of whom, under which jobs root: all a cancel or a purge needs."""
@@ -139,6 +185,9 @@ class BuildOrder:
     request: BuildRequest
     artifact_patterns: tuple[str, ...] = DEFAULT_ARTIFACT_PATTERNS
     settings: BuildSettings = field(default_factory=BuildSettings)
+    # Where the build runs when it is handed to a batch cluster (the runner's submit mode);
+    # None: here, by the runner itself (build mode).
+    cluster: ClusterRequest | None = None
 
     def __post_init__(self) -> None:
         bad = [p for p in self.artifact_patterns if not is_valid_pattern(p)]
@@ -154,6 +203,7 @@ class BuildOrder:
             "kas_file": str(request.kas_file) if request.kas_file else None,
             "artifact_patterns": list(self.artifact_patterns),
             "settings": self.settings.as_dict(),
+            **({"cluster": self.cluster.as_dict()} if self.cluster is not None else {}),
         })
 
     @classmethod
@@ -161,7 +211,7 @@ class BuildOrder:
         """Parse and check an order; raises InvalidOrder naming what is wrong."""
         data = _load(text)
         known = {"job_id", "owner", "jobs_root", "repo_url", "ref", "machine", "target",
-                 "kas_file", "artifact_patterns", "settings"}
+                 "kas_file", "artifact_patterns", "settings", "cluster"}
         unknown = set(data) - known
         if unknown:
             raise InvalidOrder(f"unknown fields: {', '.join(sorted(unknown))}")
@@ -188,8 +238,10 @@ class BuildOrder:
         patterns = data.get("artifact_patterns", list(DEFAULT_ARTIFACT_PATTERNS))
         if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
             raise InvalidOrder("artifact_patterns must be a list of strings")
+        cluster = data.get("cluster")
         return cls(address=address, request=request, artifact_patterns=tuple(patterns),
-                   settings=BuildSettings.from_dict(data.get("settings", {})))
+                   settings=BuildSettings.from_dict(data.get("settings", {})),
+                   cluster=None if cluster is None else ClusterRequest.from_dict(cluster))
 
 
 def _is_int(value: object) -> bool:

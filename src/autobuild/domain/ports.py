@@ -57,8 +57,18 @@ class Authenticator(Protocol):
 @dataclass(frozen=True)
 class Running:
     """The build's runner is at work (``runner_ref``: how to find it, when the adapter had to
-    find it without one)."""
+    find it without one; ``where``: the host it runs on, when it is not this one)."""
 
+    runner_ref: str | None = None
+    where: str | None = None
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """The build was handed to a batch scheduler (a cluster) that has not started it yet:
+    ``reason`` is the scheduler's, fit to show (``runner_ref`` as for Running)."""
+
+    reason: str
     runner_ref: str | None = None
 
 
@@ -79,14 +89,21 @@ class Lost:
     started: bool
 
 
-RunnerState = Running | Ended | Lost
+RunnerState = Running | Waiting | Ended | Lost
 
 
 class BuildRunner(Protocol):
     """Runs builds as their owners, wherever the builds run (this host, a cluster...).
 
     It speaks of jobs only: how it finds a build again (processes, files, a scheduler's job
-    id) is its own business, kept in ``Job.runner_ref``."""
+    id) is its own business, kept in ``Job.runner_ref``.
+
+    ``queues``: False when a launched build runs at once (this host: the service decides how
+    many run at a time); True when launch hands it to a batch scheduler with a queue of its
+    own (a cluster): the build then waits there (state Waiting) until the scheduler starts
+    it, and how many run at once is the scheduler's business."""
+
+    queues: bool
 
     def launch(self, job: Job) -> str | None:
         """Start the build of ``job`` as its owner with the parameters stored in it; returns

@@ -1,7 +1,9 @@
 """Supervision: starting queued builds and recording how running ones end.
 
 Business rules:
-- jobs start oldest first, and never more than ``max_running`` run at once;
+- jobs start oldest first, and never more than ``max_running`` run at once; with a runner
+  that queues (a cluster) every job is handed over as it comes and the cluster decides when
+  it runs: the job stays PENDING, with the cluster's reason, until it starts there;
 - no job starts while the disk guard reports a shortage: queued jobs wait with the reason;
 - what the runner gets (artifact patterns, build settings) is decided and stored before the
   first launch, and never changes after;
@@ -33,6 +35,7 @@ from .ports import (
     Running,
     RunnerError,
     RunnerState,
+    Waiting,
 )
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,7 @@ log = logging.getLogger(__name__)
 START_DECIDED = "start.decided"
 START_LAUNCHED = "start.launched"
 START_RECORDED = "start.recorded"
+HANDED_OVER = "handed to the cluster, waiting for it to start the build"
 
 
 class Supervisor:
@@ -64,12 +68,16 @@ class Supervisor:
         the builds that ended while nobody watched, then the usual tick."""
         with self._lock:
             for job in self._jobs.with_status(JobStatus.PENDING):
-                if job.artifact_patterns is None:
-                    continue  # never got as far as a launch
+                if job.artifact_patterns is None or job.handed_over:
+                    continue  # never got as far as a launch; or watched as queued
                 state = self._runner.state(job)
                 if isinstance(state, Lost) and not state.started:
                     continue  # never ran: it starts in turn
-                self._record_start(job, state.runner_ref if isinstance(state, Running) else None)
+                if isinstance(state, Waiting):  # in the cluster's queue: found again
+                    self._hand_over(job, state.runner_ref, state.reason)
+                    continue
+                self._record_start(job, state.runner_ref if isinstance(state, Running) else None,
+                                   state.where if isinstance(state, Running) else None)
                 if not isinstance(state, Running):
                     self._record_end(job, state)
         self.tick()
@@ -80,28 +88,54 @@ class Supervisor:
         self.start_next()
 
     def watch(self) -> list[Job]:
-        """Record every build that has ended; returns the jobs that became terminal."""
+        """Record every build that has ended (and, in a cluster, every queued one that
+        started, and why the others still wait); returns the jobs that became terminal."""
         ended: list[Job] = []
         with self._lock:
-            for job in self._jobs.with_status(JobStatus.RUNNING):
+            queued = [job for job in self._jobs.with_status(JobStatus.PENDING)
+                      if job.handed_over]
+            for job in [*queued, *self._jobs.with_status(JobStatus.RUNNING)]:
                 try:
-                    state = self._runner.state(job)
-                    if isinstance(state, Running):
-                        continue
-                    self._record_end(job, state)
+                    if self._follow(job, self._runner.state(job)):
+                        ended.append(job)
                 except Exception:  # one job's trouble must not stop recording the others'
                     log.exception("job %s: could not record how it ended", job.id)
-                    continue
-                ended.append(job)
         return ended
+
+    def _follow(self, job: Job, state: RunnerState) -> bool:
+        """Record what ``state`` says of a running or queued ``job``; True if it ended."""
+        if isinstance(state, Waiting):
+            if job.status is JobStatus.PENDING:
+                self._hand_over(job, state.runner_ref, state.reason)
+            return False
+        if isinstance(state, Running):
+            if job.status is JobStatus.PENDING:
+                self._record_start(job, state.runner_ref, state.where)
+            elif state.where is not None and state.where != job.node:
+                job.node = state.where
+                self._jobs.save(job)
+            return False
+        if job.status is JobStatus.PENDING:  # ended in the cluster's queue, never started
+            if isinstance(state, Ended) and state.status is JobStatus.CANCELLED:
+                who = job.cancel_requested_by or "the cluster"
+                old = job.cancel(self._clock.now(), f"cancelled by {who} before it started")
+                job.exit_code = state.exit_code
+                self._store(job, old)
+                return True
+            self._record_start(job, None)
+        self._record_end(job, state)
+        return True
 
     def start_next(self) -> list[Job]:
         started: list[Job] = []
         with self._lock:
             running = len(self._jobs.with_status(JobStatus.RUNNING))
+            queues = self._runner.queues  # a cluster: how many run at once is its business
             shortage: str | None = None
             for job in self._jobs.with_status(JobStatus.PENDING):
-                if running >= self._max_running:
+                if job.handed_over:
+                    continue  # in the cluster's queue already
+                if running >= self._max_running and not queues:
                     self._wait(job, None)  # waits for a slot: no stale disk reason
                     continue
                 if shortage is None and self._disk_guard is not None:
@@ -128,13 +162,20 @@ class Supervisor:
             self._store(job, old)
             return False
         self._checkpoints.reached(START_LAUNCHED)
-        self._record_start(job, runner_ref)
+        if self._runner.queues:
+            self._hand_over(job, runner_ref, HANDED_OVER)
+        else:
+            self._record_start(job, runner_ref)
         self._checkpoints.reached(START_RECORDED)
         return True
 
-    def _record_start(self, job: Job, runner_ref: str | None) -> None:
-        old = job.start(self._clock.now(), runner_ref)
+    def _record_start(self, job: Job, runner_ref: str | None, node: str | None = None) -> None:
+        old = job.start(self._clock.now(), runner_ref, node)
         self._store(job, old)
+
+    def _hand_over(self, job: Job, runner_ref: str | None, reason: str) -> None:
+        if job.hand_over(runner_ref, reason):
+            self._jobs.save(job)
 
     def _wait(self, job: Job, reason: str | None) -> None:
         if job.wait(reason):
