@@ -13,7 +13,7 @@ from starlette.responses import Response
 from .. import __version__
 from ..domain.artifacts import ArtifactInfo
 from ..domain.failures import FailureSummary
-from ..domain.jobs import Job
+from ..domain.jobs import Job, JobStatus
 from ..domain.progress import Progress
 from .security import csrf_token, current_user, pop_flashes
 
@@ -85,6 +85,7 @@ def job_json(job: Job, now: datetime, user: str | None = None,
         "reason": job.reason,
         "cancel_requested_by": job.cancel_requested_by,
         "waiting_reason": job.waiting_reason,
+        "node": job.node,
         "purged_at": iso(job.purged_at),
         "duration_seconds": job.duration_seconds(now),
         "can_cancel": (user == job.owner and not job.is_terminal) if can_cancel is None
@@ -114,6 +115,8 @@ def status_json(job: Job) -> dict[str, Any]:
         "reason": job.reason,
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
+        "waiting_reason": job.waiting_reason if job.status is JobStatus.PENDING else None,
+        "node": job.node,
     }
 
 

@@ -365,6 +365,16 @@
     setText("finished-at", formatWhen(s.finished_at));
     setText("exit-code", s.exit_code === null || s.exit_code === undefined ? "—" : String(s.exit_code));
     if (s.reason) setText("status-line", s.reason);
+    var waiting = document.getElementById("waiting-reason");
+    if (waiting) {  // why a queued build waits (our queue, or the cluster's: "Resources"...)
+      waiting.textContent = s.waiting_reason || "";
+      waiting.hidden = !s.waiting_reason;
+    }
+    var nodeRow = document.getElementById("job-node-row");
+    if (nodeRow && s.node) {  // the cluster node it runs on
+      setText("job-node", s.node);
+      nodeRow.hidden = false;
+    }
     showProgressFor(s.status);
     if (s.progress) applyProgress(s.progress);
     if (TERMINAL[s.status]) {
