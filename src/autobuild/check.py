@@ -149,6 +149,7 @@ class HostCheck:
         checks: list[Callable[[], Iterator[Result]]] = [
             self.service_user, self.directories, self.job_owners, self.runner, self.sudo_rules, self.pam,
             self.secret_key, self.database, self.bitbake_host, self.service, self.nginx,
+            self.slurm,
         ]
         for check in checks:
             try:
@@ -397,6 +398,10 @@ class HostCheck:
         yield Result(test.returncode == 0, f"nginx -t ({last})", "fix the configuration nginx -t names")
         yield from self.nginx_groups(_nginx_user())
 
+    def slurm(self) -> Iterator[Result]:
+        if self.s.executor == "slurm":
+            yield from slurm_checks(self.s, _run)
+
     def nginx_groups(self, user: str) -> Iterator[Result]:
         """nginx serves downloads through WEB_GROUP, never through the service's group."""
         web = layout.WEB_GROUP
@@ -412,6 +417,46 @@ class HostCheck:
         yield Result(SERVICE_USER not in groups,
                      f"nginx's user {user} is NOT in {SERVICE_USER} (that group reads the signing key)",
                      f"sudo gpasswd -d {user} {SERVICE_USER}")
+
+
+def slurm_checks(settings: Settings, run: Callable[[list[str]], subprocess.CompletedProcess[str]]
+                 ) -> Iterator[Result]:
+    """With AUTO_BUILD_EXECUTOR=slurm: the cluster answers, and a node sees the jobs root at
+    the same path as the very same directory (shared storage: NFS in practice)."""
+    partition = settings.slurm_partition
+    where = ["--partition", partition] if partition else []
+    try:
+        info = run(["sinfo", "--noheader", "--format=%P %a %D %t", *where])
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        yield Result(False, f"the Slurm cluster answers (sinfo: {exc})",
+                     "install the Slurm client and munge on this host, with the cluster's "
+                     "slurm.conf and munge key (README: Builds on a Slurm cluster)")
+        return
+    lines = [line for line in info.stdout.splitlines() if line.strip()]
+    yield Result(info.returncode == 0 and bool(lines),
+                 f"the Slurm cluster answers (sinfo: {'; '.join(lines)[:200] or info.stderr.strip()[:200] or 'nothing'})",
+                 "start slurmctld, check /etc/slurm/slurm.conf and munge (README: Builds on a "
+                 "Slurm cluster)" + (f"; is the partition {partition} there?" if partition else ""))
+    if info.returncode != 0 or not lines:
+        return
+    root = settings.jobs_root
+    try:
+        here = os.stat(root)
+    except OSError as exc:
+        yield Result(False, f"{root} exists here ({exc.strerror})", "rerun install.sh")
+        return
+    try:
+        node = run(["srun", "--quiet", "--immediate=20", "--nodes=1", "--ntasks=1", "--time=1",
+                    *where, "stat", "--format=%d %i %n", str(root)])
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        yield Result(False, f"a node sees {root} (srun: {exc})", "try again when a node is free")
+        return
+    fields = node.stdout.split()
+    same = node.returncode == 0 and len(fields) >= 2 and fields[1] == str(here.st_ino)
+    yield Result(same, f"a node sees {root} at the same path, as the same directory"
+                 + ("" if same else f" ({(node.stderr or node.stdout).strip()[:200] or 'no answer'})"),
+                 f"mount the jobs root {root} (and {settings.cache_dir}) on every node at the same "
+                 "path from the same storage (README: Builds on a Slurm cluster)")
 
 
 def run_checks(settings: Settings) -> int:

@@ -77,3 +77,32 @@ def test_a_missing_web_group_or_nginx_outside_it_is_reported(tmp_path, monkeypat
     lines = [r.line() for r in host.nginx_groups("no-such-user-zz")]
     assert lines[0].startswith(f"✗ nginx's user no-such-user-zz is in {some.gr_name}")
     assert lines[1].startswith("✓ nginx's user no-such-user-zz is NOT in autobuild")
+
+
+def test_slurm_checks_say_whether_the_cluster_answers_and_shares_the_jobs_root(tmp_path):
+    import subprocess as sp
+
+    from autobuild.check import slurm_checks
+
+    root = tmp_path / "jobs"
+    root.mkdir()
+    settings = Settings(jobs_root=root, executor="slurm", slurm_partition="yocto")
+    calls = []
+
+    def answers(stdout_by_command):
+        def run(cmd):
+            calls.append(cmd)
+            out, code = stdout_by_command[cmd[0]]
+            return sp.CompletedProcess(cmd, code, out, "" if code == 0 else "connection refused")
+        return run
+
+    same = f"2049 {root.stat().st_ino} {root}\n"
+    good = list(slurm_checks(settings, answers({"sinfo": ("yocto up 4 idle\n", 0),
+                                                "srun": (same, 0)})))
+    assert [r.ok for r in good] == [True, True], [r.line() for r in good]
+    assert calls[0][-2:] == ["--partition", "yocto"] and "--partition" in calls[1]
+    other = list(slurm_checks(settings, answers({"sinfo": ("yocto up 4 idle\n", 0),
+                                                 "srun": ("2049 1 /srv/autobuild/jobs\n", 0)})))
+    assert [r.ok for r in other] == [True, False] and "same path" in other[1].what
+    down = list(slurm_checks(settings, answers({"sinfo": ("", 1)})))
+    assert [r.ok for r in down] == [False] and "connection refused" in down[0].what
