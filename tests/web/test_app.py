@@ -141,3 +141,21 @@ def test_an_unexpected_error_is_a_plain_500_page(app, fakes):
     assert "exploded" not in response.text and "Traceback" not in response.text
     assert api.status_code == 500
     assert "exploded" not in api.json()["detail"]
+
+
+@pytest.mark.parametrize("executor,runner,watched", [("local", "LocalBuildRunner", True),
+                                                     ("slurm", "SlurmBuildRunner", False)])
+def test_the_executor_chooses_where_builds_run_and_how_logs_are_followed(tmp_path, executor,
+                                                                         runner, watched):
+    settings = Settings(secret_key="k" * 32, secret_key_file=tmp_path / "no-key-file",
+                        db_path=tmp_path / "data" / "jobs.db", jobs_root=tmp_path / "jobs",
+                        runner_path=tmp_path / "run_job.sh", executor=executor)
+    app = create_app(settings)
+    container = app.state.container
+    try:
+        assert type(container.runner()).__name__ == runner
+        assert container.runner().queues is (executor == "slurm")
+        # Logs written on cluster nodes (NFS) are not seen by inotify here: polled instead.
+        assert (container.log_watches() is not None) is watched
+    finally:
+        container.unwire()

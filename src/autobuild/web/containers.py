@@ -16,6 +16,7 @@ from ..adapters.pushing_events import PushingJobEvents
 from ..adapters.sqlite_jobs import SqliteJobRepository
 from ..adapters.sqlite_sessions import SqliteSessionStore
 from ..adapters.local_runner import LocalBuildRunner
+from ..adapters.slurm_runner import SlurmBuildRunner
 from ..adapters.inotify_log_watch import InotifyLogWatches
 from ..adapters.log_tailer import LogTailers
 from ..adapters.token_store import RunnerTokenStore
@@ -42,13 +43,33 @@ class Container(containers.DeclarativeContainer):
     jobs = providers.ThreadSafeSingleton(SqliteJobRepository, settings.provided.db_path)
     files = providers.ThreadSafeSingleton(JobDirectory, settings.provided.jobs_root)
     checkpoints = providers.ThreadSafeSingleton(CrashAt, settings.provided.crash_at)
-    runner = providers.ThreadSafeSingleton(
-        LocalBuildRunner,
-        settings.provided.runner_path,
-        settings.provided.jobs_root,
-        settings.provided.launch_dir,
-        settings.provided.use_sudo,
-        checkpoints,
+    # Where builds run (AUTO_BUILD_EXECUTOR): on this host, or handed to a Slurm cluster.
+    runner = providers.Selector(
+        settings.provided.executor,
+        local=providers.ThreadSafeSingleton(
+            LocalBuildRunner,
+            settings.provided.runner_path,
+            settings.provided.jobs_root,
+            settings.provided.launch_dir,
+            settings.provided.use_sudo,
+            checkpoints,
+        ),
+        slurm=providers.ThreadSafeSingleton(
+            SlurmBuildRunner,
+            settings.provided.runner_path,
+            settings.provided.jobs_root,
+            settings.provided.launch_dir,
+            settings.provided.use_sudo,
+            checkpoints,
+            cluster=settings.provided.cluster_request.call(),
+        ),
+    )
+    # inotify sees writes made on this host only: builds on cluster nodes write the logs on
+    # shared storage (NFS), so there each job's tailer looks (stat) 4 times a second instead.
+    log_watches = providers.Selector(
+        settings.provided.executor,
+        local=providers.ThreadSafeSingleton(InotifyLogWatches, settings.provided.jobs_root),
+        slurm=providers.Object(None),
     )
     tokens = providers.ThreadSafeSingleton(
         RunnerTokenStore, settings.provided.runner_path, settings.provided.use_sudo
@@ -73,8 +94,7 @@ class Container(containers.DeclarativeContainer):
     queries = providers.ThreadSafeSingleton(JobQueries, jobs, files)
     log_tailers = providers.ThreadSafeSingleton(
         LogTailers, queries.provided.read_log, queries.provided.get, DEFAULT_LOG_CHUNK,
-        providers.ThreadSafeSingleton(InotifyLogWatches, settings.provided.jobs_root),
-        queries.provided.track_progress,
+        log_watches, queries.provided.track_progress,
     )
     # Status changes reach the plugins, then wake the job's tailer (pushed to its viewers).
     job_events = providers.ThreadSafeSingleton(PushingJobEvents, events, log_tailers)
