@@ -2,7 +2,8 @@
 # Autobuild runner shim: the only program the service may run through sudo, as the engineer.
 # Root-owned and short on purpose: it runs the runner module (autobuild.runner) with the
 # service's venv Python in isolated mode and a fixed environment; the module validates
-# everything (modes: build, cancel, purge, check-login, store-token, has-token).
+# everything (modes: build, cancel, purge, check-login, store-token, has-token; on a Slurm
+# cluster submit, slurm-jobs, slurm-cancel: the batch job runs this file's own path, exported).
 set -euo pipefail
 
 here=$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")
@@ -25,5 +26,5 @@ for name in AUTO_BUILD_CANCEL_GRACE GIT_SSL_CAINFO GIT_SSL_CAPATH SSL_CERT_FILE 
     fi
 done
 
-exec env -i PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 "${knobs[@]}" \
+exec env -i PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 AUTOBUILD_RUNNER="$here/run_job.sh" "${knobs[@]}" \
     "$python" -I -m autobuild.runner "$@"

@@ -12,7 +12,7 @@ from typing import BinaryIO
 from autobuild.domain.layout import RUNNER_UMASK
 from autobuild.domain.orders import MAX_ORDER_BYTES, BuildOrder, InvalidOrder, JobAddress
 
-from . import account, build, control
+from . import account, build, control, slurm
 from .fsops import Refused
 from .jobdir import Identity, create_job_dir, open_jobs_root, open_owner_dir, web_group, whoami
 
@@ -23,9 +23,12 @@ usage: {PROG} build <job_id>                 (a build order, JSON, on stdin)
        {PROG} cancel <job_id> | purge <job_id>  (the job's address, JSON, on stdin)
        {PROG} check-login | store-token        (the password or token on stdin)
        {PROG} has-token
+       {PROG} submit <job_id>                (a build order with "cluster": sbatch the build)
+       {PROG} slurm-jobs                     (our Slurm jobs that run builds, as JSON)
+       {PROG} slurm-cancel <job_id>          (the address and "slurm_job", JSON, on stdin)
 """
 MODES = {"build": 1, "cancel": 1, "purge": 1, "check-login": 0, "store-token": 0,
-         "has-token": 0}
+         "has-token": 0, "submit": 1, "slurm-jobs": 0, "slurm-cancel": 1}
 _JOB_ID = re.compile(r"^[1-9][0-9]{0,11}$")
 
 
@@ -123,6 +126,14 @@ def main(argv: list[str], stdin: BinaryIO | None = None) -> int:
         if mode in ("cancel", "purge"):
             assert job_id is not None
             return run_address_mode(mode, job_id, stdin, me)
+        if mode == "submit":
+            assert job_id is not None
+            return slurm.run_submit(job_id, read_stdin(stdin), me, _check_address)
+        if mode == "slurm-cancel":
+            assert job_id is not None
+            return slurm.run_cancel(job_id, read_stdin(stdin), me, _check_address)
+        if mode == "slurm-jobs":
+            return slurm.list_jobs()
         if mode == "check-login":
             return account.check_login(me, stdin)
         if mode == "store-token":

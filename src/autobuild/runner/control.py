@@ -20,6 +20,7 @@ from autobuild.adapters.procfs import PROC
 from .fsops import Refused, create_file, exists, open_regular, read_fd, remove_tree, write_all
 from .jobdir import Identity, RunnerRecord, open_job_dir, open_jobs_root, open_owner_dir, read_record
 from .procs import group_members, is_our_process, signal_group
+from .slurm import remove_output
 
 NOT_RUNNING = 3
 WAIT_FOR_JOB_DIR = 5.0
@@ -154,7 +155,8 @@ def purge(address: JobAddress, me: Identity) -> int:
         try:
             info = os.stat(name, dir_fd=owner, follow_symlinks=False)
         except FileNotFoundError:
-            print(f"job {job_id}: nothing to remove")
+            removed = _remove_slurm_output(owner, job_id)
+            print(f"job {job_id}: {'removed' if removed else 'nothing to remove'}")
             return 0
         if stat.S_ISDIR(info.st_mode):
             job = open_job_dir(owner, _owner_path(address), job_id, me)
@@ -168,10 +170,20 @@ def purge(address: JobAddress, me: Identity) -> int:
         except OSError as exc:
             raise Refused(f"could not remove all of job {job_id}: {exc.strerror or exc}",
                           code=1) from None
+        _remove_slurm_output(owner, job_id)
     finally:
         os.close(owner)
     print(f"job {job_id}: removed")
     return 0
+
+
+def _remove_slurm_output(owner: int, job_id: int) -> bool:
+    """The Slurm batch job's output next to the job directory (a build run on a cluster)."""
+    try:
+        return remove_output(owner, job_id)
+    except OSError as exc:
+        raise Refused(f"could not remove the Slurm output of job {job_id}: "
+                      f"{exc.strerror or exc}", code=1) from None
 
 
 def _refuse_if_running(job: int, job_id: int, me: Identity) -> None:
