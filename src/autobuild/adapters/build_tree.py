@@ -111,6 +111,27 @@ class BuildTree:
             if fd is not None:
                 os.close(fd)
 
+    def read_owner_tail(self, owner: str, name: str, limit: int) -> str | None:
+        """The end (``limit`` bytes, decoded) of the owner's regular file ``<root>/<owner>/<name>``,
+        beside the job directories (a batch scheduler's output), with open_file's checks; or None."""
+        uid = owner_uid(owner)
+        if uid is None or not name or "/" in name or name in (".", ".."):
+            return None
+        try:
+            root = os.open(self.jobs_root, _ROOT_FLAGS)
+        except OSError:
+            return None
+        try:
+            fd = _open_checked(root, owner, DIR_FLAGS, lambda info: _trusted(info, uid))
+        finally:
+            os.close(root)
+        if fd is None:
+            return None
+        try:
+            return read_tail(fd, name, uid, limit)
+        finally:
+            os.close(fd)
+
     def read_small(self, owner: str, job_id: int, *parts: str, limit: int) -> bytes | None:
         """The whole content of a regular file of at most ``limit`` bytes, or None."""
         with self.open_file(owner, job_id, *parts) as fd:

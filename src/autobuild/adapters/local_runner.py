@@ -31,6 +31,7 @@ from autobuild.domain.orders import (
     DEFAULT_ARTIFACT_PATTERNS,
     BuildOrder,
     BuildSettings,
+    ClusterRequest,
     JobAddress,
 )
 from autobuild.domain.ports import (
@@ -63,6 +64,8 @@ _LOG_FLAGS = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
 class LocalBuildRunner:
     """Implements BuildRunner for builds on the service's own host."""
 
+    queues = False  # a launched build runs at once: the service decides how many at a time
+
     def __init__(self, runner_path: Path, jobs_root: Path, launch_dir: Path,
                  use_sudo: bool = True, checkpoints: Checkpoints | None = None) -> None:
         self._runner_path = Path(runner_path)
@@ -71,6 +74,7 @@ class LocalBuildRunner:
         self._use_sudo = use_sudo
         self._checkpoints = checkpoints or NoCheckpoints()
         self._tree = BuildTree(self._jobs_root)
+        self._shim = RunnerShim(self._runner_path, self._jobs_root, use_sudo)
         self._callbacks: list[Callable[[], None]] = []
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._waiting: set[int] = set()
@@ -146,31 +150,16 @@ class LocalBuildRunner:
         itself (SIGINT, then SIGTERM, then SIGKILL). Raises RunnerError if it could not."""
         result = self._run_helper(job, "cancel", CANCEL_TIMEOUT)
         if result.returncode not in (0, EXIT_NOT_RUNNING):
-            raise RunnerError(f"the build could not be cancelled: {_said(result)}")
+            raise RunnerError(f"the build could not be cancelled: {said(result)}")
 
     def purge(self, job: Job) -> None:
         """Delete the build's directory as its owner, then the service's launch log."""
-        with self._tree.open_dir(job.owner, job.id) as job_dir:
-            exists = job_dir is not None
-        if exists:
-            result = self._run_helper(job, "purge", PURGE_TIMEOUT)
-            if result.returncode != 0:
-                raise RunnerError(f"purging job {job.id} as {job.owner} failed "
-                                  f"(exit {result.returncode}): {_said(result)}")
-        try:
-            os.unlink(self._launch_log(job.id))
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise RunnerError(f"cannot remove {self._launch_log(job.id)}: {exc.strerror}") from exc
+        self._shim.purge(job, self._launch_log(job.id), self._tree)
 
     # --- helpers ------------------------------------------------------------------------------
 
     def _order(self, job: Job) -> BuildOrder:
-        address = JobAddress(job_id=job.id, owner=job.owner, jobs_root=str(self._jobs_root))
-        return BuildOrder(address=address, request=job.request(),
-                          artifact_patterns=job.artifact_patterns or DEFAULT_ARTIFACT_PATTERNS,
-                          settings=job.settings or BuildSettings())
+        return build_order(job, self._jobs_root)
 
     def _launch_log(self, job_id: int) -> Path:
         return self._launch_dir / layout.launch_log_name(job_id)
@@ -257,18 +246,72 @@ class LocalBuildRunner:
                     "machine restarted, while the service was not watching", started=True)
 
     def _run_helper(self, job: Job, mode: str, timeout: float) -> subprocess.CompletedProcess[str]:
-        address = JobAddress(job_id=job.id, owner=job.owner, jobs_root=str(self._jobs_root))
-        command = runner_command(self._runner_path, job.owner, [mode, str(job.id)],
-                                 self._use_sudo)
+        return self._shim.run(job, mode, timeout)
+
+
+def build_order(job: Job, jobs_root: Path, cluster: ClusterRequest | None = None) -> BuildOrder:
+    """The order the runner gets for ``job`` (``cluster``: to be handed to a batch cluster).
+    Raises ValueError (InvalidOrder) when the stored parameters are no longer accepted."""
+    address = JobAddress(job_id=job.id, owner=job.owner, jobs_root=str(jobs_root))
+    return BuildOrder(address=address, request=job.request(),
+                      artifact_patterns=job.artifact_patterns or DEFAULT_ARTIFACT_PATTERNS,
+                      settings=job.settings or BuildSettings(), cluster=cluster)
+
+
+# Runs ``run_job.sh <args...>`` as a user with ``stdin`` and a timeout in seconds (tests give
+# a fake one).
+ShimCall = Callable[[str, list[str], str, float], "subprocess.CompletedProcess[str]"]
+
+
+class RunnerShim:
+    """The runner's short modes for one job (cancel, purge, ...), run as its owner through the
+    shim and waited for: the job's address, or what ``payload`` says, on their stdin."""
+
+    def __init__(self, runner_path: Path, jobs_root: Path, use_sudo: bool,
+                 call: ShimCall | None = None) -> None:
+        self.runner_path, self.jobs_root, self.use_sudo = runner_path, jobs_root, use_sudo
+        self.call: ShimCall = call or self._call
+
+    def address(self, job: Job) -> JobAddress:
+        return JobAddress(job_id=job.id, owner=job.owner, jobs_root=str(self.jobs_root))
+
+    def run(self, job: Job, mode: str, timeout: float, payload: str | None = None,
+            with_id: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run ``run_job.sh <mode> [<id>]`` as the job's owner; RunnerError if it could not
+        be started or did not answer within ``timeout`` seconds."""
+        stdin = self.address(job).to_json() if payload is None else payload
+        return self.call(job.owner, [mode, str(job.id)] if with_id else [mode], stdin, timeout)
+
+    def _call(self, owner: str, args: list[str], stdin: str,
+              timeout: float) -> subprocess.CompletedProcess[str]:
+        command = runner_command(self.runner_path, owner, args, self.use_sudo)
         try:
-            return subprocess.run(command, input=address.to_json(), capture_output=True,
+            return subprocess.run(command, input=stdin, capture_output=True,
                                   text=True, errors="replace", timeout=timeout,
-                                  env=runner_env(self._use_sudo), start_new_session=True)
+                                  env=runner_env(self.use_sudo), start_new_session=True)
         except subprocess.TimeoutExpired:
             raise RunnerError(f"the runner did not answer within {timeout:.0f} s") from None
         except OSError as exc:
             raise RunnerError(f"cannot start the runner {command[0]}: "
                               f"{exc.strerror or exc}") from exc
+
+    def purge(self, job: Job, launch_log: Path, tree: BuildTree, always: bool = False) -> None:
+        """Delete what the build left as its owner (only if its directory exists, unless
+        ``always``), then the service's launch log of it."""
+        if not always:
+            with tree.open_dir(job.owner, job.id) as job_dir:
+                always = job_dir is not None
+        if always:
+            result = self.run(job, "purge", PURGE_TIMEOUT)
+            if result.returncode != 0:
+                raise RunnerError(f"purging job {job.id} as {job.owner} failed "
+                                  f"(exit {result.returncode}): {said(result)}")
+        try:
+            os.unlink(launch_log)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise RunnerError(f"cannot remove {launch_log}: {exc.strerror}") from exc
 
 
 def parse_status(raw: bytes) -> Ended | None:
@@ -295,7 +338,8 @@ def printable(text: str) -> str:
     return "".join(ch for ch in text if ch in "\n\t" or (ord(ch) >= 0x20 and ord(ch) != 0x7F))
 
 
-def _said(result: subprocess.CompletedProcess[str]) -> str:
+def said(result: subprocess.CompletedProcess[str]) -> str:
+    """What a runner call said (its error, else its output), printable and bounded."""
     text = printable(result.stderr.strip() or result.stdout.strip())
     text = text.replace("run_job.sh: ", "")
     return text[-ERROR_TAIL_CHARS:] or f"exit code {result.returncode}"
