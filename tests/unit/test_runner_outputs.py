@@ -199,3 +199,29 @@ def test_disk_full_is_read_from_the_log(job):
     assert not log_says_disk_full(job.log)
     job.log_path.write_text("x" * 2_000_000 + "\nERROR: write: No space left on device\n")
     assert log_says_disk_full(job.log)
+
+
+def test_a_directory_swapped_for_a_link_after_the_check_leads_nowhere(job, tmp_path, monkeypatch):
+    """A leftover build process may swap a directory of a checked path for a link to
+    ~/.ssh between the check and the open: what is opened is checked again, by descriptor."""
+    secret_dir = tmp_path / "ssh"
+    secret_dir.mkdir()
+    (secret_dir / "log.do_compile.123").write_text("SECRET KEY")
+    (secret_dir / "image.bin").write_text("SECRET KEY")
+    log = make_task_log(job)
+    job.log_path.write_text(logfile_line(log))
+    real_resolve = outputs._resolve
+
+    def resolve_then_swap(path):  # the check sees the real tree; then the swap happens
+        resolved = real_resolve(path)
+        temp = log.parent
+        if temp.is_dir() and not temp.is_symlink():
+            temp.rename(temp.with_name("temp.orig"))
+            temp.symlink_to(secret_dir)
+        return resolved
+
+    monkeypatch.setattr(outputs, "_resolve", resolve_then_swap)
+    job.save()
+
+    assert saved(job) == {}
+    assert "not a regular file inside the workspace" in "\n".join(job.said)

@@ -40,6 +40,23 @@ def _resolve(path: str) -> str | None:
         return None
 
 
+def _open_inside(path: str, tree: str) -> int | None:
+    """Open ``path`` for reading if what was opened is a regular file inside ``tree``: checked
+    on the descriptor (where the kernel says it is), so a directory of the path that a
+    leftover build process swaps for a link after the path was resolved cannot lead out."""
+    try:
+        fd = os.open(path, READ_FLAGS)
+    except OSError:
+        return None
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode) and _inside(fd_path(fd), tree):
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
 def deploy_subdir(build_rel: str, machine: str) -> str:
     """``<build dir>/tmp/deploy/images/<machine>`` relative to the workspace."""
     return f"{build_rel}/tmp/deploy/images/{machine}"
@@ -63,6 +80,10 @@ def collect_artifacts(work_fd: int, build_rel: str, machine: str, patterns: tupl
         say(f"no artifacts collected: {shown} is not inside the build's workspace")
         return []
     deploy_fd = os.open(deploy, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    if not _inside(fd_path(deploy_fd), tree):  # swapped for a link since it was resolved
+        os.close(deploy_fd)
+        say(f"no artifacts collected: {shown} is not inside the build's workspace")
+        return []
     sums: list[tuple[str, str]] = []
     try:
         for name in sorted(listdir(deploy_fd)):
@@ -97,10 +118,9 @@ def _open_artifact(deploy_fd: int, deploy: str, tree: str, name: str, say: Say) 
         if not _inside(target, tree):
             say(f"skipped {name}: its link leads outside the build tree")
             return None
-        try:
-            fd = os.open(target, READ_FLAGS)
-        except OSError:
-            say(f"skipped {name}: not a regular file")
+        fd = _open_inside(target, tree)
+        if fd is None:
+            say(f"skipped {name}: not a regular file inside the build tree")
             return None
     else:
         try:
@@ -162,15 +182,11 @@ def save_task_logs(log_fd: int, work_fd: int, logs_fd: int, job_path: str, say: 
             if real is None or not _inside(real, work):
                 say(f"not saving the task log {path}: it is not inside the build's workspace")
                 continue
-            try:
-                source = os.open(real, READ_FLAGS)
-            except OSError:
-                source = -1
-            if source < 0 or not stat.S_ISREG(os.fstat(source).st_mode):
-                if source >= 0:
-                    os.close(source)
-                say(f"not saving the task log {path}: not a regular file")
+            opened = _open_inside(real, work)
+            if opened is None:
+                say(f"not saving the task log {path}: not a regular file inside the workspace")
                 continue
+            source = opened
             try:
                 name = task_log_name(path)
                 if dest_fd is None:
