@@ -57,23 +57,17 @@ def _mode(path: Path) -> tuple[str, str, int] | None:
 CACHE_DEFAULT_ACL = ("user::rwx", "group::rwx", "other::---")
 
 
-def _default_acl(path: Path) -> tuple[str, ...] | None:
+def _acl(path: Path, default: bool) -> tuple[str, ...] | None:
+    """The access entries of ``path``'s ACL, or its default ones; None without getfacl."""
     if not shutil.which("getfacl"):
         return None
-    result = _run(["getfacl", "-pcd", str(path)])
+    result = _run(["getfacl", "-pcd" if default else "-pc", str(path)])
     if result.returncode != 0:
         return None
-    return tuple(line for line in result.stdout.splitlines() if line and "mask" not in line)
-
-
-def _access_acl(path: Path) -> tuple[str, ...] | None:
-    if not shutil.which("getfacl"):
-        return None
-    result = _run(["getfacl", "-pc", str(path)])
-    if result.returncode != 0:
-        return None
-    return tuple(line for line in result.stdout.splitlines()
-                 if line and not line.startswith("default:"))
+    lines = [line for line in result.stdout.splitlines() if line]
+    if default:
+        return tuple(line for line in lines if "mask" not in line)
+    return tuple(line for line in lines if not line.startswith("default:"))
 
 
 def _user_name(uid: int) -> str:
@@ -202,7 +196,7 @@ class HostCheck:
         for cache in caches:
             if _mode(cache) is None:
                 continue
-            acl = _default_acl(cache)
+            acl = _acl(cache, default=True)
             yield Result(acl == CACHE_DEFAULT_ACL,
                          f"{cache} has the default ACL {','.join(CACHE_DEFAULT_ACL)} (what any build "
                          f"adds stays writable for {group})" + ("" if acl is not None else
@@ -214,7 +208,7 @@ class HostCheck:
         """Only the engineers may create in the jobs root (AppArmor's bitbake profile
         attaches below it): mode 3751 and an ACL entry for their group."""
         root = self.s.jobs_root
-        actual, acl = _mode(root), _access_acl(root)
+        actual, acl = _mode(root), _acl(root, default=False)
         have = "missing" if actual is None else f"{actual[0]}:{actual[1]} {actual[2]:o}"
         want = f"{SERVICE_USER}:{SERVICE_USER} {layout.JOBS_ROOT_MODE_SHOWN:o}"
         members = f"group:{group}:{layout.JOBS_ROOT_MEMBERS_ACL}"
