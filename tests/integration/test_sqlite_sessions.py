@@ -70,6 +70,7 @@ def test_a_database_of_the_previous_version_gets_the_sessions_table(tmp_path):
         for trigger in ("insert", "delete", "update"):
             conn.execute(f"DROP TRIGGER jobs_text_{trigger}")
         conn.execute("DROP TABLE jobs_text")
+        conn.execute("ALTER TABLE jobs DROP COLUMN node")  # migration 8
         conn.execute("PRAGMA user_version = 4")
 
     SqliteSessionStore(db).add(session("s1"))
