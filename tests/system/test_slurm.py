@@ -258,8 +258,10 @@ def test_a_node_that_goes_away_under_a_running_build_fails_it_with_that_reason(
     alice, _ = engineers
     job_id = submit(alice, git.url, "slow-image")
     _wait_for(alice, job_id, "RUNNING")
+    # The node is gone, and everything that ran on it: slurmd, the job's step daemon (which
+    # would otherwise still report how the job ended) and the build.
     slurm_cluster.stop_slurmd()
-    # The node is gone: so is everything that ran on it.
+    subprocess.run(["pkill", "-KILL", "-x", "slurmstepd"], check=False)
     subprocess.run(["pkill", "-KILL", "-u", accounts.alice.name], check=False)
     lost = time.monotonic()
     try:
