@@ -219,31 +219,6 @@ def test_sigint_reaches_the_batch_script_only(slurm_cluster: SlurmCluster, slurm
     assert (ended["JobState"], ended["ExitCode"]) == ("FAILED", "130:0")
 
 
-TIMEOUT_SCRIPT = """#!/bin/bash
-trap 'echo "TERM $(date +%s.%N)"' TERM
-echo "start $(date +%s.%N)"
-while :; do sleep 1; done
-"""
-
-
-def test_time_limit_ends_timeout(slurm_cluster: SlurmCluster, slurm_users, timing: Timing) -> None:
-    a, _ = slurm_users
-    job_id = submit(slurm_cluster, a, TIMEOUT_SCRIPT, "--time=1")  # minutes: the least there is
-    running = slurm_cluster.wait_for_job(job_id, "RUNNING", timeout=30)
-    assert running["TimeLimit"] == "00:01:00"
-    wait_for_output(a, job_id, "start")
-
-    ended = slurm_cluster.wait_for_job(job_id, "TIMEOUT", timeout=150)
-    now = time.time()
-    text = output(a, job_id)
-    start, term = timestamps(text, "start"), timestamps(text, "TERM")
-    timing("--time=1: start -> SIGTERM", term - start)
-    timing("--time=1: SIGTERM ignored -> TIMEOUT seen (KillWait=5)", now - term)
-    print(f"[slurm] time limit: JobState={ended['JobState']} Reason={ended['Reason']} "
-          f"ExitCode={ended['ExitCode']}")
-    assert not processes_of(uid_of(a)), processes_of(uid_of(a))
-
-
 def test_lost_node_ends_node_fail_and_comes_back(slurm_cluster: SlurmCluster, slurm_users, timing: Timing) -> None:
     """A batch job is requeued when its node fails (JobRequeue=1 is Slurm's default, so a
     cluster's admin may have it): the adapter must submit with --no-requeue, which ends NODE_FAIL."""
