@@ -272,3 +272,16 @@ def test_a_node_that_goes_away_under_a_running_build_fails_it_with_that_reason(
     assert ended["status"] == "FAILED", ended
     assert "NODE_FAIL" in ended["reason"], ended
     assert "NODE_FAIL" in alice.get(f"/jobs/{job_id}").text
+
+
+def test_autobuild_check_sees_the_cluster_and_the_shared_jobs_root(service):
+    from autobuild.check import _run as run_for_check, slurm_checks
+    from autobuild.config import Settings
+
+    settings = Settings(jobs_root=JOBS, executor="slurm")
+    results = list(slurm_checks(settings, run_for_check))
+    assert [r.ok for r in results] == [True, True], [r.line() for r in results]
+    assert "sinfo" in results[0].what and "same directory" in results[1].what
+    elsewhere = list(slurm_checks(Settings(jobs_root=BASE / "not-shared", executor="slurm"),
+                                  run_for_check))
+    assert not elsewhere[-1].ok  # a jobs root the nodes do not have is reported
