@@ -22,6 +22,7 @@ from autobuild.domain.ports import (
     Running,
     RunnerError,
     RunnerState,
+    StoredApiToken,
     StoredSession,
     Waiting,
 )
@@ -342,6 +343,46 @@ class FakeSessionStore:
 
     def of(self, user: str) -> list[StoredSession]:
         return [s for s in self.rows.values() if s.user == user]
+
+
+class FakeApiTokenStore:
+    """The ApiTokenStore port in a dict (``rows``: id -> StoredApiToken)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, StoredApiToken] = {}
+        self.writes = 0  # every add, mark_used and revoke
+
+    def add(self, token: StoredApiToken) -> None:
+        assert token.id not in self.rows
+        self.rows[token.id] = token
+        self.writes += 1
+
+    def get(self, token_id: str) -> StoredApiToken | None:
+        return self.rows.get(token_id)
+
+    def of_owner(self, owner: str) -> list[StoredApiToken]:
+        mine = [t for t in self.rows.values() if t.owner == owner]
+        return sorted(mine, key=lambda t: t.created_at, reverse=True)
+
+    def mark_used(self, token_id: str, moment: datetime) -> None:
+        self.rows[token_id] = dataclasses.replace(self.rows[token_id], last_used_at=moment)
+        self.writes += 1
+
+    def revoke(self, token_id: str, owner: str, moment: datetime) -> bool:
+        token = self.rows.get(token_id)
+        if token is None or token.owner != owner or token.revoked_at is not None:
+            return False
+        self.rows[token_id] = dataclasses.replace(token, revoked_at=moment)
+        self.writes += 1
+        return True
+
+    def delete_ended_before(self, owner: str, moment: datetime) -> int:
+        gone = [t.id for t in self.rows.values() if t.owner == owner and (
+            (t.revoked_at is not None and t.revoked_at < moment)
+            or (t.expires_at is not None and t.expires_at < moment))]
+        for token_id in gone:
+            del self.rows[token_id]
+        return len(gone)
 
 
 class FakeMembers:

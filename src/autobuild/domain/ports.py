@@ -253,6 +253,44 @@ class SessionStore(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class StoredApiToken:
+    """A personal API token as stored: never the token itself, only its sha256 (``digest``,
+    hex) and ``id``, the first characters after the prefix (not secret: shown in Settings)."""
+
+    id: str
+    owner: str
+    name: str
+    digest: str
+    created_at: datetime
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class ApiTokenStore(Protocol):
+    """Personal API tokens, kept by the service."""
+
+    def add(self, token: StoredApiToken) -> None: ...
+
+    def get(self, token_id: str) -> StoredApiToken | None: ...
+
+    def of_owner(self, owner: str) -> list[StoredApiToken]:
+        """Every token of ``owner`` (revoked ones too), newest first."""
+        ...
+
+    def mark_used(self, token_id: str, moment: datetime) -> None: ...
+
+    def revoke(self, token_id: str, owner: str, moment: datetime) -> bool:
+        """Revoke ``owner``'s token ``token_id`` unless already revoked; False if there was
+        none such (another owner's token is none such)."""
+        ...
+
+    def delete_ended_before(self, owner: str, moment: datetime) -> int:
+        """Forget ``owner``'s tokens revoked or expired before ``moment``; returns how many."""
+        ...
+
+
 class Members(Protocol):
     """Who may use the service now (the users group)."""
 
