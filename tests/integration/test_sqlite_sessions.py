@@ -71,6 +71,7 @@ def test_a_database_of_the_previous_version_gets_the_sessions_table(tmp_path):
             conn.execute(f"DROP TRIGGER jobs_text_{trigger}")
         conn.execute("DROP TABLE jobs_text")
         conn.execute("ALTER TABLE jobs DROP COLUMN node")  # migration 8
+        conn.execute("DROP TABLE api_tokens")  # migration 9
         conn.execute("PRAGMA user_version = 4")
 
     SqliteSessionStore(db).add(session("s1"))

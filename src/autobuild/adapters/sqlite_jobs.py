@@ -112,6 +112,22 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # 8: the host a build runs on when a cluster runs it (Slurm's node).
         "ALTER TABLE jobs ADD COLUMN node TEXT",
     ),
+    (
+        # 9: personal API tokens, only their sha256 (adapters/sqlite_api_tokens.py).
+        """
+        CREATE TABLE api_tokens (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            name TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT,
+            last_used_at TEXT,
+            revoked_at TEXT
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX api_tokens_owner ON api_tokens (owner)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
