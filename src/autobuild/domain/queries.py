@@ -7,11 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import BinaryIO
 
-from .artifacts import ArtifactInfo
+from .artifacts import ArtifactInfo, ArtifactNotFound
 from .digest import MAX_DIGEST_BYTES, LogDigest
 from .failures import FailureSummary, summarize
 from .jobs import Job
 from .logs import LogChunk, decode_chunk
+from .manifests import MAX_MANIFEST_BYTES, PackageCount, choose_manifest, count_packages
 from .ports import JobFiles, JobFilter, JobRepository
 from .progress import Progress, ProgressTracker
 
@@ -170,6 +171,24 @@ class JobQueries:
 
     def artifacts(self, job_id: int) -> list[ArtifactInfo]:
         return self._files.list_artifacts(self.get(job_id))
+
+    def packages(self, job_id: int) -> PackageCount | None:
+        """The package count of the image manifest among the job's artifacts (see
+        manifests.py); None when it has none, or it is bigger than MAX_MANIFEST_BYTES."""
+        job = self.get(job_id)
+        name = choose_manifest((a.name for a in self._files.list_artifacts(job)),
+                               job.target, job.machine)
+        if name is None:
+            return None
+        try:
+            fileobj, info = self._files.open_artifact(job, name)
+            with fileobj:
+                data = fileobj.read(MAX_MANIFEST_BYTES + 1)
+        except (ArtifactNotFound, OSError):
+            return None  # removed since it was listed, or unreadable
+        if max(info.size, len(data)) > MAX_MANIFEST_BYTES:
+            return None
+        return PackageCount(count_packages(data.decode("utf-8", errors="replace")), name)
 
     def open_artifact(self, job_id: int, name: str) -> tuple[BinaryIO, ArtifactInfo]:
         """(binary file, ArtifactInfo); raises JobNotFound or ArtifactNotFound."""

@@ -14,6 +14,7 @@ from .. import __version__
 from ..domain.artifacts import ArtifactInfo
 from ..domain.failures import FailureSummary
 from ..domain.jobs import Job, JobStatus
+from ..domain.manifests import PackageCount
 from ..domain.progress import Progress
 from .security import csrf_token, current_user, pop_flashes
 
@@ -136,6 +137,11 @@ def progress_json(progress: Progress) -> dict[str, Any]:
 
 def artifact_json(info: ArtifactInfo) -> dict[str, Any]:
     return {"name": info.name, "size": info.size, "mtime": iso(info.mtime), "sha256": info.sha256}
+
+
+def packages_json(packages: PackageCount | None) -> dict[str, Any] | None:
+    """The package count of the build's image manifest; None when it collected none."""
+    return None if packages is None else {"count": packages.count, "manifest": packages.manifest}
 
 
 def make_templates() -> Jinja2Templates:

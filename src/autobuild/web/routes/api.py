@@ -16,7 +16,7 @@ from ...scheduler import Scheduler
 from ..containers import Container
 from ..downloads import ACCEL_HEADER, Download, attachment, inline, respond
 from ..job_list_params import ListParams
-from ..rendering import artifact_json, failure_json, job_json, progress_json
+from ..rendering import artifact_json, failure_json, job_json, packages_json, progress_json
 from ..security import HeaderCsrf, User
 
 router = APIRouter(prefix="/api")
@@ -59,6 +59,7 @@ def get_job(job_id: int, user: User, service: Queries, perms: Perms, clock: Now)
     # The same "Why it failed" as the job page (disk full, git problem, failed tasks).
     data["failure"] = (failure_json(service.failure_summary(job_id))
                        if found.status is JobStatus.FAILED else None)
+    data["packages"] = packages_json(service.packages(job_id))  # from the image manifest
     return data
 
 
