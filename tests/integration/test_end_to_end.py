@@ -125,7 +125,8 @@ def test_a_build_submitted_in_the_browser_streams_live_and_delivers_its_images(c
         # The image the runner built (checked byte for byte against the deploy dir in
         # test_runner.py) arrives whole: its sha256 is the one the runner recorded.
         assert hashlib.sha256(body.content).hexdigest() == artifact["sha256"]
-        assert b"version=1.1" in body.content or artifact["name"].startswith("u-boot")
+        assert (b"version=1.1" in body.content or artifact["name"].startswith("u-boot")
+                or ".manifest" in artifact["name"] or ".spdx." in artifact["name"])
         assert len(body.content) == artifact["size"]
     # The service's default settings: the workspace is removed once the images are collected.
     assert not (client.jobs_root / USER / str(job_id) / "work").exists()
@@ -134,6 +135,11 @@ def test_a_build_submitted_in_the_browser_streams_live_and_delivers_its_images(c
     page = client.get(f"/jobs/{job_id}")
     assert "SUCCESS" in page.text
     assert listing[0]["sha256"][:12] in page.text and "copy-link" in page.text
+    # The built-in sbom plugin collected the stand-in's manifest; the page counts its packages.
+    manifest = "core-image-minimal-qemux86-64.rootfs.manifest"
+    assert {manifest, "core-image-minimal-qemux86-64.rootfs.spdx.tar.zst"} <= names
+    assert job["packages"] == {"count": 16, "manifest": manifest}
+    assert f'Packages: 16 <span class="muted">(from {manifest})</span>' in page.text
 
 
 def test_a_failing_target_ends_failed_with_its_exit_code_and_error_lines(client, git):

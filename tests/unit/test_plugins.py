@@ -17,12 +17,15 @@ from autobuild.adapters.plugins import (
     build_plugin_manager,
     hookimpl,
 )
+from autobuild.domain.artifacts import matches_any
 from autobuild.domain.jobs import Job, JobStatus
 from tests.fakes import FakeWorld
 from tests.plugin_fixtures import plugin_manager, register_plugin  # noqa: F401  (fixtures)
 
 EXAMPLE_PLUGIN_DIR = Path(__file__).resolve().parents[2] / "docs" / "example-plugin"
 SEED_PATTERNS = {"*.bin", "*.mtd", "*.mtd.tar", "*.static.mtd*"}
+SBOM_PATTERNS = {"*.manifest", "*.spdx.json", "*.spdx.index.json", "*.spdx.tar.zst"}
+BUILTIN_PATTERNS = SEED_PATTERNS | SBOM_PATTERNS
 
 
 def make_job(machine: str = "qemux86-64", status: JobStatus = JobStatus.PENDING) -> Job:
@@ -75,8 +78,8 @@ def test_hook_autobuild_artifact_patterns(plugin_manager, register_plugin):
     register_plugin(DiskImages(), name="disk_images")
     hooks = PluginHooks(plugin_manager)
 
-    assert set(hooks.artifact_patterns(make_job("raspberrypi4"))) == SEED_PATTERNS | {"*.wic.gz"}
-    assert set(hooks.artifact_patterns(make_job("qemux86-64"))) == SEED_PATTERNS
+    assert set(hooks.artifact_patterns(make_job("raspberrypi4"))) == BUILTIN_PATTERNS | {"*.wic.gz"}
+    assert set(hooks.artifact_patterns(make_job("qemux86-64"))) == BUILTIN_PATTERNS
 
 
 def test_hook_autobuild_job_status_changed(plugin_manager, register_plugin):
@@ -132,7 +135,7 @@ def test_the_service_asks_plugins_for_patterns_and_tells_them_every_change(
     world.supervisor.tick()
 
     decided = world.repo.get(job.id).artifact_patterns
-    assert set(decided) == SEED_PATTERNS | {"*.wic.gz"} and len(decided) == len(set(decided))
+    assert set(decided) == BUILTIN_PATTERNS | {"*.wic.gz"} and len(decided) == len(set(decided))
     assert world.runner.orders[job.id][0] == decided  # the runner got what plugins said
     assert seen == [(JobStatus.PENDING, JobStatus.RUNNING, JobStatus.RUNNING),
                     (JobStatus.RUNNING, JobStatus.SUCCESS, JobStatus.SUCCESS)]
@@ -141,26 +144,43 @@ def test_the_service_asks_plugins_for_patterns_and_tells_them_every_change(
 # --- built-ins, entry points, disabling -------------------------------------------------------
 
 
-def test_builtin_plugins_give_the_seed_patterns():
+def test_builtin_plugins_give_the_seed_and_sbom_patterns():
     hooks = PluginHooks(build_plugin_manager(load_entry_points=False))
     patterns = hooks.artifact_patterns(make_job())
-    assert sorted(patterns) == sorted(SEED_PATTERNS)
+    assert sorted(patterns) == sorted(BUILTIN_PATTERNS)
     assert len(patterns) == len(set(patterns))
 
 
 def test_builtin_plugins_are_registered_under_their_module_name():
     pm = build_plugin_manager(load_entry_points=False)
     assert {name for name, _ in pm.list_name_plugin()} == {
-        "default_artifacts", "mtd_extras", "webhook", "email_notify"}
+        "default_artifacts", "mtd_extras", "sbom", "webhook", "email_notify"}
     assert DEFAULT_PLUGINS == ("autobuild_plugins.default_artifacts",
-                               "autobuild_plugins.mtd_extras", "autobuild_plugins.webhook",
-                               "autobuild_plugins.email_notify")
+                               "autobuild_plugins.mtd_extras", "autobuild_plugins.sbom",
+                               "autobuild_plugins.webhook", "autobuild_plugins.email_notify")
 
 
 def test_a_disabled_builtin_plugin_is_not_called():
     pm = build_plugin_manager(disabled=frozenset({"mtd_extras"}), load_entry_points=False)
-    assert set(PluginHooks(pm).artifact_patterns(make_job())) == {"*.bin", "*.mtd"}
+    assert set(PluginHooks(pm).artifact_patterns(make_job())) == \
+        {"*.bin", "*.mtd"} | SBOM_PATTERNS
     assert pm.get_plugin("mtd_extras") is None
+
+
+def test_the_sbom_plugin_collects_what_yocto_names_and_can_be_disabled():
+    patterns = PluginHooks(build_plugin_manager(load_entry_points=False)).artifact_patterns(
+        make_job())
+    for name in ("core-image-minimal-qemux86-64.rootfs.manifest",  # nanbield and later
+                 "core-image-minimal-qemux86-64.rootfs-20260101120000.manifest",
+                 "core-image-minimal-qemux86-64.manifest",  # kirkstone
+                 "core-image-minimal-qemux86-64.spdx.json",  # SPDX 2.2
+                 "core-image-minimal-qemux86-64.spdx.index.json",
+                 "core-image-minimal-qemux86-64.spdx.tar.zst",
+                 "core-image-minimal-qemux86-64.rootfs.spdx.json"):  # SPDX 3
+        assert matches_any(name, patterns), name
+    assert not matches_any("core-image-minimal-qemux86-64.testdata.json", patterns)
+    pm = build_plugin_manager(disabled=frozenset({"sbom"}), load_entry_points=False)
+    assert set(PluginHooks(pm).artifact_patterns(make_job())) == SEED_PATTERNS
 
 
 def test_entry_point_plugins_are_loaded(install_entry_point):
@@ -247,7 +267,7 @@ def test_a_plugin_that_raises_for_patterns_loses_only_its_own_patterns(
     register_plugin(Broken(), name="broken_patterns")
     patterns = PluginHooks(plugin_manager).artifact_patterns(make_job())
 
-    assert set(patterns) == SEED_PATTERNS
+    assert set(patterns) == BUILTIN_PATTERNS
     assert "broken_patterns" in caplog.text
 
 
@@ -267,7 +287,7 @@ def test_invalid_patterns_are_dropped_with_a_warning(plugin_manager, register_pl
     with caplog.at_level(logging.WARNING):
         patterns = PluginHooks(plugin_manager).artifact_patterns(make_job())
 
-    assert set(patterns) == SEED_PATTERNS | {"*.ok"}
+    assert set(patterns) == BUILTIN_PATTERNS | {"*.ok"}
     for bad in ("'../x'", "'-rf'", "'a/b'", "'.hidden'", "not_a_list"):
         assert bad in caplog.text
 
@@ -285,7 +305,7 @@ def test_the_example_plugin_imports_registers_and_works(
     notify_file = tmp_path / "changes.log"
     monkeypatch.setenv("EXAMPLE_NOTIFY_FILE", str(notify_file))
 
-    assert set(hooks.artifact_patterns(make_job())) == SEED_PATTERNS | {"*.wic.gz"}
+    assert set(hooks.artifact_patterns(make_job())) == BUILTIN_PATTERNS | {"*.wic.gz"}
     assert "*.wic.bmap" in hooks.artifact_patterns(make_job("raspberrypi4-64"))
     hooks.job_status_changed(make_job(), JobStatus.PENDING, JobStatus.RUNNING)
     hooks.job_status_changed(make_job(), JobStatus.RUNNING, JobStatus.SUCCESS)

@@ -26,6 +26,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 DEFAULT_PLUGINS = (
     "autobuild_plugins.default_artifacts",
     "autobuild_plugins.mtd_extras",
+    "autobuild_plugins.sbom",
     "autobuild_plugins.webhook",
     "autobuild_plugins.email_notify",
 )
