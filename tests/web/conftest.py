@@ -17,6 +17,7 @@ from autobuild.domain.supervision import Supervisor
 from autobuild.web.app import create_app
 from tests.fakes import (
     FakeAdministrators,
+    FakeApiTokenStore,
     FakeAuthenticator,
     FakeClock,
     FakeDiskSpace,
@@ -44,6 +45,7 @@ class Fakes:
     admins: FakeAdministrators = field(default_factory=FakeAdministrators)
     sessions: FakeSessionStore = field(default_factory=FakeSessionStore)
     members: FakeMembers = field(default_factory=FakeMembers)
+    api_token_store: FakeApiTokenStore = field(default_factory=FakeApiTokenStore)
     timer: FakeTimer = field(default_factory=FakeTimer)
     runner: FakeRunner = field(init=False)
 
@@ -54,7 +56,8 @@ class Fakes:
         return {"jobs": self.jobs, "files": self.files, "runner": self.runner,
                 "events": self.events, "auth": self.auth, "tokens": self.tokens,
                 "clock": self.clock, "admins": self.admins, "disk_space": self.disk,
-                "session_store": self.sessions, "members": self.members, "timer": self.timer}
+                "session_store": self.sessions, "members": self.members, "timer": self.timer,
+                "api_token_store": self.api_token_store}
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from autobuild.web.app import ROUTE_MODULES
 from tests.web.helpers import VALID_JOB, page_csrf, submit
 
 FORM_POSTS = ["/login", "/logout", "/new", "/settings", "/profile", "/jobs/1/cancel",
-              "/jobs/1/rebuild"]
+              "/jobs/1/rebuild", "/settings/api-tokens", "/settings/api-tokens/revoke"]
 API_POSTS = ["/api/jobs/1/cancel", "/api/jobs/1/rebuild"]
 
 
@@ -26,14 +26,17 @@ def queued_job(alice, fakes):
     return 1
 
 
-FORM_FIELDS = {"username": "alice", "password": "alice-pw", "token": "glpat-abc", **VALID_JOB}
+FORM_FIELDS = {"username": "alice", "password": "alice-pw", "token": "glpat-abc",
+               "name": "nightly", **VALID_JOB}
 
 
 @pytest.mark.parametrize("path", FORM_POSTS)
 @pytest.mark.parametrize("sent", [None, "", "wrong-token", "tökén-ü"], ids=["missing", "empty",
                                                                             "wrong", "non-ascii"])
-def test_form_posts_without_the_right_token_get_403(alice, fakes, queued_job, path, sent):
-    data = dict(FORM_FIELDS)
+def test_form_posts_without_the_right_token_get_403(app, alice, fakes, queued_job, path, sent):
+    api_tokens = app.state.container.api_tokens()
+    kept = api_tokens.create("alice", "kept")
+    data = {**FORM_FIELDS, "id": kept.stored.id}
     if sent is not None:
         data["csrf_token"] = sent
 
@@ -47,6 +50,7 @@ def test_form_posts_without_the_right_token_get_403(alice, fakes, queued_job, pa
     assert fakes.jobs.count() == 1
     assert fakes.jobs.get(1).status == "PENDING"
     assert fakes.tokens.tokens == {}
+    assert [t.name for t in api_tokens.list("alice")] == ["kept"]  # none made, none revoked
 
 
 def test_a_token_from_another_session_is_refused(alice, bob, fakes, queued_job):

@@ -15,6 +15,7 @@ from ..adapters.plugins import PluginHooks, build_plugin_manager
 from ..adapters.pushing_events import PushingJobEvents
 from ..adapters.sqlite_jobs import SqliteJobRepository
 from ..adapters.sqlite_sessions import SqliteSessionStore
+from ..adapters.sqlite_api_tokens import SqliteApiTokenStore
 from ..adapters.local_runner import LocalBuildRunner
 from ..adapters.slurm_runner import SlurmBuildRunner
 from ..adapters.inotify_log_watch import InotifyLogWatches
@@ -22,6 +23,7 @@ from ..adapters.log_tailer import LogTailers
 from ..adapters.token_store import RunnerTokenStore
 from ..adapters.unix_groups import GroupAdministrators, members_for
 from ..config import Settings
+from ..domain.api_tokens import ApiTokens
 from ..domain.disk import DiskGuard
 from ..domain.commands import JobCommands
 from ..domain.limits import StreamSlots
@@ -120,6 +122,9 @@ class Container(containers.DeclarativeContainer):
     sessions = providers.ThreadSafeSingleton(
         Sessions, session_store, members, clock, settings.provided.session_lifetime
     )
+    # Personal API tokens: scripts call the API as an engineer (Authorization: Bearer).
+    api_token_store = providers.ThreadSafeSingleton(SqliteApiTokenStore, settings.provided.db_path)
+    api_tokens = providers.ThreadSafeSingleton(ApiTokens, api_token_store, members, clock)
     login_throttle = providers.ThreadSafeSingleton(
         LoginThrottle, clock, settings.provided.login_failures
     )

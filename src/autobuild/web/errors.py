@@ -49,7 +49,9 @@ def error_response(
 
 async def _login_required(request: Request, exc: Exception) -> Response:
     if is_api(request):
-        return JSONResponse({"detail": "Sign in first."}, status_code=401)
+        # The same answer for no credentials and for an unknown, revoked or expired token.
+        return JSONResponse({"detail": "Sign in first."}, status_code=401,
+                            headers={"WWW-Authenticate": "Bearer"})
     return RedirectResponse(login_url(request), status_code=303)
 
 

@@ -4,10 +4,16 @@ The cookie is signed and holds ``sid`` (the id of a session the service keeps, s
 domain/sessions.py) and pending ``flashes``; before sign-in, the login form's ``csrf`` token.
 Who is signed in, and the CSRF token of a signed-in session, are only on the server: signing
 out, expiry or leaving the users group ends a session wherever its cookie is.
+
+Routes under /api/ also take a personal API token (domain/api_tokens.py) in
+``Authorization: Bearer abt_...``: such a request is its owner's whatever cookie it carries,
+needs no CSRF token (no other site can make a browser send that header), and a token that is
+not live is a 401 that does not say why. Never in a URL, never on the HTML pages.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from typing import Annotated
@@ -15,6 +21,7 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Form, Header, Request
 
+from ..domain.api_tokens import ApiTokens, looks_like_token, token_id
 from ..domain.ports import StoredSession
 from ..domain.sessions import Sessions
 
@@ -22,6 +29,9 @@ SESSION_COOKIE = "autobuild_session"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 _NO_SESSION = object()
+_REFUSED = object()
+
+log = logging.getLogger(__name__)
 
 
 class LoginRequired(Exception):
@@ -59,8 +69,11 @@ def signed_in(request: Request) -> StoredSession | None:
 
 
 def still_signed_in(request: Request) -> bool:
-    """Whether this request's session is still live now (looked up again, not the cached
-    answer): long-lived responses such as the live log ask it from time to time."""
+    """Whether this request's session, or API token, is still live now (looked up again, not
+    the cached answer): long-lived responses such as the live log ask it from time to time."""
+    presented = bearer_token(request)
+    if presented is not None:
+        return _api_tokens(request).authenticate(presented) is not None
     sid = request.session.get("sid")
     return isinstance(sid, str) and _sessions(request).resume(sid) is not None
 
@@ -70,9 +83,47 @@ def current_user(request: Request) -> str | None:
     return session.user if session is not None else None
 
 
+def _api_tokens(request: Request) -> ApiTokens:
+    return request.app.state.container.api_tokens()
+
+
+def bearer_token(request: Request) -> str | None:
+    """What an /api request sends in ``Authorization: Bearer ...`` (None without such a
+    header, and always on other paths: pages take no tokens)."""
+    if not is_api(request):
+        return None
+    scheme, _, value = request.headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None  # none, or another scheme (e.g. Basic added by a proxy in front)
+    return value.strip()
+
+
+def token_user(request: Request) -> str | None:
+    """The owner of this request's live API token, looked up once per request; None when it
+    sends none; LoginRequired when it sends one that is not live (call it from a sync
+    dependency or route: it reads the database)."""
+    cached = getattr(request.state, "autobuild_token_user", _NO_SESSION)
+    if cached is _REFUSED:
+        raise LoginRequired()
+    if cached is not _NO_SESSION:
+        return cached  # type: ignore[return-value]
+    presented = bearer_token(request)
+    user = None if presented is None else _api_tokens(request).authenticate(presented)
+    if presented is not None and user is None:
+        request.state.autobuild_token_user = _REFUSED
+        # The id only (never the token): enough to tell which stale token a script still uses.
+        shown = token_id(presented) if looks_like_token(presented) else "malformed"
+        log.warning("autobuild: API token refused (%s) from %s", shown,
+                    request.client.host if request.client else "unknown")
+        raise LoginRequired()
+    request.state.autobuild_token_user = user
+    return user
+
+
 def require_user(request: Request) -> str:
-    """Dependency: the signed-in user name, or LoginRequired."""
-    user = current_user(request)
+    """Dependency: the user of this request's API token (on /api), else the signed-in user;
+    LoginRequired when there is neither, or the token is not live."""
+    user = token_user(request) or current_user(request)
     if user is None:
         raise LoginRequired()
     return user
@@ -133,7 +184,10 @@ def require_form_csrf(request: Request, csrf_token: Annotated[str, Form()] = "")
 def require_header_csrf(
     request: Request, x_csrf_token: Annotated[str, Header()] = ""
 ) -> None:
-    """Dependency of every API POST: the ``X-CSRF-Token`` header must match the session."""
+    """Dependency of every API POST: the ``X-CSRF-Token`` header must match the session,
+    unless the request is made with a live API token (LoginRequired for one not live)."""
+    if token_user(request) is not None:
+        return
     if not _token_matches(request, x_csrf_token):
         raise CsrfFailed(_back_link(request))
 
