@@ -54,3 +54,15 @@ def test_the_digest_follows_a_running_build(runner, git):
         process.wait(timeout=60)
     digest = digest_of(runner.job_path(1))
     assert digest.offset == (runner.job_path(1) / "logs" / "build.log").stat().st_size
+
+
+def test_the_digest_says_what_was_built(runner, git):
+    build = runner.build(1, git.url, "main")
+
+    built = digest_of(build.job_dir).provenance
+    assert built.commit == git.main_sha  # what "main" resolved to
+    assert f"==> Commit {git.main_sha}" in build.log
+    variables = dict(built.variables)
+    assert variables["MACHINE"] == "qemux86-64" and variables["BB_VERSION"]
+    (layer,) = [layer for layer in built.layers if layer.name == "meta-standin"]
+    assert layer.revision == git.main_sha  # the layer's own revision, from bitbake's block

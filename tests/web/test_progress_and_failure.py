@@ -283,3 +283,40 @@ def test_a_stream_opened_at_the_tail_has_the_progress_of_the_whole_log(alice, ru
 
     (progress,) = [event_data(e) for e in events if e.get("event") == "progress"]
     assert progress["tasks_done"] == 3 and progress["setscene_done"] == 4
+
+
+# --- what was built ----------------------------------------------------------------------------
+
+SHA = "0f14567a2c1d6e0e7e1d2c3b4a5968778695a4b3"
+BUILT = f"""\
+==> Checking out main
+==> Commit {SHA}
+Build Configuration:
+BB_VERSION           = "2.8.0"
+DISTRO               = "poky<script>"
+meta-poky            = "scarthgap:{SHA}"
+
+""".encode()
+
+
+@pytest.mark.parametrize("with_digest", [True, False])
+def test_the_page_and_the_api_say_what_was_built(alice, running, fakes, with_digest):
+    fakes.files.logs[1] = BUILT + NOISE
+    if with_digest:
+        digest = LogDigest()
+        digest.feed(BUILT + NOISE)
+        fakes.files.digests[1] = digest.to_json()
+
+    page = alice.get("/jobs/1").text
+    built = alice.get("/api/jobs/1").json()["provenance"]
+
+    assert f'<code id="provenance-commit">{SHA}</code>' in page
+    assert "poky&lt;script&gt;" in page and "poky<script>" not in page
+    assert built == {"commit": SHA, "variables": {"BB_VERSION": "2.8.0", "DISTRO": "poky<script>"},
+                     "layers": [{"name": "meta-poky", "branch": "scarthgap", "revision": SHA}]}
+
+
+def test_nothing_is_said_before_the_log_says_it(alice):
+    submit(alice)
+    assert alice.get("/api/jobs/1").json()["provenance"] is None
+    assert 'id="provenance"' not in alice.get("/jobs/1").text

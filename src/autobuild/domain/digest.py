@@ -20,6 +20,7 @@ from typing import Any
 
 from .failures import FailureNotes, FailureSummary, summarize
 from .progress import Progress, ProgressTracker
+from .provenance import Provenance, ProvenanceCollector
 
 VERSION = 1
 MAX_DIGEST_BYTES = 8 * 1024 * 1024
@@ -29,10 +30,12 @@ class LogDigest:
     """Feed it the log's bytes from ``offset`` on, in pieces of any size."""
 
     def __init__(self, offset: int = 0, tracker: ProgressTracker | None = None,
-                 notes: FailureNotes | None = None) -> None:
+                 notes: FailureNotes | None = None,
+                 built: ProvenanceCollector | None = None) -> None:
         self._fed = offset
         self.tracker = tracker or ProgressTracker()
         self.notes = notes or FailureNotes()
+        self.built = built or ProvenanceCollector()
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     @property
@@ -46,12 +49,16 @@ class LogDigest:
         """Digest the next bytes of the log; True when the progress changed."""
         self._fed += len(data)
         text = self._decoder.decode(data)
-        self.notes.feed(text)
+        self.built.add_lines(self.notes.feed(text))
         return self.tracker.feed(text)
 
     @property
     def progress(self) -> Progress:
         return self.tracker.progress
+
+    @property
+    def provenance(self) -> Provenance:
+        return self.built.provenance
 
     def failure(self, task_logs: dict[str, str] | None = None) -> FailureSummary:
         summary = summarize(self.notes.text(), task_logs)
@@ -64,7 +71,8 @@ class LogDigest:
 
     def to_json(self) -> bytes:
         return json.dumps({"version": VERSION, "offset": self.offset,
-                           "progress": self.tracker.state(), "notes": self.notes.state()},
+                           "progress": self.tracker.state(), "notes": self.notes.state(),
+                           "provenance": self.built.state()},
                           ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
 
     @classmethod
@@ -83,4 +91,7 @@ class LogDigest:
             raise ValueError("not a digest: offset")
         if not isinstance(progress, dict) or not isinstance(notes, dict):
             raise ValueError("not a digest")
-        return cls(offset, ProgressTracker.restore(progress), FailureNotes.restore(notes))
+        built = value.get("provenance")
+        return cls(offset, ProgressTracker.restore(progress), FailureNotes.restore(notes),
+                   None if built is None else ProvenanceCollector.restore(
+                       built if isinstance(built, dict) else {}))

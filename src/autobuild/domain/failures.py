@@ -377,9 +377,10 @@ class FailureNotes:
         self.dropped = 0
         self._chars = 0
 
-    def feed(self, text: str) -> None:
+    def feed(self, text: str) -> list[str]:
+        """Add log text; returns the lines it completed (for other readers of the same lines)."""
         if not text:
-            return
+            return []
         pieces = (self.pending + text).splitlines(keepends=True)
         last = pieces[-1]
         # A line is complete at its line break; a final "\r" may still become "\r\n".
@@ -388,8 +389,10 @@ class FailureNotes:
             self.pending = last[:MAX_PENDING]
         else:
             self.pending = ""
-        for piece in pieces:
-            self._line(piece[:-2] if piece.endswith("\r\n") else piece[:-1])
+        lines = [piece[:-2] if piece.endswith("\r\n") else piece[:-1] for piece in pieces]
+        for line in lines:
+            self._line(line)
+        return lines
 
     def state(self) -> dict[str, Any]:
         """Everything kept, as JSON values; ``restore`` makes the notes again."""

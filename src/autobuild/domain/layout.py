@@ -124,6 +124,7 @@ STEP_JOB = "Job "
 STEP_CLONING = "Cloning "
 STEP_CHECKOUT = "Checking out "
 STEP_SUBMODULES = "Updating submodules"
+STEP_COMMIT = "Commit "  # "==> Commit <full sha>": what the ref resolved to (provenance)
 STEP_SETUP = "Setting up the build environment"
 STEP_KAS = "kas build "
 STEP_BITBAKE = "bitbake "

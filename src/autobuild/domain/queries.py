@@ -15,6 +15,7 @@ from .logs import LogChunk, decode_chunk
 from .manifests import MAX_MANIFEST_BYTES, PackageCount, choose_manifest, count_packages
 from .ports import JobFiles, JobFilter, JobRepository
 from .progress import Progress, ProgressTracker
+from .provenance import Provenance, ProvenanceCollector
 
 DEFAULT_LOG_CHUNK = 64 * 1024
 # Progress and failure summaries come from the runner's digest of the whole log (digest.py)
@@ -24,6 +25,7 @@ DIGEST_READ_BYTES = 1024 * 1024
 # A build without a digest (from before digests): how much of the end of its log is read.
 PROGRESS_SCAN_BYTES = 4 * 1024 * 1024
 FAILURE_SCAN_BYTES = 8 * 1024 * 1024
+PROVENANCE_SCAN_BYTES = 4 * 1024 * 1024  # the commit and Build Configuration come early
 
 
 class JobNotFound(Exception):
@@ -137,6 +139,19 @@ class JobQueries:
                 f"This build kept no digest of its log: only its last "
                 f"{FAILURE_SCAN_BYTES >> 20} MiB were read, an earlier error may be missing"))
         return summary
+
+    def provenance(self, job_id: int) -> Provenance:
+        """What the build really built: the commit its ref resolved to and bitbake's Build
+        Configuration (version, DISTRO, MACHINE, layers and their revisions), from the
+        runner's digest, or for a build without one from the start of its log."""
+        job = self.get(job_id)
+        digest = self._digest(job, self._files.log_size(job))
+        if digest is not None:
+            return digest.provenance
+        collector = ProvenanceCollector()
+        head = self._files.read_log(job, 0, PROVENANCE_SCAN_BYTES)
+        collector.add_lines(head.decode("utf-8", errors="replace").splitlines())
+        return collector.provenance
 
     def _digest(self, job: Job, upto: int) -> LogDigest | None:
         """The runner's digest of the log brought up to byte ``upto``; None when there is

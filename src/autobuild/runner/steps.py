@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from autobuild.domain.layout import (
     KAS_BUILD_DIR, SOURCE_DIR, STEP_BITBAKE, STEP_CHECKOUT, STEP_CLONING, STEP_COLLECTING,
-    STEP_KAS, STEP_SETUP, STEP_SUBMODULES, step_line,
+    STEP_COMMIT, STEP_KAS, STEP_SETUP, STEP_SUBMODULES, step_line,
 )
 from autobuild.domain.orders import BuildOrder
 
@@ -251,6 +251,7 @@ class BuildSteps:
                                  "--quiet", "--detach", commit], cwd=SOURCE_DIR)
         if code:
             return code
+        self.say(step_line(f"{STEP_COMMIT}{commit}"))  # what was built (provenance)
         self.run_program(["git", "log", "-1", "--format=HEAD is now at %h %s"], cwd=SOURCE_DIR)
         if os.path.isfile(f"{SOURCE_DIR}/.gitmodules"):
             if self.stopping():

@@ -16,6 +16,7 @@ from ..domain.failures import FailureSummary
 from ..domain.jobs import Job, JobStatus
 from ..domain.manifests import PackageCount
 from ..domain.progress import Progress
+from ..domain.provenance import Provenance
 from .security import csrf_token, current_user, pop_flashes
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -142,6 +143,16 @@ def artifact_json(info: ArtifactInfo) -> dict[str, Any]:
 def packages_json(packages: PackageCount | None) -> dict[str, Any] | None:
     """The package count of the build's image manifest; None when it collected none."""
     return None if packages is None else {"count": packages.count, "manifest": packages.manifest}
+
+
+def provenance_json(built: Provenance) -> dict[str, Any] | None:
+    """What the build really built (commit, Build Configuration, layers); None when its log
+    says none of it (yet)."""
+    if built.is_empty:
+        return None
+    return {"commit": built.commit, "variables": dict(built.variables),
+            "layers": [{"name": layer.name, "branch": layer.branch, "revision": layer.revision}
+                       for layer in built.layers]}
 
 
 def make_templates() -> Jinja2Templates:

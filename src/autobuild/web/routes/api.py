@@ -16,7 +16,9 @@ from ...scheduler import Scheduler
 from ..containers import Container
 from ..downloads import ACCEL_HEADER, Download, attachment, inline, respond
 from ..job_list_params import ListParams
-from ..rendering import artifact_json, failure_json, job_json, packages_json, progress_json
+from ..rendering import (
+    artifact_json, failure_json, job_json, packages_json, progress_json, provenance_json,
+)
 from ..security import HeaderCsrf, User
 
 router = APIRouter(prefix="/api")
@@ -60,6 +62,7 @@ def get_job(job_id: int, user: User, service: Queries, perms: Perms, clock: Now)
     data["failure"] = (failure_json(service.failure_summary(job_id))
                        if found.status is JobStatus.FAILED else None)
     data["packages"] = packages_json(service.packages(job_id))  # from the image manifest
+    data["provenance"] = provenance_json(service.provenance(job_id))  # what it really built
     return data
 
 
