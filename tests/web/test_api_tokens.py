@@ -288,3 +288,22 @@ def test_the_live_log_stream_takes_a_token(alice, script):
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
     assert script.get("/api/jobs/1/log/stream").status_code == 401
+
+
+def test_an_open_stream_ends_soon_after_its_token_is_revoked(app, alice, script, fakes,
+                                                            monkeypatch):
+    from autobuild.web.routes import stream
+    from tests.web.helpers import parse_sse
+
+    monkeypatch.setattr(stream, "POLL_SECONDS", 0.02)
+    monkeypatch.setattr(stream, "SESSION_RECHECK_SECONDS", 0.05)
+    assert submit(alice).status_code == 303  # a build that goes on
+    token = new_token(alice)
+    with script.stream("GET", "/api/jobs/1/log/stream", headers=bearer(token)) as response:
+        assert response.status_code == 200
+        events = parse_sse(response.iter_lines())
+        next(events)
+        app.state.container.api_tokens().revoke("alice", token[4:12])
+        rest = list(events)  # ends instead of waiting for the build
+
+    assert all(event.get("event") != "end" for event in rest)
