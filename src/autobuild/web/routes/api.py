@@ -1,10 +1,12 @@
-"""The JSON API: jobs, artifacts (list and download), the raw log, cancel and rebuild."""
+"""The JSON API: jobs (list, submit), artifacts (list and download), the raw log, cancel and
+rebuild."""
 
 from typing import Annotated, Any
 
 from dependency_injector.wiring import Provide, inject
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...domain import layout
 from ...domain.jobs import JobStatus
@@ -19,7 +21,7 @@ from ..job_list_params import ListParams
 from ..rendering import (
     artifact_json, failure_json, job_json, packages_json, progress_json, provenance_json,
 )
-from ..security import HeaderCsrf, User
+from ..security import HeaderCsrf, User, require_user
 
 router = APIRouter(prefix="/api")
 
@@ -50,6 +52,32 @@ def list_jobs(
         "newer": result.newer,
         "older": result.older,
     }
+
+
+class NewJob(BaseModel):
+    """A build request as JSON: the New build form's fields (validated by the same rules)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    repo_url: str = Field(max_length=4096)
+    ref: str = Field(default="main", max_length=1024)
+    machine: str = Field(max_length=1024)
+    target: str = Field(max_length=1024)
+    kas_file: str | None = Field(default=None, max_length=4096)
+
+
+@router.post("/jobs", dependencies=[Depends(require_user), HeaderCsrf], status_code=201)
+@inject
+def submit_job(
+    body: NewJob, user: User, commands: Commands, scheduler: Sched, clock: Now
+) -> JSONResponse:
+    """Queue a build, as the New build form does: 201 with the job and its Location; 422 with
+    ``errors`` (field -> message) when a field is not acceptable, 429 when the queue is full."""
+    job = commands.submit(user, body.repo_url, body.ref, body.machine, body.target,
+                          kas_file=body.kas_file or "")
+    scheduler.wake()
+    return JSONResponse(job_json(job, clock.now(), user), status_code=201,
+                        headers={"Location": f"/api/jobs/{job.id}"})
 
 
 @router.get("/jobs/{job_id:jobid}")
