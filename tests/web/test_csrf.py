@@ -7,7 +7,7 @@ from tests.web.helpers import VALID_JOB, page_csrf, submit
 
 FORM_POSTS = ["/login", "/logout", "/new", "/settings", "/profile", "/jobs/1/cancel",
               "/jobs/1/rebuild", "/settings/api-tokens", "/settings/api-tokens/revoke"]
-API_POSTS = ["/api/jobs/1/cancel", "/api/jobs/1/rebuild"]
+API_POSTS = ["/api/jobs", "/api/jobs/1/cancel", "/api/jobs/1/rebuild"]
 
 
 def all_post_paths() -> set[str]:
