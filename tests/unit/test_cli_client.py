@@ -1,0 +1,171 @@
+"""The command-line client's pure parts (src/autobuild/web/static/autobuild-cli), imported from
+its file as the engineer runs it: SSE parsing, the command line, the config file, exit codes."""
+
+import importlib.machinery
+import importlib.util
+import io
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+import autobuild.web
+
+CLI_FILE = Path(autobuild.web.__file__).parent / "static" / "autobuild-cli"
+
+
+def _load():
+    loader = importlib.machinery.SourceFileLoader("autobuild_cli", str(CLI_FILE))
+    spec = importlib.util.spec_from_loader("autobuild_cli", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+cli = _load()
+
+
+def test_it_imports_only_the_standard_library():
+    import ast
+    import sys
+    tree = ast.parse(CLI_FILE.read_text())
+    names = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names}
+    names |= {node.module.split(".")[0] for node in ast.walk(tree)
+              if isinstance(node, ast.ImportFrom) and node.module}
+    assert names <= set(sys.stdlib_module_names), names - set(sys.stdlib_module_names)
+
+
+# --- SSE ---------------------------------------------------------------------------------------
+
+def _events(text):
+    parser = cli.SseParser()
+    return [event for line in io.StringIO(text) for event in [parser.feed(line)] if event]
+
+
+def test_sse_events_with_ids_comments_and_multiline_data():
+    stream = (": log of build #3\nretry: 2000\n\n"
+              "event: status\ndata: {\"status\": \"RUNNING\"}\n\n"
+              "event: log\r\ndata: {\"text\": \"a\\n\"}\r\nid: 42\r\n\r\n"
+              ": ping\n\n"
+              "data: one\ndata:two\n\n")
+    events = _events(stream)
+    assert events == [
+        {"event": "status", "data": '{"status": "RUNNING"}', "id": None},
+        {"event": "log", "data": '{"text": "a\\n"}', "id": "42"},
+        {"event": "message", "data": "one\ntwo", "id": None},
+    ]
+
+
+def test_sse_last_id_and_retry_are_remembered():
+    parser = cli.SseParser()
+    for line in ["retry: 1500\n", "event: log\n", "id: 7\n", "data: {}\n", "\n", "data: x\n", "\n"]:
+        parser.feed(line)
+    assert parser.retry == 1500 and parser.last_id == "7"
+
+
+def test_an_event_without_data_is_not_dispatched():
+    assert _events("event: end\n\n") == []
+
+
+# --- the command line --------------------------------------------------------------------------
+
+def test_submit_arguments():
+    args = cli.build_parser().parse_args(
+        ["submit", "--repo", "https://git.example.com/p.git", "--machine", "qemux86-64",
+         "--target", "core-image-minimal", "--kas", "kas/x.yml", "--follow"])
+    assert (args.repo, args.ref, args.machine, args.target, args.kas, args.follow) == (
+        "https://git.example.com/p.git", "main", "qemux86-64", "core-image-minimal",
+        "kas/x.yml", True)
+
+
+def test_url_before_or_after_the_command():
+    parser = cli.build_parser()
+    assert parser.parse_args(["--url", "https://a", "status", "3"]).url == "https://a"
+    assert parser.parse_args(["status", "3", "--url", "https://b"]).url == "https://b"
+    assert parser.parse_args(["list"]).url is None
+
+
+@pytest.mark.parametrize("argv", [[], ["status"], ["status", "x"], ["status", "0"],
+                                  ["submit", "--repo", "r"], ["list", "--limit", "999"],
+                                  ["frobnicate"]])
+def test_usage_errors_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv)
+    assert exited.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_no_login_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.delenv("AUTOBUILD_URL", raising=False)
+    monkeypatch.delenv("AUTOBUILD_TOKEN", raising=False)
+    assert cli.main(["status", "3"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "login" in err
+
+
+def test_an_unreachable_service_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("AUTOBUILD_TOKEN", "abt_secret-token-value")
+    assert cli.main(["--url", "http://127.0.0.1:9", "list"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("autobuild-cli: error: cannot reach http://127.0.0.1:9")
+    assert err.count("\n") == 1 and "abt_secret" not in err
+
+
+# --- the config file ---------------------------------------------------------------------------
+
+def test_the_config_file_is_0600_in_a_0700_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    old = os.umask(0o022)
+    try:
+        cli.save_config({"url": "https://a", "token": "abt_x"})
+    finally:
+        os.umask(old)
+    path = tmp_path / ".config" / "autobuild" / "config.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert json.loads(path.read_text()) == {"url": "https://a", "token": "abt_x"}
+    assert cli.load_config() == {"url": "https://a", "token": "abt_x"}
+    assert [p.name for p in path.parent.iterdir()] == ["config.json"]  # no temporary left
+
+
+def test_the_environment_token_wins_and_url_is_checked(monkeypatch):
+    monkeypatch.setenv("AUTOBUILD_TOKEN", "abt_env")
+    monkeypatch.delenv("AUTOBUILD_URL", raising=False)
+    args = cli.build_parser().parse_args(["list"])
+    assert cli.settings_from(args, {"url": "https://a/", "token": "abt_file"}) == (
+        "https://a", "abt_env", None)
+    with pytest.raises(cli.CliError):
+        cli.normalise_url("ftp://a")
+    with pytest.raises(cli.CliError):
+        cli.normalise_url("https://user:pw@a")
+
+
+# --- exit codes and artifact names -------------------------------------------------------------
+
+@pytest.mark.parametrize("job, code", [
+    ({"status": "SUCCESS", "exit_code": 0}, 0),
+    ({"status": "FAILED", "exit_code": 1}, 1),
+    ({"status": "FAILED", "exit_code": 3}, 3),
+    ({"status": "FAILED", "exit_code": None}, 1),
+    ({"status": "FAILED", "exit_code": -9}, 1),
+    ({"status": "CANCELLED", "exit_code": None}, 130),
+])
+def test_exit_code_of_a_finished_build(job, code):
+    assert cli.exit_code_of(job) == code
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc/passwd", "a/../../b", "a//b", "", "a\\b"])
+def test_artifact_names_that_leave_the_directory_are_refused(tmp_path, name):
+    with pytest.raises(cli.CliError):
+        cli.safe_target(str(tmp_path), name)
+
+
+def test_nested_artifact_names_stay_inside(tmp_path):
+    assert cli.safe_target(str(tmp_path), "sbom/x.spdx.json") == str(tmp_path / "sbom" / "x.spdx.json")
