@@ -1,0 +1,197 @@
+"""The command-line client end to end: downloaded from the installed service through nginx and
+run as an engineer's own Linux user (config in their home), driving real builds."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import stat
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.system.helpers import BASE_URL, MACHINE, Account, job, wait_for_end
+from tests.web.helpers import csrf_from
+
+TOKENS_PAGE = "/settings/api-tokens"
+_SHOWN = re.compile(r'value="(abt_[A-Za-z0-9_-]{43})"')
+_QUEUED = re.compile(r"Build #(\d+) is queued")
+RUNUSER = shutil.which("runuser") or "/usr/sbin/runuser"
+
+
+@dataclass(frozen=True)
+class Cli:
+    account: Account
+    program: Path
+    token: str
+
+    def run(self, *args: str, timeout: float = 300, input: str | None = None
+            ) -> subprocess.CompletedProcess[str]:
+        """``python3 autobuild-cli args...`` as the engineer, HOME theirs, nothing else set."""
+        env = {"HOME": str(self.account.home), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+        return subprocess.run(
+            [RUNUSER, "-u", self.account.name, "--", "/usr/bin/python3", str(self.program),
+             *args], env=env, capture_output=True, text=True, timeout=timeout, input=input,
+            cwd=str(self.account.home))
+
+
+def _new_token(web: httpx.Client) -> str:
+    page = web.get(TOKENS_PAGE)
+    assert page.status_code == 200, page.text
+    made = web.post(TOKENS_PAGE, data={"name": "cli system test", "expires_days": "1",
+                                       "csrf_token": csrf_from(page.text)})
+    assert made.status_code == 201, made.text
+    return _SHOWN.search(made.text).group(1)
+
+
+@pytest.fixture(scope="module")
+def cli(alice, accounts) -> Cli:
+    """The client as downloaded from the service (no sign-in), in alice's home, logged in."""
+    account = accounts.alice
+    downloaded = httpx.get(f"{BASE_URL}/cli/autobuild-cli", timeout=30)
+    assert downloaded.status_code == 200
+    assert downloaded.headers["content-disposition"].startswith("attachment")
+    program = account.home / "autobuild-cli"
+    program.write_bytes(downloaded.content)
+    shutil.chown(program, account.name, account.name)
+    program.chmod(0o755)
+    shutil.rmtree(account.home / ".config" / "autobuild", ignore_errors=True)
+    made = Cli(account, program, _new_token(alice))
+    logged_in = made.run("login", "--url", BASE_URL, input=made.token + "\n")
+    assert logged_in.returncode == 0, logged_in.stderr
+    yield made
+    shutil.rmtree(account.home / ".config" / "autobuild", ignore_errors=True)
+    shutil.rmtree(account.home / "cli-out", ignore_errors=True)
+    program.unlink(missing_ok=True)
+
+
+def _no_secret(cli: Cli, result: subprocess.CompletedProcess[str]) -> None:
+    assert cli.token not in result.stdout and cli.token not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_login_keeps_url_and_token_in_the_engineers_home_0600(cli):
+    config = cli.account.home / ".config" / "autobuild" / "config.json"
+    info = config.stat()
+    assert info.st_uid == cli.account.uid
+    assert stat.S_IMODE(info.st_mode) == 0o600
+    assert stat.S_IMODE(config.parent.stat().st_mode) == 0o700
+    assert cli.token in config.read_text() and BASE_URL in config.read_text()
+
+
+def test_a_wrong_token_is_refused_at_login_in_one_line(cli):
+    result = cli.run("login", "--url", BASE_URL, input="abt_" + "x" * 43 + "\n")
+    assert result.returncode == 1
+    assert "refused the API token" in result.stderr and result.stderr.count("\n") == 1
+    assert cli.token in (cli.account.home / ".config/autobuild/config.json").read_text()
+
+
+@pytest.fixture(scope="module")
+def success(cli, git) -> tuple[int, subprocess.CompletedProcess[str]]:
+    result = cli.run("submit", "--repo", git.url, "--ref", "main", "--machine", MACHINE,
+                     "--target", "core-image-minimal", "--follow")
+    queued = _QUEUED.search(result.stderr)
+    assert queued, result.stderr
+    return int(queued.group(1)), result
+
+
+def test_submit_follow_of_a_success_prints_the_log_and_exits_0(cli, success, alice):
+    job_id, result = success
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "NOTE: Running task" in result.stdout  # the live log, on stdout
+    assert f"Build #{job_id} SUCCESS" in result.stderr
+    assert f"[#{job_id}] RUNNING" in result.stderr
+    assert re.search(rf"\[#{job_id}\] .*\d+%", result.stderr), "no progress line"
+    assert job(alice, job_id)["status"] == "SUCCESS"
+    _no_secret(cli, result)
+
+
+def test_submit_follow_of_a_failure_exits_with_the_builds_code(cli, git, alice):
+    result = cli.run("submit", "--repo", git.url, "--machine", MACHINE, "--target", "fail-image",
+                     "--follow")
+    job_id = int(_QUEUED.search(result.stderr).group(1))
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "ERROR: fail-image-1.0-r0 do_compile" in result.stdout
+    assert f"Build #{job_id} FAILED" in result.stderr
+    assert job(alice, job_id)["status"] == "FAILED"
+    _no_secret(cli, result)
+
+
+def test_status_list_and_log(cli, success):
+    job_id, _ = success
+    status = cli.run("status", str(job_id))
+    assert status.returncode == 0 and f"#{job_id}" in status.stdout and "SUCCESS" in status.stdout
+    listed = cli.run("list", "--limit", "50")
+    assert listed.returncode == 0 and f"#{job_id} " in listed.stdout
+    log = cli.run("log", str(job_id))
+    assert log.returncode == 0 and "NOTE: Running task" in log.stdout
+    missing = cli.run("status", "999999999")
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
+    for result in (status, listed, log, missing):
+        _no_secret(cli, result)
+
+
+def test_artifacts_download_verifies_and_resumes(cli, success, alice):
+    job_id, _ = success
+    listed = alice.get(f"/api/jobs/{job_id}/artifacts").json()
+    assert listed, "the build has no artifacts"
+    out = cli.account.home / "cli-out"
+    result = cli.run("artifacts", str(job_id), "--download", str(out))
+    assert result.returncode == 0, result.stderr
+    for artifact in listed:
+        path = out / artifact["name"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == artifact["sha256"]
+        assert path.stat().st_uid == cli.account.uid
+        assert f"{artifact['name']}: downloaded, sha256 OK" in result.stderr
+
+    # Interrupted halfway: the next run continues the file with Range.
+    biggest = max(listed, key=lambda artifact: artifact["size"])
+    path = out / biggest["name"]
+    half = biggest["size"] // 2
+    with open(path, "r+b") as handle:
+        handle.truncate(half)
+    again = cli.run("artifacts", str(job_id), "--download", str(out))
+    assert again.returncode == 0, again.stderr
+    assert f"{biggest['name']}: resumed at byte {half}, sha256 OK" in again.stderr
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == biggest["sha256"]
+
+    # A file that is not what the build made fails loudly.
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    bad = cli.run("artifacts", str(job_id), "--download", str(out), "--name", biggest["name"])
+    assert bad.returncode == 1 and "sha256 MISMATCH" in bad.stderr
+    _no_secret(cli, bad)
+
+
+def test_cancel_of_a_running_build(cli, git, alice):
+    queued = cli.run("submit", "--repo", git.url, "--machine", MACHINE, "--target", "slow-image")
+    assert queued.returncode == 0, queued.stderr
+    job_id = int(_QUEUED.search(queued.stdout).group(1))
+    deadline = time.monotonic() + 120
+    while job(alice, job_id)["status"] != "RUNNING":
+        assert time.monotonic() < deadline, "slow-image did not start"
+        time.sleep(0.3)
+
+    cancelled = cli.run("cancel", str(job_id))
+    assert cancelled.returncode == 0, cancelled.stderr
+    followed = cli.run("follow", str(job_id))
+    assert followed.returncode == 130, followed.stderr
+    assert wait_for_end(alice, job_id)["status"] == "CANCELLED"
+    assert f"Build #{job_id} CANCELLED" in followed.stderr
+
+
+def test_rebuild_follow_of_a_success_exits_0(cli, success, alice):
+    job_id, _ = success
+    result = cli.run("rebuild", str(job_id), "--follow")
+    assert result.returncode == 0, result.stderr[-3000:]
+    new_id = int(_QUEUED.search(result.stderr).group(1))
+    assert new_id != job_id and f"a rebuild of #{job_id}" in result.stderr
+    assert job(alice, new_id)["status"] == "SUCCESS"
+    _no_secret(cli, result)
