@@ -21,9 +21,10 @@ from ..job_list_params import ListParams
 from ..rendering import (
     artifact_json, failure_json, job_json, packages_json, progress_json, provenance_json,
 )
+from ..schemas import Artifact, Job, JobDetail, JobPage, errors, ok
 from ..security import HeaderCsrf, User, require_user
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", tags=["api"])
 
 Queries = Annotated[JobQueries, Depends(Provide[Container.queries])]
 Commands = Annotated[JobCommands, Depends(Provide[Container.commands])]
@@ -31,7 +32,15 @@ Perms = Annotated[Permissions, Depends(Provide[Container.permissions])]
 Sched = Annotated[Scheduler, Depends(Provide[Container.scheduler])]
 Now = Annotated[Clock, Depends(Provide[Container.clock])]
 
-@router.get("/jobs")
+
+def _file(media_type: str) -> dict[int | str, dict[str, Any]]:
+    """A download's answers: the whole file, or the one byte range asked for."""
+    body = {media_type: {"schema": {"type": "string", "format": "binary"}}}
+    return {200: {"description": "The whole file", "content": body},
+            206: {"description": "The byte range asked for (Range)", "content": body}}
+
+@router.get("/jobs", response_model=None,
+            responses={**ok(JobPage, "A page of jobs"), **errors(400, 401)})
 @inject
 def list_jobs(
     user: User,
@@ -66,7 +75,10 @@ class NewJob(BaseModel):
     kas_file: str | None = Field(default=None, max_length=4096)
 
 
-@router.post("/jobs", dependencies=[Depends(require_user), HeaderCsrf], status_code=201)
+@router.post("/jobs", dependencies=[Depends(require_user), HeaderCsrf], status_code=201,
+             response_model=None,
+             responses={**ok(Job, "The queued job (Location: its URL)", 201),
+                        **errors(400, 401, 403, 413, 422, 429)})
 @inject
 def submit_job(
     body: NewJob, user: User, commands: Commands, scheduler: Sched, clock: Now
@@ -80,7 +92,8 @@ def submit_job(
                         headers={"Location": f"/api/jobs/{job.id}"})
 
 
-@router.get("/jobs/{job_id:jobid}")
+@router.get("/jobs/{job_id:jobid}", response_model=None,
+            responses={**ok(JobDetail, "The job"), **errors(401, 404)})
 @inject
 def get_job(job_id: int, user: User, service: Queries, perms: Perms, clock: Now) -> dict[str, Any]:
     found = service.get(job_id)
@@ -94,13 +107,15 @@ def get_job(job_id: int, user: User, service: Queries, perms: Perms, clock: Now)
     return data
 
 
-@router.get("/jobs/{job_id:jobid}/artifacts")
+@router.get("/jobs/{job_id:jobid}/artifacts", response_model=None,
+            responses={**ok(list[Artifact], "The job's artifacts"), **errors(401, 404)})
 @inject
 def list_artifacts(job_id: int, user: User, service: Queries) -> list[dict[str, Any]]:
     return [artifact_json(info) for info in service.artifacts(job_id)]
 
 
-@router.get("/jobs/{job_id:jobid}/artifacts/{name:path}")
+@router.get("/jobs/{job_id:jobid}/artifacts/{name:path}", response_class=Response,
+            responses={**_file("application/octet-stream"), **errors(400, 401, 404, 416)})
 @inject
 def download_artifact(
     job_id: int,
@@ -118,7 +133,8 @@ def download_artifact(
                             layout.artifact_path(job.owner, job.id, info.name)), range_, accel)
 
 
-@router.get("/jobs/{job_id:jobid}/log/raw")
+@router.get("/jobs/{job_id:jobid}/log/raw", response_class=Response,
+            responses={**_file("text/plain"), **errors(400, 401, 404, 416)})
 @inject
 def download_log(
     job_id: int,
@@ -135,7 +151,9 @@ def download_log(
                    range_, accel)
 
 
-@router.post("/jobs/{job_id:jobid}/cancel", dependencies=[HeaderCsrf])
+@router.post("/jobs/{job_id:jobid}/cancel", dependencies=[HeaderCsrf], response_model=None,
+             responses={**ok(Job, "The job, cancelled or asked to stop"),
+                        **errors(401, 403, 404, 409, 503)})
 @inject
 def cancel_job(
     job_id: int, user: User, commands: Commands, perms: Perms, scheduler: Sched, clock: Now
@@ -145,7 +163,10 @@ def cancel_job(
     return job_json(job, clock.now(), user, perms.may_cancel(job, user))
 
 
-@router.post("/jobs/{job_id:jobid}/rebuild", dependencies=[HeaderCsrf])
+@router.post("/jobs/{job_id:jobid}/rebuild", dependencies=[HeaderCsrf], status_code=201,
+             response_model=None,
+             responses={**ok(Job, "The new job (Location: its URL)", 201),
+                        **errors(401, 403, 404, 409, 422, 429)})
 @inject
 def rebuild_job(
     job_id: int, user: User, commands: Commands, scheduler: Sched, clock: Now

@@ -8,14 +8,15 @@ from typing import Annotated
 
 from dependency_injector.wiring import Provide, inject
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ...domain.api_tokens import ApiTokens, InvalidApiToken, NewApiToken, parse_expiry_days
 from ..containers import Container
 from ..rendering import render
 from ..security import FormCsrf, User, flash
 
-router = APIRouter()
+# HTML pages and forms (documented as text/html; the JSON API is under /api).
+router = APIRouter(tags=["pages"], default_response_class=HTMLResponse)
 
 Tokens = Annotated[ApiTokens, Depends(Provide[Container.api_tokens])]
 PAGE = "/settings/api-tokens"

@@ -13,7 +13,7 @@ from typing import Annotated
 from dependency_injector.wiring import Provide, inject
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ...domain.logins import LoginThrottle, LoginThrottled
 from ...domain.ports import Authenticator
@@ -22,7 +22,8 @@ from ..login_pacing import LoginBusy, LoginPacer
 from ..rendering import render
 from ..security import FormCsrf, current_user, flash, safe_next, sign_in, sign_out
 
-router = APIRouter()
+# HTML pages and forms (documented as text/html; the JSON API is under /api).
+router = APIRouter(tags=["sign-in"], default_response_class=HTMLResponse)
 log = logging.getLogger(__name__)
 
 # One message for every cause, so the form does not tell which user names exist.

@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse
 from ..downloads import attachment
 from ..rendering import STATIC_DIR
 
-router = APIRouter()
+router = APIRouter(tags=["client"])
 
 CLI_NAME = "autobuild-cli"
 CLI_FILE = STATIC_DIR / CLI_NAME

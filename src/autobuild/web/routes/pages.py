@@ -5,7 +5,7 @@ from urllib.parse import urlencode, urlsplit
 
 from dependency_injector.wiring import Provide, inject
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ...domain.failures import FailureSummary
 from ...domain.jobs import Job, JobStatus
@@ -20,7 +20,8 @@ from ..job_list_params import ListParams
 from ..rendering import render
 from ..security import FormCsrf, User, flash
 
-router = APIRouter()
+# HTML pages and forms (documented as text/html; the JSON API is under /api).
+router = APIRouter(tags=["pages"], default_response_class=HTMLResponse)
 
 Queries = Annotated[JobQueries, Depends(Provide[Container.queries])]
 Commands = Annotated[JobCommands, Depends(Provide[Container.commands])]

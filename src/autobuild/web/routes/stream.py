@@ -36,9 +36,10 @@ from ...domain.progress import Progress
 from ...domain.queries import DEFAULT_LOG_CHUNK, JobQueries
 from ..containers import Container
 from ..rendering import progress_json, status_json
+from ..schemas import SSE_DESCRIPTION, LogChunk as LogChunkOut, errors, ok
 from ..security import User, require_user, still_signed_in
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", tags=["api"])
 
 Queries = Annotated[JobQueries, Depends(Provide[Container.queries])]
 Tailers = Annotated[LogTailers, Depends(Provide[Container.log_tailers])]
@@ -53,7 +54,8 @@ RETRY_MS = 2000
 SESSION_RECHECK_SECONDS = 30.0  # an open stream ends this soon after its session does
 
 
-@router.get("/jobs/{job_id:jobid}/log")
+@router.get("/jobs/{job_id:jobid}/log", response_model=None,
+            responses={**ok(LogChunkOut, "A piece of the log"), **errors(400, 401, 404)})
 @inject
 def log_chunk(
     job_id: int,
@@ -153,8 +155,9 @@ def _frames(chunk: LogChunk, job: Job, state: _Sent, update: Update | None = Non
 @router.get(
     "/jobs/{job_id:jobid}/log/stream",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}},
-                     "description": "Server-Sent Events: status, log, progress, end"}},
+    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                     "description": SSE_DESCRIPTION},
+               **errors(400, 401, 404, 429)},
     # Sign-in first, then 404, then the per-user cap (held until the stream ends).
     dependencies=[Depends(require_user), Depends(existing_job),
                   Depends(stream_slot, scope="request")],
