@@ -18,12 +18,12 @@ from .containers import Container
 from .errors import install_error_handlers
 from .middleware import SecurityHeadersMiddleware
 from .rendering import STATIC_DIR, make_templates
-from .routes import api, api_tokens, auth, cli, pages, stream
+from .routes import api, api_tokens, auth, cli, docs, pages, stream
 from .request_limits import RequestLimitsMiddleware
 from .security import SESSION_COOKIE
 from .transport import TransportSecurityMiddleware
 
-ROUTE_MODULES = (auth, pages, api_tokens, api, stream, cli)
+ROUTE_MODULES = (auth, pages, api_tokens, api, stream, cli, docs)
 
 
 def build_container(settings: Settings, overrides: Mapping[str, Any] | None = None) -> Container:
@@ -59,7 +59,8 @@ def create_app(settings: Settings, overrides: Mapping[str, Any] | None = None) -
         finally:
             await scheduler.stop()
 
-    # No /docs: Swagger UI would load from a CDN, and the service works offline.
+    # FastAPI's own /docs (Swagger UI from a CDN) and /openapi.json stay off: routes/docs.py
+    # serves both, to signed-in users only, with nothing from elsewhere.
     app = FastAPI(title="Autobuild", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.container = container

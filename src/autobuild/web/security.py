@@ -5,7 +5,7 @@ domain/sessions.py) and pending ``flashes``; before sign-in, the login form's ``
 Who is signed in, and the CSRF token of a signed-in session, are only on the server: signing
 out, expiry or leaving the users group ends a session wherever its cookie is.
 
-Routes under /api/ also take a personal API token (domain/api_tokens.py) in
+Routes under /api/ (and /openapi.json) also take a personal API token (domain/api_tokens.py) in
 ``Authorization: Bearer abt_...``: such a request is its owner's whatever cookie it carries,
 needs no CSRF token (no other site can make a browser send that header), and a token that is
 not live is a 401 that does not say why. Never in a URL, never on the HTML pages.
@@ -47,7 +47,9 @@ class CsrfFailed(Exception):
 
 
 def is_api(request: Request) -> bool:
-    return request.url.path.startswith("/api/")
+    """JSON answers and API tokens: /api/ and the API's schema, /openapi.json."""
+    path = request.url.path
+    return path.startswith("/api/") or path == "/openapi.json"
 
 
 def _sessions(request: Request) -> Sessions:
