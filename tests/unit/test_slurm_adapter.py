@@ -196,7 +196,24 @@ def test_cancelled_in_slurm(world):
     clock.now += 2
     assert runner.state(job()) == Lost("Slurm cancelled it (scancel outside Autobuild?)", True)
     build_dir(root, status={"status": "CANCELLED", "exit_code": 130})
-    assert runner.state(job()) == Ended(JobStatus.CANCELLED, 130)
+    assert runner.state(job(cancel="alice")) == Ended(JobStatus.CANCELLED, 130)
+    # Stopped by Slurm, not by anyone through the service: FAILED with Slurm's reason.
+    assert runner.state(job()) == Lost("Slurm cancelled it (scancel outside Autobuild?)", True)
+
+
+def test_a_runner_stopped_by_slurms_time_limit_waits_for_slurms_word(world):
+    """At its time limit Slurm sends SIGTERM: the runner records CANCELLED and exits, often
+    before the poll that shows TIMEOUT. That CANCELLED nobody asked for is not the end yet."""
+    shim, clock, runner, root = world
+    shim.slurm(4242, 7, "RUNNING", "None", "node01")
+    build_dir(root, status={"status": "CANCELLED", "exit_code": 143})
+    assert runner.state(job()) == Running("slurm:4242", "node01")
+    clock.now += 2
+    shim.slurm(4242, 7, "TIMEOUT", "TimeLimit", "node01")
+    assert runner.state(job()) == Lost("it reached its time limit of 30 min (Slurm TIMEOUT)", True)
+    clock.now += 2
+    shim.slurm(4242, 7, "FAILED", "NonZeroExitCode", "node01")  # a signal of the engineer's own
+    assert runner.state(job()) == Ended(JobStatus.CANCELLED, 143)
 
 
 def test_failed_without_a_status_says_what_the_batch_job_printed(world):

@@ -313,6 +313,14 @@ class SlurmBuildRunner:
         ended = self._read_status(job)
         if ended is not None:
             self._no_status_since.pop(job.id, None)
+            if ended.status is JobStatus.CANCELLED and job.cancel_requested_by is None:
+                # Stopped by a signal nobody asked the service for: Slurm's time limit (its
+                # SIGTERM), or an scancel outside Autobuild. Slurm says which once the job
+                # has ended there; until then (what we last heard may be a poll old) it runs.
+                if state not in ENDED_STATES:
+                    return Running(ref, found.node or None)
+                if state == "CANCELLED":
+                    return Lost("Slurm cancelled it (scancel outside Autobuild?)", started=True)
             return ended
         if state in STARTED_STATES or state not in ENDED_STATES:
             if state in STARTED_STATES or found.node:
