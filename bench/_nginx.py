@@ -16,30 +16,14 @@ mime types). Workers run as root: the bench's build tree is the current user's, 
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from pathlib import Path
 
-from bench._server import ROOT, free_port, stop_process, wait_for_port
+from bench._server import free_port, stop_process, wait_for_port
+from tests.support.nginx_site import site_config
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-SITE = ROOT / "deploy" / "nginx" / "autobuild.conf"
-DEPLOYED_JOBS_ROOT = "/srv/autobuild/jobs"
-
-
-def site_config(app_port: int, port: int, jobs_root: Path) -> str:
-    """deploy/nginx/autobuild.conf for the bench: its addresses changed, nothing else."""
-    text = SITE.read_text()
-    text, upstreams = re.subn(r"server\s+127\.0\.0\.1:\d+\s*;", f"server 127.0.0.1:{app_port};",
-                              text)
-    text = re.sub(r"^\s*listen\s+\[::\][^;]*;\s*$", "", text, flags=re.M)
-    text, listens = re.subn(r"^(\s*)listen\s+80\s*;", rf"\g<1>listen 127.0.0.1:{port};", text,
-                            flags=re.M)
-    if upstreams != 1 or listens != 1:
-        raise RuntimeError(f"{SITE}: expected one upstream server and one 'listen 80', "
-                           f"found {upstreams} and {listens}")
-    return text.replace(DEPLOYED_JOBS_ROOT, str(jobs_root).rstrip("/"))
 
 
 def main_config(tmp: Path, site: str, static_port: int, static_root: Path) -> str:

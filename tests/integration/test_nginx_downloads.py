@@ -26,11 +26,10 @@ from autobuild.web.app import create_app
 from tests.fakes import (
     FakeAuthenticator, FakeClock, FakeJobFiles, FakeJobRepository, FakeMembers, FakeRunner,
 )
+from tests.support.nginx_site import site_config
 
 pytestmark = pytest.mark.skipif(not shutil.which("nginx"), reason="nginx not installed")
 
-SITE = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "autobuild.conf"
-DEPLOYED_JOBS_ROOT = "/srv/autobuild/jobs"
 OWNER = pwd.getpwuid(os.getuid()).pw_name
 PASSWORD = "pw"
 
@@ -50,19 +49,6 @@ def wait_for_port(port: int, timeout: float = 10) -> None:
         except OSError:
             time.sleep(0.02)
     raise AssertionError(f"nothing listens on {port}")
-
-
-def site_config(app_port: int, port: int, jobs_root: Path) -> str:
-    """The shipped site with only its addresses and the jobs root changed."""
-    text = SITE.read_text()
-    text, upstreams = re.subn(r"server\s+127\.0\.0\.1:\d+\s*;", f"server 127.0.0.1:{app_port};",
-                              text)
-    text = re.sub(r"^\s*listen\s+\[::\][^;]*;\s*$", "", text, flags=re.M)
-    text, listens = re.subn(r"^(\s*)listen\s+80\s*;", rf"\g<1>listen 127.0.0.1:{port};", text,
-                            flags=re.M)
-    assert (upstreams, listens) == (1, 1)
-    assert text.count(DEPLOYED_JOBS_ROOT) == 1
-    return text.replace(DEPLOYED_JOBS_ROOT, str(jobs_root))
 
 
 @pytest.fixture
