@@ -80,14 +80,21 @@ class BuildTree:
                 os.close(fd)
 
     def _open_dir(self, owner: str, job_id: int, parts: tuple[str, ...]) -> int | None:
+        if not layout.is_job_id(job_id):
+            return None
+        return self._walk(owner, (str(job_id), *parts))
+
+    def _walk(self, owner: str, parts: tuple[str, ...]) -> int | None:
+        """A descriptor of ``<root>/<owner>/<parts...>``, each component the owner's directory
+        and writable by nobody else (opened by descriptor, no link followed); or None."""
         uid = owner_uid(owner)
-        if uid is None or not layout.is_job_id(job_id):
+        if uid is None:
             return None
         try:
             fd = os.open(self.jobs_root, _ROOT_FLAGS)
         except OSError:
             return None
-        for part in (owner, str(job_id), *parts):
+        for part in (owner, *parts):
             parent = fd
             try:
                 fd = _open_checked(parent, part, DIR_FLAGS, lambda info: _trusted(info, uid))
@@ -114,21 +121,13 @@ class BuildTree:
     def read_owner_tail(self, owner: str, name: str, limit: int) -> str | None:
         """The end (``limit`` bytes, decoded) of the owner's regular file ``<root>/<owner>/<name>``,
         beside the job directories (a batch scheduler's output), with open_file's checks; or None."""
-        uid = owner_uid(owner)
-        if uid is None or not name or "/" in name or name in (".", ".."):
+        if not name or "/" in name or name in (".", ".."):
             return None
-        try:
-            root = os.open(self.jobs_root, _ROOT_FLAGS)
-        except OSError:
-            return None
-        try:
-            fd = _open_checked(root, owner, DIR_FLAGS, lambda info: _trusted(info, uid))
-        finally:
-            os.close(root)
+        fd = self._walk(owner, ())
         if fd is None:
             return None
         try:
-            return read_tail(fd, name, uid, limit)
+            return read_tail(fd, name, owner_uid(owner), limit)
         finally:
             os.close(fd)
 
