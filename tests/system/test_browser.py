@@ -199,7 +199,9 @@ def test_a_20_mb_log_opens_at_its_end_loads_earlier_and_keeps_the_page_bounded(
     page.click("#log-earlier-button")
     page.wait_for_function(f"() => document.getElementById('log').textContent.length > {len(tail)}")
     earlier = _shown(page)
-    assert earlier.endswith(tail)
+    # The build goes on writing: live lines may follow by now; what was shown is still there,
+    # after what was prepended.
+    assert earlier.find(tail) > 0
     _assert_whole_lines_of(log, earlier)  # and nothing lost or repeated where they meet
     expect(page.locator("#log-earlier-button")).to_be_enabled()
     shot(page, "09-long-log-earlier")
