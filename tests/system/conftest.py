@@ -25,6 +25,7 @@ import pytest
 
 from tests.support.git_https_server import GitHttpsServer
 from tests.support.standin import create_standin_repo
+from tests.system.browsing import browser, page  # noqa: F401  (fixtures for every system test)
 from tests.system.helpers import USERS_GROUP, Account, save_token, signed_in, wait_for_service
 
 HERE = Path(__file__).resolve().parent

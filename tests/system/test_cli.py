@@ -4,7 +4,6 @@ run as an engineer's own Linux user (config in their home), driving real builds.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import stat

@@ -1,0 +1,62 @@
+"""A real browser for the system tests: Playwright driving Debian's chromium against the
+installed service through nginx. Screenshots go to test-output/screenshots/ in the checkout
+(gitignored); pages the README or docs show are copied from there into docs/.
+
+The fixtures ``browser`` (one chromium per module) and ``page`` (a fresh context per test) are
+made available to every system test by conftest.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+from tests.system.helpers import BASE_URL
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
+VIEWPORT = {"width": 1280, "height": 900}
+
+# Records, for every change to the log view, what the status badge said at that moment.
+WATCH_LOG = """
+window.__logChanges = [];
+document.addEventListener("DOMContentLoaded", () => {
+  const log = document.getElementById("log");
+  if (!log) return;
+  new MutationObserver(() => {
+    const badge = document.getElementById("job-status");
+    window.__logChanges.push({status: badge ? badge.textContent.trim() : "", chars: log.textContent.length});
+  }).observe(log, {childList: true, characterData: true, subtree: true});
+});
+"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                              args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser, tmp_path):
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True, base_url=BASE_URL,
+                                  color_scheme="light")
+    context.add_init_script(WATCH_LOG)
+    context.set_default_timeout(30_000)
+    opened = context.new_page()
+    yield opened
+    context.close()
+
+
+def shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
