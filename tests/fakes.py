@@ -19,6 +19,7 @@ from autobuild.domain.ports import (
     Ended,
     JobFilter,
     Lost,
+    RecentBuild,
     Running,
     RunnerError,
     RunnerState,
@@ -86,6 +87,11 @@ class FakeJobRepository:
     def with_status(self, *statuses: JobStatus) -> list[Job]:
         return [copy.deepcopy(j) for j in sorted(self.rows.values(), key=lambda j: j.id)
                 if j.status in statuses]
+
+    def recent_builds(self, owner: str | None, limit: int) -> list[RecentBuild]:
+        newest = sorted(self.rows.values(), key=lambda j: j.id, reverse=True)
+        return [RecentBuild(j.id, j.owner, j.repo_url, j.ref, j.machine, j.target, j.kas_file)
+                for j in newest if owner in (None, j.owner)][:max(0, limit)]
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any
 
 from autobuild.domain.jobs import Job, JobStatus, Submission
 from autobuild.domain.orders import BuildSettings
-from autobuild.domain.ports import JobFilter, StorageFull
+from autobuild.domain.ports import JobFilter, RecentBuild, StorageFull
 
 from .sqlite_errors import DISK_FULL_MESSAGE, is_disk_full
 
@@ -317,6 +317,21 @@ class SqliteJobRepository:
             rows = conn.execute(f"{_SELECT} WHERE status IN ({marks}) ORDER BY id ASC",
                                 tuple(str(s) for s in statuses)).fetchall()
         return [_row_to_job(row) for row in rows]
+
+    def recent_builds(self, owner: str | None, limit: int) -> list[RecentBuild]:
+        """The newest builds' parameters: the rowid order, or the owner index (whose entries
+        end with the rowid) walked backwards; ``limit`` rows read, no sort."""
+        sql = "SELECT id, owner, repo_url, ref, machine, target, kas_file FROM jobs"
+        params: tuple[Any, ...] = ()
+        if owner is not None:
+            sql += " WHERE owner = ?"
+            params = (owner,)
+        with self._connect() as conn:
+            rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?",
+                                (*params, max(0, limit))).fetchall()
+        return [RecentBuild(id=row["id"], owner=row["owner"], repo_url=row["repo_url"],
+                            ref=row["ref"], machine=row["machine"], target=row["target"],
+                            kas_file=row["kas_file"]) for row in rows]
 
     # --- schema ------------------------------------------------------------------------------
 

@@ -17,6 +17,10 @@ class Permissions:
     def __init__(self, admins: Administrators | None = None) -> None:
         self._admins = admins
 
+    def may_see(self, owner: str, user: str | None) -> bool:
+        """Whether ``user`` may see a build of ``owner``'s (its page, its parameters)."""
+        return bool(user)
+
     def may_stop(self, job: Job, user: str | None) -> bool:
         if not user:
             return False

@@ -21,6 +21,19 @@ class JobFilter:
     text: str | None = None
 
 
+@dataclass(frozen=True)
+class RecentBuild:
+    """What a build was asked to build, as stored (not validated again): for suggestions."""
+
+    id: int
+    owner: str
+    repo_url: str
+    ref: str
+    machine: str
+    target: str
+    kas_file: str | None = None
+
+
 class JobRepository(Protocol):
     """Stores jobs. ``add`` stores a submission whole and assigns the id."""
 
@@ -45,6 +58,11 @@ class JobRepository(Protocol):
 
     def with_status(self, *statuses: JobStatus) -> list[Job]:
         """Jobs in any of ``statuses``, oldest first (queue order)."""
+        ...
+
+    def recent_builds(self, owner: str | None, limit: int) -> list[RecentBuild]:
+        """The parameters of the ``limit`` newest builds (of ``owner``'s only, if given),
+        newest first; reads no more rows than that."""
         ...
 
 

@@ -31,6 +31,7 @@ from ..domain.logins import LoginThrottle
 from ..domain.permissions import Permissions
 from ..domain.queries import DEFAULT_LOG_CHUNK, JobQueries
 from ..domain.sessions import Sessions
+from ..domain.suggestions import BuildSuggestions
 from ..domain.supervision import Supervisor
 from ..scheduler import Scheduler
 from .login_pacing import LoginPacer, SystemTimer
@@ -94,6 +95,9 @@ class Container(containers.DeclarativeContainer):
     job_lock = providers.ThreadSafeSingleton(threading.RLock)
     permissions = providers.ThreadSafeSingleton(Permissions, admins)
     queries = providers.ThreadSafeSingleton(JobQueries, jobs, files)
+    suggestions = providers.ThreadSafeSingleton(
+        BuildSuggestions, jobs, permissions, settings.provided.allowed_git_hosts
+    )
     log_tailers = providers.ThreadSafeSingleton(
         LogTailers, queries.provided.read_log, queries.provided.get, DEFAULT_LOG_CHUNK,
         log_watches, queries.provided.track_progress,

@@ -14,6 +14,7 @@ from ...domain.requests import InvalidRequest
 from ...domain.commands import JobCommands
 from ...domain.permissions import Permissions
 from ...domain.queries import JobNotFound, JobQueries
+from ...domain.suggestions import BuildSuggestions, FormSuggestions
 from ...scheduler import Scheduler
 from ..containers import Container
 from ..job_list_params import ListParams
@@ -29,6 +30,7 @@ Perms = Annotated[Permissions, Depends(Provide[Container.permissions])]
 Tokens = Annotated[TokenStore, Depends(Provide[Container.tokens])]
 Sched = Annotated[Scheduler, Depends(Provide[Container.scheduler])]
 Now = Annotated[Clock, Depends(Provide[Container.clock])]
+Suggest = Annotated[BuildSuggestions, Depends(Provide[Container.suggestions])]
 
 PER_PAGE = 25
 FIELDS = ("repo_url", "ref", "machine", "target", "kas_file")
@@ -66,15 +68,19 @@ def _new_job_page(
     user: str,
     tokens: TokenStore,
     values: dict[str, str],
+    suggestions: FormSuggestions,
     errors: dict[str, str] | None = None,
     status_code: int = 200,
     copied_from: dict[str, object] | None = None,
+    prefilled_from: int | None = None,
 ) -> Response:
     context = {
         "values": values,
         "errors": errors or {},
         "token_on_file": _token_on_file(tokens, user),
         "copied_from": copied_from,
+        "suggestions": suggestions,
+        "prefilled_from": prefilled_from,
     }
     return render(request, "new_job.html", context, status_code=status_code)
 
@@ -86,10 +92,18 @@ def new_job_form(
     user: User,
     service: Queries,
     tokens: Tokens,
+    suggest: Suggest,
     from_: Annotated[str, Query(alias="from")] = "",
 ) -> Response:
+    """The form, filled from build ``from`` (Edit and rebuild, Build this as mine), else
+    from the user's last build, else with the defaults."""
+    suggestions = suggest.for_user(user)
     values = dict(NEW_JOB_DEFAULTS)
     copied_from = None
+    prefilled_from = None
+    if suggestions.last is not None:
+        values.update({name: value for name, value in suggestions.last.items() if value})
+        prefilled_from = suggestions.last_id
     if from_.isascii() and from_.isdigit() and len(from_) <= 12:
         try:
             old = service.get(int(from_))
@@ -97,10 +111,12 @@ def new_job_form(
             pass  # a stale link: start from the defaults
         else:
             values = {name: getattr(old, name) or "" for name in FIELDS}
+            prefilled_from = None
             if old.owner != user:
                 copied_from = {"id": old.id, "owner": old.owner,
                                "host": urlsplit(old.repo_url).hostname or old.repo_url}
-    return _new_job_page(request, user, tokens, values, copied_from=copied_from)
+    return _new_job_page(request, user, tokens, values, suggestions, copied_from=copied_from,
+                         prefilled_from=prefilled_from)
 
 
 @router.post("/new", dependencies=[FormCsrf])
@@ -111,6 +127,7 @@ def submit_job(
     commands: Commands,
     tokens: Tokens,
     scheduler: Sched,
+    suggest: Suggest,
     repo_url: Annotated[str, Form()] = "",
     ref: Annotated[str, Form()] = "",
     machine: Annotated[str, Form()] = "",
@@ -122,7 +139,9 @@ def submit_job(
     try:
         job = commands.submit(user, **values)
     except InvalidRequest as exc:
-        return _new_job_page(request, user, tokens, values, exc.errors, status_code=422)
+        # The user's own input comes back as typed, never replaced by their last build's.
+        return _new_job_page(request, user, tokens, values, suggest.for_user(user),
+                             exc.errors, status_code=422)
     scheduler.wake()
     flash(request, f"Build #{job.id} is queued.")
     return RedirectResponse(f"/jobs/{job.id}", status_code=303)

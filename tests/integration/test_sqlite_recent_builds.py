@@ -1,0 +1,69 @@
+"""SqliteJobRepository.recent_builds: what the New build form's suggestions read."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+import pytest
+
+from autobuild.adapters.sqlite_jobs import SqliteJobRepository
+from autobuild.domain.jobs import Submission
+from autobuild.domain.ports import RecentBuild
+from autobuild.domain.requests import BuildRequest
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def add(repo: SqliteJobRepository, owner: str, machine: str, kas_file: str | None = None):
+    request = BuildRequest.parse("https://git.example.com/bsp/poky.git", "v1.2", machine,
+                                 "core-image-minimal", kas_file=kas_file)
+    return repo.add(Submission(owner=owner, request=request, created_at=T0))
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    (tmp_path / "data").mkdir()
+    return tmp_path / "data" / "jobs.db"
+
+
+@pytest.fixture
+def repo(db_path):
+    return SqliteJobRepository(db_path)
+
+
+def test_recent_builds_newest_first_by_owner_and_bounded(repo):
+    add(repo, "alice", "qemuarm")
+    add(repo, "bob", "imx8mm-evk")
+    add(repo, "alice", "qemux86-64", kas_file="kas/qemu.yml")
+
+    assert repo.recent_builds("alice", 10) == [
+        RecentBuild(3, "alice", "https://git.example.com/bsp/poky.git", "v1.2", "qemux86-64",
+                    "core-image-minimal", "kas/qemu.yml"),
+        RecentBuild(1, "alice", "https://git.example.com/bsp/poky.git", "v1.2", "qemuarm",
+                    "core-image-minimal", None)]
+    assert [b.id for b in repo.recent_builds(None, 2)] == [3, 2]
+    assert repo.recent_builds("carol", 10) == []
+
+
+@pytest.mark.parametrize("owner", [None, "alice"])
+def test_recent_builds_walk_an_index_backwards_without_sorting(repo, db_path, owner):
+    repo.count()  # migrated
+    plans: list[str] = []
+    real_execute = sqlite3.Connection.execute
+
+    class Tracing(sqlite3.Connection):  # records the plan of the repository's own query
+        def execute(self, sql, params=()):
+            if sql.startswith("SELECT"):
+                plans.append(" ".join(row[-1] for row in real_execute(
+                    self, f"EXPLAIN QUERY PLAN {sql}", params)))
+            return real_execute(self, sql, params)
+
+    repo._local.conn = sqlite3.connect(db_path, factory=Tracing, isolation_level=None)
+    repo._local.conn.row_factory = sqlite3.Row
+    repo._local.depth = 0
+    repo.recent_builds(owner, 200)
+    plan = plans[-1]
+    assert "TEMP B-TREE" not in plan, plan  # the rowid or the owner index gives id order
+    expected = "SCAN jobs" if owner is None else "SEARCH jobs USING INDEX jobs_owner (owner=?)"
+    assert plan == expected, plan
