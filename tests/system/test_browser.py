@@ -49,10 +49,12 @@ def test_an_engineer_builds_and_downloads_an_image_in_the_browser(installs, acco
     page.evaluate("window.__sameDocument = true")  # a reload or navigation would drop it
 
     badge = page.locator("#job-status")
+    queued = page.locator(".flash", has_text=f"Build #{job_id} is queued.")
     page.wait_for_function("""() => {
         const badge = document.getElementById("job-status").textContent.trim();
         return badge === "RUNNING" && document.getElementById("log").textContent.includes("NOTE: Running task");
     }""", timeout=60_000)
+    expect(queued).to_have_count(0)  # said while it was queued; the build has left the queue
     shot(page, "04-job-running")
 
     expect(badge).to_have_text("SUCCESS", timeout=120_000)
@@ -78,6 +80,7 @@ def test_an_engineer_builds_and_downloads_an_image_in_the_browser(installs, acco
     page.goto(f"/jobs/{job_id}")  # as someone opening the finished build later sees it
     expect(badge).to_have_text("SUCCESS")
     expect(links.first).to_be_visible()
+    expect(queued).to_have_count(0)  # a one-shot message: not again on a new load
     shot(page, "06-job-finished")
 
     page.click("nav >> text=Builds")
@@ -85,6 +88,82 @@ def test_an_engineer_builds_and_downloads_an_image_in_the_browser(installs, acco
     row = page.locator("tr.job-row", has=page.locator(f"a.job-link:text-is('#{job_id}')"))
     expect(row.locator(".badge")).to_have_text("SUCCESS")
     shot(page, "07-job-list")
+
+    # The next build starts from this one, and the lists offer bob's recent values first.
+    page.click("nav >> text=New build")
+    page.wait_for_url(f"{BASE_URL}/new")
+    expect(page.locator("#f-repo_url")).to_have_value(git.url)
+    expect(page.locator("#f-machine")).to_have_value(MACHINE)
+    expect(page.locator("#f-target")).to_have_value("core-image-minimal")
+    expect(page.locator("#prefilled")).to_contain_text(f"#{job_id}")
+    assert _options(page, "repo_url")[0] == git.url
+    assert _options(page, "machine")[0] == MACHINE
+    assert _options(page, "target")[0] == "core-image-minimal"
+    expect(page.locator("#f-machine")).to_have_attribute("list", "l-machine")
+    shot(page, "10-new-build-suggested")
+
+
+def _options(page: Page, field: str) -> list[str]:
+    """The values the field's datalist offers, in order."""
+    return page.locator(f"#l-{field} option").evaluate_all("options => options.map(o => o.value)")
+
+
+README_VIEWPORT = {"width": 1280, "height": 1200}  # status, progress and a screenful of log
+
+
+def _sign_in_with_token(page: Page, account, token: str) -> None:
+    page.goto("/login")
+    page.fill("#f-username", account.name)
+    page.fill("#f-password", account.password)
+    page.click("button[type=submit]:has-text('Sign in')")
+    page.wait_for_url(f"{BASE_URL}/")
+    page.goto("/settings")
+    page.fill("#f-token", token)
+    page.click("button:has-text('Save token')")
+    expect(page.locator(".token-state")).to_contain_text("A GitLab token is on file")
+
+
+def _start(page: Page, repo_url: str, target: str) -> int:
+    page.goto("/new")
+    page.fill("#f-repo_url", repo_url)
+    page.fill("#f-ref", "main")
+    page.fill("#f-machine", MACHINE)
+    page.fill("#f-target", target)
+    page.fill("#f-kas_file", "")
+    page.click("button:has-text('Start build')")
+    page.wait_for_url(re.compile(r"/jobs/\d+$"))
+    return int(page.url.rsplit("/", 1)[1])
+
+
+def test_the_readme_screenshots_show_an_engineers_builds_with_their_logs(
+        installs, accounts, git, page):
+    """docs/screenshot-job.png and docs/screenshot-failure.png are copied from these."""
+    bob = accounts.bob
+    page.set_viewport_size(README_VIEWPORT)
+    _sign_in_with_token(page, bob, git.token)
+    expect(page.locator(".whoami")).to_have_text(bob.name)
+
+    job_id = _start(page, git.url, "slow-image")  # ~30 s: long enough to be seen running
+    page.wait_for_function("""() => document.getElementById("job-status").textContent.trim() === "RUNNING"
+        && document.getElementById("log").textContent.includes("NOTE: Running task 4 of")""",
+                           timeout=60_000)
+    expect(page.locator("#progress-bar")).to_be_visible()
+    expect(page.locator(".flash", has_text="is queued")).to_have_count(0)
+    page.locator("#log").evaluate("log => { log.scrollTop = log.scrollHeight; }")
+    page.evaluate("window.scrollTo(0, 0)")
+    shot(page, "readme-job")
+    page.click("#cancel-form button")  # the rest of the build shows nothing new
+    expect(page.locator("#job-status")).to_have_text("CANCELLED", timeout=60_000)
+
+    failed = _start(page, git.url, "fail-image")
+    expect(page.locator("#job-status")).to_have_text("FAILED", timeout=60_000)
+    expect(page.locator("#failure")).to_contain_text("fail-image-1.0-r0 do_compile")
+    expect(page.locator("#log")).to_contain_text("==> Build finished: FAILED")
+    expect(page.locator(".flash", has_text=f"Build #{failed} is queued.")).to_have_count(0)
+    page.locator("#log").evaluate("log => { log.scrollTop = log.scrollHeight; }")
+    page.evaluate("window.scrollTo(0, 0)")
+    shot(page, "readme-failure")
+    assert job_id != failed
 
 
 

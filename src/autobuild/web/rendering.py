@@ -186,4 +186,7 @@ def render(
     else:  # the 500 page is rendered outside the session middleware
         page = {"user": None, "csrf_token": "", "flashes": []}
     page.update(context or {})
-    return templates.TemplateResponse(request, name, page, status_code=status_code)
+    response = templates.TemplateResponse(request, name, page, status_code=status_code)
+    if page["flashes"]:  # shown once: no copy in the browser's cache for Back to show again
+        response.headers["Cache-Control"] = "no-store"
+    return response

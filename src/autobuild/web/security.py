@@ -16,12 +16,14 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Form, Header, Request
 
 from ..domain.api_tokens import ApiTokens, looks_like_token, token_id
+from ..domain.jobs import Job, JobStatus
 from ..domain.ports import StoredSession
 from ..domain.sessions import Sessions
 
@@ -218,15 +220,39 @@ def login_url(request: Request) -> str:
     return "/login?next=" + quote(target, safe="/")
 
 
-def flash(request: Request, message: str, kind: str = "info") -> None:
-    """Show ``message`` on the next page this user sees."""
+@dataclass(frozen=True)
+class Flash:
+    """A one-shot message: shown on the next page this user sees, then gone. One that tells
+    the state of a job (``job_id``) holds only ``while_status`` (e.g. "queued": PENDING): the
+    job's page leaves it out, and its script takes it away, once the job has moved on."""
+
+    kind: str
+    text: str
+    job_id: int | None = None
+    while_status: tuple[str, ...] = ()
+
+    def outdated_by(self, job: Job) -> bool:
+        """Whether ``job``'s status now says more than this message does."""
+        return (self.job_id == job.id and bool(self.while_status)
+                and str(job.status) not in self.while_status)
+
+
+def flash(request: Request, message: str, kind: str = "info", job_id: int | None = None,
+          while_status: tuple[JobStatus, ...] = ()) -> None:
+    """Show ``message`` once, on the next page this user sees (see Flash)."""
     pending = list(request.session.get("flashes", []))
-    pending.append([kind, message])
+    pending.append([kind, message, job_id, [str(status) for status in while_status]])
     request.session["flashes"] = pending[-5:]
 
 
-def pop_flashes(request: Request) -> list[tuple[str, str]]:
+def pop_flashes(request: Request) -> list[Flash]:
+    """The pending messages, taken out of the session: a reload shows them no more."""
     if "flashes" not in request.session:
         return []
     pending = request.session.pop("flashes")
-    return [(str(kind), str(text)) for kind, text in pending]
+    flashes = []
+    for kind, text, *about in pending:  # [kind, text] in cookies from before job_id
+        job_id, statuses = (about + [None, []])[:2]
+        flashes.append(Flash(str(kind), str(text), job_id if isinstance(job_id, int) else None,
+                             tuple(str(s) for s in statuses or ())))
+    return flashes

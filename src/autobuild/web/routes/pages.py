@@ -143,7 +143,8 @@ def submit_job(
         return _new_job_page(request, user, tokens, values, suggest.for_user(user),
                              exc.errors, status_code=422)
     scheduler.wake()
-    flash(request, f"Build #{job.id} is queued.")
+    flash(request, f"Build #{job.id} is queued.", job_id=job.id,
+          while_status=(JobStatus.PENDING,))
     return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
 
@@ -194,13 +195,15 @@ def cancel_job(
     try:
         job = commands.cancel(job_id, user)
     except RunnerError as exc:
-        flash(request, f"Build #{job_id} goes on: {exc}")
+        flash(request, f"Build #{job_id} goes on: {exc}", job_id=job_id,
+              while_status=(JobStatus.PENDING, JobStatus.RUNNING))
         return RedirectResponse("/" if back == "list" else f"/jobs/{job_id}", status_code=303)
     scheduler.wake()
     if job.status is JobStatus.CANCELLED and job.cancel_requested_by is None:
         flash(request, f"Build #{job_id} was cancelled before it started.")
     elif job.status is JobStatus.RUNNING:
-        flash(request, f"Build #{job_id} has been asked to stop; it shows CANCELLED once it has.")
+        flash(request, f"Build #{job_id} has been asked to stop; it shows CANCELLED once it has.",
+              job_id=job_id, while_status=(JobStatus.RUNNING,))
     else:
         flash(request, f"Build #{job_id} had already ended ({job.status}).")
     # Only a fixed choice of where to go back to: a free URL would be an open redirect.
@@ -214,7 +217,8 @@ def rebuild_job(
 ) -> Response:
     job = commands.rebuild(job_id, user)
     scheduler.wake()
-    flash(request, f"Build #{job.id} is queued: a rebuild of #{job_id}.")
+    flash(request, f"Build #{job.id} is queued: a rebuild of #{job_id}.", job_id=job.id,
+          while_status=(JobStatus.PENDING,))
     return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
 

@@ -375,6 +375,7 @@
       setText("job-node", s.node);
       nodeRow.hidden = false;
     }
+    dropOutdatedMessages(s.status);
     showProgressFor(s.status);
     if (s.progress) applyProgress(s.progress);
     if (TERMINAL[s.status]) {
@@ -383,6 +384,19 @@
       document.title = "Build #" + jobId + " " + s.status + " · Autobuild";
     }
     updateElapsed();
+  }
+
+  // A one-shot message about this job ("Build #3 is queued.") goes once the job has left the
+  // states it describes (data-while-status, see Flash in web/security.py).
+  function dropOutdatedMessages(status) {
+    var messages = document.querySelectorAll(".flash[data-job-id]");
+    for (var i = 0; i < messages.length; i++) {
+      var el = messages[i];
+      if (el.dataset.jobId === jobId &&
+          (el.dataset.whileStatus || "").split(" ").indexOf(status) < 0) {
+        el.remove();
+      }
+    }
   }
 
   setInterval(function () {
