@@ -144,7 +144,7 @@ def chart(chart_id: str, title: str, points: Sequence[BuildPoint],
     path = " ".join(f"{'M' if i == 0 else 'L'}{m.x},{m.y}" for i, m in enumerate(marks))
     y_ticks = [Tick(round(HEIGHT - BOTTOM - plot_h * f, 1), label(top * f))
                for f in (0.0, 0.25, 0.5, 0.75, 1.0)] if top else [Tick(HEIGHT - BOTTOM, label(0))]
-    step = max(1, len(points) // 8)  # at most ~8 build numbers under the axis
+    step = max(1, -(-len(points) // 8))  # at most 8 build numbers under the axis
     x_ticks = [Tick(round(LEFT + slot * (i + 0.5), 1), f"#{p.job.id}")
                for i, p in enumerate(points) if i % step == 0]
     shown = [label(v) for v in known]
