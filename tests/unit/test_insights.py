@@ -17,7 +17,7 @@ from autobuild.domain.insights import (
 from autobuild.domain.jobs import Job, JobStatus
 from autobuild.domain.queries import JobQueries
 from autobuild.domain.sstate import CacheReuse
-from autobuild.web.insights_render import HEIGHT, LEFT, WIDTH, chart, percent
+from autobuild.web.insights_render import HEIGHT, LEFT, WIDTH, axis_end, chart, percent
 from tests.fakes import FakeJobFiles, FakeJobRepository
 
 REPO = "https://git.example.com/bsp/poky.git"
@@ -139,10 +139,20 @@ def test_every_mark_lies_inside_the_chart_and_links_to_its_build(values):
 
 def test_a_percent_chart_runs_from_0_to_100_and_says_where_it_goes():
     drawn = chart("c", "sstate match", points([0.0, None, 100.0]), lambda p: p.duration_seconds,
-                  percent, y_max=100.0)
+                  percent, scale="percent")
     assert [t.label for t in drawn.y_ticks] == ["0%", "25%", "50%", "75%", "100%"]
     assert [m.tip for m in drawn.marks] == ["Build #1 (PENDING): 0%", "Build #3 (PENDING): 100%"]
     assert drawn.marks[0].height == 0 and drawn.marks[1].y == drawn.top
     assert drawn.description == ("sstate match: 2 of 3 builds have a value, from 0% (oldest) "
                                  "to 100% (newest)")
     assert drawn.path.startswith("M") and drawn.path.count("L") == 1
+
+
+@pytest.mark.parametrize("value, scale, end", [
+    (5.5, "duration", 10), (61, "duration", 120), (2000, "duration", 3600),
+    (200000, "duration", 5 * 86400), (61440, "size", 100 * 1024), (3 * 1024 ** 3, "size",
+                                                                      5 * 1024 ** 3),
+    (16, "count", 20), (3, "count", 5), (0.3, "count", 0.5), (40, "percent", 100),
+    (0, "count", 0), (0, "percent", 100)])
+def test_axes_end_at_round_numbers_of_their_unit(value, scale, end):
+    assert axis_end(value, scale) == end

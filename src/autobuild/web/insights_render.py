@@ -14,6 +14,7 @@ from .rendering import human_duration, human_size, iso
 
 # The chart's box in SVG user units; it scales with the page (viewBox).
 WIDTH, HEIGHT = 640, 220
+TEAM_WIDTH = 1160  # the team view's one chart spans the page
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 16, 36
 
 
@@ -123,14 +124,14 @@ class Chart:
 
 def chart(chart_id: str, title: str, points: Sequence[BuildPoint],
           value: Callable[[BuildPoint], float | None], label: Callable[[float], str],
-          kind: str = "line", y_max: float | None = None) -> Chart:
+          kind: str = "line", scale: str = "count", width: int = WIDTH) -> Chart:
     """A chart of ``value`` over ``points`` (oldest first, one slot each; a build without a
-    value leaves its slot empty). The y axis starts at 0 and ends at ``y_max`` or a round
-    number above the largest value."""
-    plot_w, plot_h = WIDTH - RIGHT - LEFT, HEIGHT - BOTTOM - TOP
+    value leaves its slot empty). The y axis starts at 0 and ends at a round number of its
+    ``scale`` ("percent": 100; "duration", "size", "count": just above the largest value)."""
+    plot_w, plot_h = width - RIGHT - LEFT, HEIGHT - BOTTOM - TOP
     values = [value(p) for p in points]
     known = [v for v in values if v is not None]
-    top = y_max if y_max is not None else _round_up(max(known, default=0.0))
+    top = axis_end(max(known, default=0.0), scale)
     slot = plot_w / max(1, len(points))
     marks: list[Mark] = []
     for index, (point, v) in enumerate(zip(points, values)):
@@ -142,8 +143,9 @@ def chart(chart_id: str, title: str, points: Sequence[BuildPoint],
                           f"/jobs/{point.job.id}",
                           f"Build #{point.job.id} ({point.job.status}): {label(v)}"))
     path = " ".join(f"{'M' if i == 0 else 'L'}{m.x},{m.y}" for i, m in enumerate(marks))
-    y_ticks = [Tick(round(HEIGHT - BOTTOM - plot_h * f, 1), label(top * f))
-               for f in (0.0, 0.25, 0.5, 0.75, 1.0)] if top else [Tick(HEIGHT - BOTTOM, label(0))]
+    fractions = (0.0, 0.25, 0.5, 0.75, 1.0) if scale == "percent" else (0.0, 0.5, 1.0)
+    y_ticks = ([Tick(round(HEIGHT - BOTTOM - plot_h * f, 1), label(top * f)) for f in fractions]
+               if top else [Tick(HEIGHT - BOTTOM, label(0))])
     step = max(1, -(-len(points) // 8))  # at most 8 build numbers under the axis
     x_ticks = [Tick(round(LEFT + slot * (i + 0.5), 1), f"#{p.job.id}")
                for i, p in enumerate(points) if i % step == 0]
@@ -151,7 +153,29 @@ def chart(chart_id: str, title: str, points: Sequence[BuildPoint],
     description = (f"{title}: {len(known)} of {len(points)} builds have a value"
                    + (f", from {shown[0]} (oldest) to {shown[-1]} (newest)" if shown else ""))
     return Chart(chart_id, title, description, kind, marks, path, y_ticks, x_ticks,
-                 round(max(2.0, min(24.0, slot * 0.6)), 1))
+                 round(max(2.0, min(24.0, slot * 0.6)), 1), width=width, right=width - RIGHT)
+
+
+# Round ends of a duration axis, in seconds: their halves read well too (5m, 15m, 1h...).
+_DURATION_ENDS = (10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 10800, 14400, 21600,
+                  28800, 43200, 86400)
+
+
+def axis_end(value: float, scale: str) -> float:
+    """Where the y axis of ``scale`` ends for a largest value ``value`` (0 for none)."""
+    if value <= 0:
+        return 100.0 if scale == "percent" else 0.0
+    if scale == "percent":
+        return 100.0
+    if scale == "duration" and value > 10:
+        return float(next((end for end in _DURATION_ENDS if end >= value),
+                          _round_up(value / 86400) * 86400))
+    if scale == "size":
+        unit = 1.0
+        while value / unit >= 1024 and unit < 1024.0 ** 4:
+            unit *= 1024
+        return _round_up(value / unit) * unit
+    return _round_up(value)
 
 
 def _round_up(value: float) -> float:
@@ -182,24 +206,26 @@ def size(v: float) -> str:
 
 
 def count(v: float) -> str:
-    return f"{v:.0f}"
+    return f"{v:g}"
 
 
 def team_chart(team: TeamReuse) -> Chart:
+    """One bar per build, the page's whole width (a wider box: the text keeps its size)."""
     return chart("reuse-chart", "sstate match per build", team.points,
                  lambda p: None if p.match_percent is None else float(p.match_percent),
-                 percent, kind="bars", y_max=100.0)
+                 percent, kind="bars", scale="percent", width=TEAM_WIDTH)
 
 
 def trend_charts(trend: Trend) -> list[Chart]:
     points = trend.points
     return [
-        chart("duration-chart", "Duration", points, lambda p: p.duration_seconds, minutes),
+        chart("duration-chart", "Duration", points, lambda p: p.duration_seconds, minutes,
+              scale="duration"),
         chart("reuse-chart", "sstate match", points,
               lambda p: None if p.match_percent is None else float(p.match_percent), percent,
-              y_max=100.0),
+              scale="percent"),
         chart("image-chart", "Largest image", points,
-              lambda p: None if p.image is None else float(p.image.size), size),
+              lambda p: None if p.image is None else float(p.image.size), size, scale="size"),
         chart("packages-chart", "Packages in the image", points,
               lambda p: None if p.packages is None else float(p.packages), count),
     ]
