@@ -104,7 +104,8 @@ def test_a_purged_build_is_on_the_trend_without_its_files(world):
 
 @pytest.mark.parametrize("repo, machine, target, why", [
     ("", "m", "t", "repo missing"), (" ", "", "t", "repo, machine missing"),
-    ("r", "m", "x" * 5000, "at most 4096")])
+    ("r", "m", "x" * 5000, "at most 4096"), ("r", "m\x00", "t", "no control characters"),
+    ("r\n", "m", "t", "no control characters")])
 def test_an_incomplete_or_overlong_target_is_refused(repo, machine, target, why):
     with pytest.raises(InvalidTarget, match=why):
         TargetKey.parse(repo, machine, target)

@@ -221,6 +221,11 @@ def test_an_incomplete_target_is_a_clear_400(alice, params, why):
                                        f"target ({why})."}
 
 
+def test_a_control_character_is_a_400_not_a_database_error(alice):
+    answer = alice.get("/api/insights/trends", params={**KEY, "target": "core\x00image"})
+    assert answer.status_code == 400 and "control characters" in answer.json()["detail"]
+
+
 def test_an_overlong_parameter_is_a_400(alice):
     answer = alice.get("/api/insights/trends", params={**KEY, "repo": "x" * 5000})
     assert answer.status_code == 400 and "repo" in answer.json()["detail"]

@@ -58,6 +58,9 @@ class TargetKey:
         if any(len(value) > MAX_FIELD for value in (repo_url, machine, target)):
             raise InvalidTarget(f"a repository, MACHINE or target is at most {MAX_FIELD} "
                                 "characters")
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for value in (repo_url, machine, target)
+               for ch in value):
+            raise InvalidTarget("a repository, MACHINE or target has no control characters")
         return cls(repo_url.strip(), machine.strip(), target.strip())
 
     def matches(self, job: Job) -> bool:
