@@ -261,8 +261,8 @@ def _make_gated_repo(root: Path, work: Path) -> None:
     text = bitbake.read_text()
     edits = [
         ("SLOW_TASK_SECONDS = 2.5\n", "SLOW_TASK_SECONDS = 2.5\n" + GATE_CODE),
-        ("    header(target, machine, ver, delay)\n",
-         "    header(target, machine, ver, delay)\n    wait_at_gate(target)\n"),
+        ("    header(target, machine, ver, delay, sstate)\n",
+         "    header(target, machine, ver, delay, sstate)\n    wait_at_gate(target)\n"),
         ("    deploy_images(build, target, machine, ver)\n",
          "    print_deploy_digests(deploy_images(build, target, machine, ver), build)\n"),
     ]

@@ -207,7 +207,8 @@ def test_every_json_answer_has_the_shape_the_schema_gives_its_status(
         get(JOB, f"{J}/{job_id}")
     get(JOB, f"{J}/1", who=stranger)
     detail = alice.get(f"{J}/1").json()  # every part of a job's detail is there to check
-    assert None not in (detail["failure"], detail["packages"], detail["provenance"])
+    assert None not in (detail["failure"], detail["packages"], detail["provenance"],
+                         detail["cache"])
     arts = JOB + "/artifacts"
     get(arts, f"{J}/1/artifacts")
     get(arts, f"{J}/3/artifacts")
@@ -230,6 +231,15 @@ def test_every_json_answer_has_the_shape_the_schema_gives_its_status(
     get(stream, f"{J}/1/log/stream")  # a finished job: status, log..., progress, end
     get(stream, f"{J}/99/log/stream")
     get(stream, f"{J}/1/log/stream", who=stranger)
+    insight = "/api/insights/"  # the team's sstate reuse and one target's trends
+    for name in ("reuse", "targets", "trends"):
+        get(insight + name, insight + name, who=stranger)  # 401
+    get(insight + "reuse", insight + "reuse")
+    get(insight + "targets", insight + "targets")
+    get(insight + "trends", insight + "trends", params={"machine": "qemux86-64"})  # 400
+    get(insight + "trends", insight + "trends", params={
+        "repo": VALID_JOB["repo_url"], "machine": VALID_JOB["machine"],
+        "target": VALID_JOB["target"]})
 
     post(J, J, json=VALID_JOB)  # 201
     post(J, J, json={**VALID_JOB, "repo_url": "ftp://nowhere"})  # 422 with errors

@@ -21,6 +21,7 @@ from typing import Any
 from .failures import FailureNotes, FailureSummary, summarize
 from .progress import Progress, ProgressTracker
 from .provenance import Provenance, ProvenanceCollector
+from .sstate import CacheReuse, SstateCollector
 
 VERSION = 1
 MAX_DIGEST_BYTES = 8 * 1024 * 1024
@@ -31,11 +32,15 @@ class LogDigest:
 
     def __init__(self, offset: int = 0, tracker: ProgressTracker | None = None,
                  notes: FailureNotes | None = None,
-                 built: ProvenanceCollector | None = None) -> None:
+                 built: ProvenanceCollector | None = None,
+                 sstate: SstateCollector | None = None) -> None:
         self._fed = offset
         self.tracker = tracker or ProgressTracker()
         self.notes = notes or FailureNotes()
         self.built = built or ProvenanceCollector()
+        self.sstate = sstate or SstateCollector()
+        # False for a digest saved before sstate lines were read: its reuse is not known.
+        self.sstate_known = sstate is not None or offset == 0
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     @property
@@ -49,7 +54,9 @@ class LogDigest:
         """Digest the next bytes of the log; True when the progress changed."""
         self._fed += len(data)
         text = self._decoder.decode(data)
-        self.built.add_lines(self.notes.feed(text))
+        lines = self.notes.feed(text)
+        self.built.add_lines(lines)
+        self.sstate.add_lines(lines)
         return self.tracker.feed(text)
 
     @property
@@ -59,6 +66,10 @@ class LogDigest:
     @property
     def provenance(self) -> Provenance:
         return self.built.provenance
+
+    @property
+    def cache_reuse(self) -> CacheReuse:
+        return self.sstate.reuse
 
     def failure(self, task_logs: dict[str, str] | None = None) -> FailureSummary:
         summary = summarize(self.notes.text(), task_logs)
@@ -72,7 +83,7 @@ class LogDigest:
     def to_json(self) -> bytes:
         return json.dumps({"version": VERSION, "offset": self.offset,
                            "progress": self.tracker.state(), "notes": self.notes.state(),
-                           "provenance": self.built.state()},
+                           "provenance": self.built.state(), "sstate": self.sstate.state()},
                           ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
 
     @classmethod
@@ -91,7 +102,10 @@ class LogDigest:
             raise ValueError("not a digest: offset")
         if not isinstance(progress, dict) or not isinstance(notes, dict):
             raise ValueError("not a digest")
-        built = value.get("provenance")
+        built, sstate = value.get("provenance"), value.get("sstate")
         return cls(offset, ProgressTracker.restore(progress), FailureNotes.restore(notes),
                    None if built is None else ProvenanceCollector.restore(
-                       built if isinstance(built, dict) else {}))
+                       built if isinstance(built, dict) else {}),
+                   # a digest from before sstate was read has none: nothing is known of it
+                   None if sstate is None else SstateCollector.restore(
+                       sstate if isinstance(sstate, dict) else {}))

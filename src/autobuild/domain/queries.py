@@ -16,6 +16,7 @@ from .manifests import MAX_MANIFEST_BYTES, PackageCount, choose_manifest, count_
 from .ports import JobFiles, JobFilter, JobRepository
 from .progress import Progress, ProgressTracker
 from .provenance import Provenance, ProvenanceCollector
+from .sstate import CacheReuse, SstateCollector
 
 DEFAULT_LOG_CHUNK = 64 * 1024
 # Progress and failure summaries come from the runner's digest of the whole log (digest.py)
@@ -26,6 +27,7 @@ DIGEST_READ_BYTES = 1024 * 1024
 PROGRESS_SCAN_BYTES = 4 * 1024 * 1024
 FAILURE_SCAN_BYTES = 8 * 1024 * 1024
 PROVENANCE_SCAN_BYTES = 4 * 1024 * 1024  # the commit and Build Configuration come early
+CACHE_SCAN_BYTES = 8 * 1024 * 1024  # the sstate summary comes early, the task summary last
 
 
 class JobNotFound(Exception):
@@ -153,17 +155,38 @@ class JobQueries:
         collector.add_lines(head.decode("utf-8", errors="replace").splitlines())
         return collector.provenance
 
-    def _digest(self, job: Job, upto: int) -> LogDigest | None:
+    def cache_reuse(self, job_id: int, digest_bytes: int = MAX_DIGEST_BYTES,
+                    gap_bytes: int = DIGEST_GAP_BYTES,
+                    scan_bytes: int = CACHE_SCAN_BYTES) -> CacheReuse:
+        """What the sstate cache saved the build (sstate summary, setscene and real tasks),
+        from the runner's digest; for a build whose digest predates it, or without one, from
+        its log when it has at most ``scan_bytes`` (nothing is known otherwise: a partial
+        count would mislead). The limits bound what one call reads (insights read many)."""
+        job = self.get(job_id)
+        size = self._files.log_size(job)
+        digest = self._digest(job, size, digest_bytes, gap_bytes)
+        if digest is not None and digest.sstate_known:
+            return digest.cache_reuse
+        if size > scan_bytes:
+            return CacheReuse()
+        collector = SstateCollector()
+        data = self._files.read_log(job, 0, size)
+        collector.add_lines(data.decode("utf-8", errors="replace").splitlines())
+        return collector.reuse
+
+    def _digest(self, job: Job, upto: int, digest_bytes: int = MAX_DIGEST_BYTES,
+                gap_bytes: int = DIGEST_GAP_BYTES) -> LogDigest | None:
         """The runner's digest of the log brought up to byte ``upto``; None when there is
-        none, it cannot be read, or it is not within DIGEST_GAP_BYTES before ``upto``."""
-        raw = self._files.read_digest(job, MAX_DIGEST_BYTES)
+        none, it cannot be read, it is bigger than ``digest_bytes``, or it is not within
+        ``gap_bytes`` before ``upto``."""
+        raw = self._files.read_digest(job, min(digest_bytes, MAX_DIGEST_BYTES))
         if raw is None:
             return None
         try:
             digest = LogDigest.parse(raw)
         except ValueError:
             return None
-        if not digest.offset <= upto <= digest.offset + DIGEST_GAP_BYTES:
+        if not digest.offset <= upto <= digest.offset + gap_bytes:
             return None
         position = digest.offset
         while position < upto:
@@ -187,21 +210,24 @@ class JobQueries:
     def artifacts(self, job_id: int) -> list[ArtifactInfo]:
         return self._files.list_artifacts(self.get(job_id))
 
-    def packages(self, job_id: int) -> PackageCount | None:
+    def packages(self, job_id: int, limit: int = MAX_MANIFEST_BYTES,
+                 artifacts: list[ArtifactInfo] | None = None) -> PackageCount | None:
         """The package count of the image manifest among the job's artifacts (see
-        manifests.py); None when it has none, or it is bigger than MAX_MANIFEST_BYTES."""
+        manifests.py; ``artifacts``: the list when the caller has it); None when it has none,
+        or it is bigger than ``limit`` (at most MAX_MANIFEST_BYTES)."""
         job = self.get(job_id)
-        name = choose_manifest((a.name for a in self._files.list_artifacts(job)),
-                               job.target, job.machine)
+        limit = min(limit, MAX_MANIFEST_BYTES)
+        listed = self._files.list_artifacts(job) if artifacts is None else artifacts
+        name = choose_manifest((a.name for a in listed), job.target, job.machine)
         if name is None:
             return None
         try:
             fileobj, info = self._files.open_artifact(job, name)
             with fileobj:
-                data = fileobj.read(MAX_MANIFEST_BYTES + 1)
+                data = fileobj.read(limit + 1) if info.size <= limit else b""
         except (ArtifactNotFound, OSError):
             return None  # removed since it was listed, or unreadable
-        if max(info.size, len(data)) > MAX_MANIFEST_BYTES:
+        if max(info.size, len(data)) > limit:
             return None
         return PackageCount(count_packages(data.decode("utf-8", errors="replace")), name)
 

@@ -25,6 +25,7 @@ from ..adapters.unix_groups import GroupAdministrators, members_for
 from ..config import Settings
 from ..domain.api_tokens import ApiTokens
 from ..domain.disk import DiskGuard
+from ..domain.insights import Insights
 from ..domain.commands import JobCommands
 from ..domain.limits import StreamSlots
 from ..domain.logins import LoginThrottle
@@ -98,6 +99,7 @@ class Container(containers.DeclarativeContainer):
     suggestions = providers.ThreadSafeSingleton(
         BuildSuggestions, jobs, permissions, settings.provided.allowed_git_hosts
     )
+    insights = providers.ThreadSafeSingleton(Insights, jobs, queries)
     log_tailers = providers.ThreadSafeSingleton(
         LogTailers, queries.provided.read_log, queries.provided.get, DEFAULT_LOG_CHUNK,
         log_watches, queries.provided.track_progress,

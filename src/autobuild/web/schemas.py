@@ -107,13 +107,93 @@ class Provenance(_Shape):
     layers: list[Layer]
 
 
+class CacheReuse(_Shape):
+    """What the sstate cache saved a build (insights_render.cache_json), from bitbake's
+    "Sstate summary" (added up when bitbake ran more than once), its "Running setscene
+    task" / "Running task" lines and its Tasks Summary."""
+
+    summaries: int = Field(description="How many sstate summaries the log has")
+    wanted: int
+    found: int = Field(description="Objects reused: local + mirrors")
+    local: int | None = Field(description="Found in SSTATE_DIR (null: bitbake only said Found)")
+    mirrors: int | None = Field(description="Found on SSTATE_MIRRORS (null: unknown)")
+    missed: int
+    current: int
+    match_percent: int | None = Field(description="found / wanted, as bitbake prints it")
+    complete_percent: int | None
+    setscene_tasks: int = Field(description="Setscene tasks run (restored from sstate)")
+    tasks_run: int = Field(description="Real tasks run")
+    noexec_tasks: int
+    tasks_attempted: int | None = Field(description="From the Tasks Summary (null before it)")
+    tasks_not_rerun: int | None
+    tasks_failed: int | None
+
+
 class JobDetail(Job):
-    """GET /api/jobs/{id}: the job with its progress, failure, packages and provenance."""
+    """GET /api/jobs/{id}: the job with its progress, failure, packages, provenance and cache
+    reuse."""
 
     progress: Progress
     failure: Failure | None = Field(description="Null unless FAILED with a recognisable cause")
     packages: Packages | None
     provenance: Provenance | None
+    cache: CacheReuse | None = Field(description="Null while the log says nothing of sstate")
+
+
+class ImageSize(_Shape):
+    name: str
+    size: int
+
+
+class BuildPoint(_Shape):
+    """One ended build on the team view or a trend (insights_render.point_json)."""
+
+    id: int
+    owner: str
+    status: Status
+    repo_url: str
+    machine: str
+    target: str
+    finished_at: Timestamp | None
+    duration_seconds: float | None
+    match_percent: int | None
+    cache: CacheReuse | None
+    image: ImageSize | None = Field(description="The largest image artifact")
+    packages: int | None = Field(description="Packages in the image manifest")
+
+
+class TeamReuse(_Shape):
+    """GET /api/insights/reuse: the last ended builds (at most ``limit``), oldest first."""
+
+    limit: int
+    average_match_percent: float | None = Field(
+        description="Mean match of the builds that printed an sstate summary")
+    found: int = Field(description="sstate objects reused, over all these builds")
+    wanted: int
+    builds: list[BuildPoint]
+
+
+class Trend(_Shape):
+    """GET /api/insights/trends: one target's last ended builds (at most ``limit``), oldest
+    first."""
+
+    repo_url: str
+    machine: str
+    target: str
+    limit: int
+    builds: list[BuildPoint]
+
+
+class SeenTarget(_Shape):
+    """A repository/MACHINE/target built recently, with the URL of its trends."""
+
+    repo_url: str
+    machine: str
+    target: str
+    builds: int
+    last_id: int
+    last_at: Timestamp
+    trends: str
 
 
 class JobPage(_Shape):

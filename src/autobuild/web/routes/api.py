@@ -17,6 +17,7 @@ from ...domain.queries import JobQueries
 from ...scheduler import Scheduler
 from ..containers import Container
 from ..downloads import ACCEL_HEADER, Download, attachment, inline, respond
+from ..insights_render import cache_json
 from ..job_list_params import ListParams
 from ..rendering import (
     artifact_json, failure_json, job_json, packages_json, progress_json, provenance_json,
@@ -104,6 +105,7 @@ def get_job(job_id: int, user: User, service: Queries, perms: Perms, clock: Now)
                        if found.status is JobStatus.FAILED else None)
     data["packages"] = packages_json(service.packages(job_id))  # from the image manifest
     data["provenance"] = provenance_json(service.provenance(job_id))  # what it really built
+    data["cache"] = cache_json(service.cache_reuse(job_id))  # what sstate saved it
     return data
 
 

@@ -158,6 +158,7 @@ def job_page(request: Request, job_id: int, user: User, service: Queries, perms:
         "artifacts": service.artifacts(job_id),
         "packages": service.packages(job_id),
         "provenance": service.provenance(job_id),
+        "cache": service.cache_reuse(job_id),
         "now": clock.now(),
         "can_cancel": perms.may_cancel(job, user),
         "progress": None if job.is_terminal else service.progress(job_id),

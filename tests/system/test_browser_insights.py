@@ -1,0 +1,77 @@
+"""Insights in a real browser against the installed service: three builds of one target share
+the installed sstate cache; the job page says what sstate saved, the trends page plots the
+builds, the team view shows everyone's reuse. Screenshots: "trends" and "cache-reuse" (copied
+to docs/screenshot-trends.png and docs/screenshot-cache-reuse.png)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from playwright.sync_api import expect
+
+from tests.system.browsing import shot
+from tests.system.helpers import BASE_URL, wait_for_end
+from tests.web.helpers import csrf_from
+
+BUILDS = 3
+
+
+def submit_for(web, repo_url: str, machine: str, target: str) -> int:
+    page = web.get("/new")
+    assert page.status_code == 200, page.text
+    answer = web.post("/new", data={"repo_url": repo_url, "ref": "main", "machine": machine,
+                                    "target": target, "csrf_token": csrf_from(page.text)})
+    assert answer.status_code == 303, answer.text
+    return int(answer.headers["location"].rsplit("/", 1)[1])
+
+
+def test_builds_of_one_target_reuse_sstate_and_their_trends_are_plotted(
+        installs, accounts, git, alice, page):
+    # A MACHINE of its own: the installed cache has no object of it yet, whatever ran before.
+    machine = f"qemux86-64-{secrets.token_hex(3)}"
+    ids = []
+    for _ in range(BUILDS):  # one after the other: each finds what the previous ones left
+        job_id = submit_for(alice, git.url, machine, "core-image-minimal")
+        assert wait_for_end(alice, job_id, timeout=90)["status"] == "SUCCESS"
+        ids.append(job_id)
+    caches = [alice.get(f"/api/jobs/{job_id}").json()["cache"] for job_id in ids]
+    assert [(c["found"], c["wanted"], c["match_percent"]) for c in caches] == [
+        (0, 16, 0), (16, 16, 100), (16, 16, 100)]
+    assert [c["setscene_tasks"] for c in caches] == [0, 16, 16]
+
+    page.goto("/login")
+    page.fill("#f-username", accounts.alice.name)
+    page.fill("#f-password", accounts.alice.password)
+    page.click("button[type=submit]:has-text('Sign in')")
+    page.wait_for_url(f"{BASE_URL}/")
+
+    page.goto(f"/jobs/{ids[-1]}")
+    expect(page.locator("#cache-summary")).to_contain_text(
+        "16 of 16 sstate objects reused (100% match); 16 setscene tasks, 12 tasks run.")
+    page.locator("#cache").scroll_into_view_if_needed()
+    shot(page, "cache-job")
+    page.click("#trends-link")
+    page.wait_for_url(re.compile(r"/insights/trends\?"))
+    expect(page.get_by_role("heading", name=re.compile("Trends of core-image-minimal"))) \
+        .to_be_visible()
+    for chart in ("duration-chart", "reuse-chart", "image-chart", "packages-chart"):
+        marks = page.locator(f"#{chart} a.chart-mark")
+        expect(marks).to_have_count(BUILDS)
+    expect(page.locator("#trend-table tbody tr")).to_have_count(BUILDS)
+    expect(page.locator("#trend-table tbody tr").first).to_contain_text("100%")
+    expect(page.locator("#trend-table tbody tr").last).to_contain_text("0% (0/16)")
+    shot(page, "trends")
+
+    page.locator(f"#reuse-chart a.chart-mark[href='/jobs/{ids[0]}']").click()
+    page.wait_for_url(f"{BASE_URL}/jobs/{ids[0]}")
+    expect(page.locator("#cache-summary")).to_contain_text("0 of 16 sstate objects reused")
+
+    page.click("nav >> text=Insights")
+    page.wait_for_url(f"{BASE_URL}/insights")
+    expect(page.locator("#team-average")).to_contain_text("% match over the")
+    for job_id in ids:
+        expect(page.locator(f"#reuse-chart a.chart-mark[href='/jobs/{job_id}']")).to_have_count(1)
+        expect(page.locator(f"#team-table a[href='/jobs/{job_id}']")).to_have_count(1)
+    expect(page.locator("#targets-table")).to_contain_text(machine)
+    shot(page, "cache-reuse")
