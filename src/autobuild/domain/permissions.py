@@ -17,6 +17,14 @@ class Permissions:
     def __init__(self, admins: Administrators | None = None) -> None:
         self._admins = admins
 
+    def may_read(self, job: Job, user: str | None) -> bool:
+        """Whether ``user`` may see ``job`` (its page, log, artifacts, a comparison with it)."""
+        return bool(user)
+
+    def check_read(self, job: Job, user: str | None) -> None:
+        if not self.may_read(job, user):
+            raise NotAllowed(f"you may not see build #{job.id}")
+
     def may_stop(self, job: Job, user: str | None) -> bool:
         if not user:
             return False

@@ -190,6 +190,14 @@ class JobQueries:
     def packages(self, job_id: int) -> PackageCount | None:
         """The package count of the image manifest among the job's artifacts (see
         manifests.py); None when it has none, or it is bigger than MAX_MANIFEST_BYTES."""
+        manifest = self.manifest_text(job_id)
+        if manifest is None:
+            return None
+        return PackageCount(count_packages(manifest[1]), manifest[0])
+
+    def manifest_text(self, job_id: int) -> tuple[str, str] | None:
+        """(name, text) of the image manifest among the job's artifacts (choose_manifest);
+        None when it has none, it is unreadable or bigger than MAX_MANIFEST_BYTES."""
         job = self.get(job_id)
         name = choose_manifest((a.name for a in self._files.list_artifacts(job)),
                                job.target, job.machine)
@@ -203,7 +211,7 @@ class JobQueries:
             return None  # removed since it was listed, or unreadable
         if max(info.size, len(data)) > MAX_MANIFEST_BYTES:
             return None
-        return PackageCount(count_packages(data.decode("utf-8", errors="replace")), name)
+        return name, data.decode("utf-8", errors="replace")
 
     def open_artifact(self, job_id: int, name: str) -> tuple[BinaryIO, ArtifactInfo]:
         """(binary file, ArtifactInfo); raises JobNotFound or ArtifactNotFound."""

@@ -26,6 +26,7 @@ from ..config import Settings
 from ..domain.api_tokens import ApiTokens
 from ..domain.disk import DiskGuard
 from ..domain.commands import JobCommands
+from ..domain.comparison import BuildComparisons
 from ..domain.limits import StreamSlots
 from ..domain.logins import LoginThrottle
 from ..domain.permissions import Permissions
@@ -94,6 +95,7 @@ class Container(containers.DeclarativeContainer):
     job_lock = providers.ThreadSafeSingleton(threading.RLock)
     permissions = providers.ThreadSafeSingleton(Permissions, admins)
     queries = providers.ThreadSafeSingleton(JobQueries, jobs, files)
+    comparisons = providers.ThreadSafeSingleton(BuildComparisons, jobs, queries, files)
     log_tailers = providers.ThreadSafeSingleton(
         LogTailers, queries.provided.read_log, queries.provided.get, DEFAULT_LOG_CHUNK,
         log_watches, queries.provided.track_progress,
