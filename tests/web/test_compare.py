@@ -61,6 +61,8 @@ def test_the_compare_page_shows_what_changed(bob, two_builds):
     assert "htop added — 3.3.0-r0 +150.0 KiB" in text
     assert "busybox changed 1.36.1-r0 1.36.2-r0 +10.0 KiB" in text
     assert "different target" not in text
+    assert ("In short: another commit, 1 layer revision changed, 1 package added, 1 changed, "
+            "root filesystem +170.0 KiB.") in text
 
 
 def test_the_api_gives_the_same_differences(alice, two_builds):
