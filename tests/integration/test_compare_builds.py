@@ -13,7 +13,9 @@ from autobuild.domain.jobs import Submission
 from autobuild.domain.queries import JobQueries
 from autobuild.domain.requests import BuildRequest
 from tests.fakes import FakeJobRepository
-from tests.support.standin import commit_packages, create_standin_repo, enable_buildhistory
+from tests.support.standin import (
+    commit_files, commit_packages, create_kas_repo, create_standin_repo, enable_buildhistory,
+)
 
 from .conftest import MACHINE, TARGET
 from .test_runner import assert_finished
@@ -69,3 +71,35 @@ def test_a_build_without_buildhistory_keeps_none_and_its_manifest_is_unchanged(r
     assert not (build.job_dir / "work/src/build/buildhistory").exists()
     manifest = build.artifacts[f"{TARGET}-{MACHINE}.rootfs.manifest"].read_text()
     assert len(manifest.splitlines()) == 16 and "htop" not in manifest
+
+
+KAS_WITH_BUILDHISTORY = """\
+header:
+  version: 14
+machine: qemuarm64
+target: kas-default-image
+repos:
+  standin:
+local_conf_header:
+  buildhistory: |
+    INHERIT += "buildhistory"
+    BUILDHISTORY_COMMIT = "0"
+"""
+
+
+def test_a_kas_build_with_buildhistory_in_local_conf_header_keeps_it(runner, git):
+    bare = git.server.root / "kas-buildhistory.git"
+    create_kas_repo(bare)
+    commit_files(bare, {"kas.yml": KAS_WITH_BUILDHISTORY}, "kas: keep buildhistory")
+
+    build = runner.build(1, git.server.url("kas-buildhistory.git"), "main",
+                         machine="genericarm64", target="core-image-base", patterns=PATTERNS)
+
+    assert_finished(build, "SUCCESS", 0)
+    # kas's build directory is TOPDIR: work/build/buildhistory/images/genericarm64/glibc/...
+    assert (build.job_dir / "work/build/buildhistory/images/genericarm64/glibc/core-image-base"
+            / "image-info.txt").is_file()
+    kept = build.job_dir / layout.BUILDHISTORY_DIR
+    sizes = (kept / layout.INSTALLED_PACKAGE_SIZES).read_text().splitlines()
+    assert len(sizes) == 16 and all(line.split("\t")[1] == "KiB" for line in sizes)
+    assert "IMAGESIZE = " in (kept / layout.IMAGE_INFO).read_text()
