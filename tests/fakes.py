@@ -103,6 +103,7 @@ class FakeJobFiles:
     task_logs: dict[int, dict[str, str]] = field(default_factory=dict)
     checksums: dict[int, dict[str, str]] = field(default_factory=dict)
     digests: dict[int, bytes] = field(default_factory=dict)
+    buildhistory: dict[int, dict[str, bytes]] = field(default_factory=dict)
     mtime: datetime = datetime(2026, 1, 1, tzinfo=UTC)
 
     def append_log(self, job_id: int, data: bytes) -> None:
@@ -135,6 +136,10 @@ class FakeJobFiles:
             raise ArtifactNotFound(name)
         data = files[name]
         return io.BytesIO(data), ArtifactInfo(name, len(data), self.mtime)
+
+    def read_buildhistory(self, job: Job, name: str, limit: int) -> bytes | None:
+        data = self.buildhistory.get(job.id, {}).get(name)
+        return None if data is None or len(data) > limit else data
 
     def open_log(self, job: Job):
         if job.id not in self.logs:

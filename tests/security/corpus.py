@@ -129,6 +129,10 @@ def traversal_cases() -> list[Case]:
              expect="undisclosed"),
         Case("job page: logs/ and artifacts/ are links", "GET", "/jobs/2", expect="undisclosed",
              absent=("secret.bin",)),
+        Case("compare page: buildhistory files are links, a FIFO, a hard link, a linked dir",
+             "GET", "/jobs/compare?a=1&b=2", expect="undisclosed"),
+        Case("API compare: buildhistory files are links, a FIFO, a hard link, a linked dir",
+             "GET", "/api/jobs/compare?a=2&b=1", expect="undisclosed"),
         Case("static: plain ../", "GET", "/static/../../../../etc/passwd"),
         Case("static: %-encoded ../", "GET", "/static/%2e%2e/%2e%2e/web/app.py"),
         Case("static: %-encoded slash", "GET", "/static/..%2f..%2fconfig.py"),
@@ -159,6 +163,8 @@ ID_ROUTES = {
     "rebuild form": ("POST", "/jobs/{id}/rebuild"),
     "API cancel": ("POST", "/api/jobs/{id}/cancel"),
     "API rebuild": ("POST", "/api/jobs/{id}/rebuild"),
+    "compare page": ("GET", "/jobs/compare?b=1&a={id}"),
+    "API compare": ("GET", "/api/jobs/compare?a=1&b={id}"),
 }
 
 

@@ -258,9 +258,21 @@ def plant_build_trees(world: World) -> None:
     _write(artifacts / "not-owners.bin", SECRET)
     os.chown(artifacts / "not-owners.bin", 65534, 65534)
 
+    # buildhistory (compare two builds): the secret as lines that would parse, reached only
+    # through a link, a hard link or a linked directory; a FIFO that must not block.
+    history = _mkdir(outside / "buildhistory", 0o755)
+    _write(history / "installed-package-sizes.txt", b"99\tKiB\t" + SECRET + b"\n")
+    _write(history / "installed-package-names.txt", SECRET + b"\n")
+    _write(history / "image-info.txt", b"IMAGESIZE = 31337\nDISTRO = " + SECRET + b"\n")
+    kept = _mkdir(done / "buildhistory")
+    os.symlink(history / "installed-package-sizes.txt", kept / "installed-package-sizes.txt")
+    os.link(history / "installed-package-names.txt", kept / "installed-package-names.txt")
+    os.mkfifo(kept / "image-info.txt", 0o640)
+
     linked = _mkdir(world.job_dir(world.linked_id))
     os.symlink(outside, linked / "artifacts")  # a symlinked directory: artifacts/ -> outside
     os.symlink(outside / "logs", linked / "logs")  # logs/build.log read through a link
+    os.symlink(history, linked / "buildhistory")
     _write(linked / "status.json", b'{"status": "SUCCESS", "exit_code": 0}')
 
     running = _mkdir(world.job_dir(world.running_id))

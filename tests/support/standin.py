@@ -96,3 +96,59 @@ def create_kas_repo(bare_path: Path) -> str:
         bare_path.parent.mkdir(parents=True, exist_ok=True)
         _git(Path(tmp), "clone", "--quiet", "--bare", str(work), str(bare_path))
     return sha
+
+
+# --- changes between builds (what a comparison of two builds shows) ---------------------------
+
+PACKAGES_CONF = "meta/conf/standin-packages.conf"
+LOCAL_CONF_SAMPLE = "meta/conf/templates/default/local.conf.sample"
+# local.conf of a build that keeps buildhistory (as poky's own template suggests it)
+BUILDHISTORY_LOCAL_CONF = """\
+MACHINE ??= "qemux86-64"
+DISTRO ?= "poky"
+INHERIT += "buildhistory"
+BUILDHISTORY_COMMIT = "0"
+"""
+
+
+def commit_files(bare_path: Path, files: dict[str, str | None], message: str) -> str:
+    """Commit ``files`` (path -> text, None to delete) on top of main of the bare repository
+    and push it there; returns the new commit."""
+    with tempfile.TemporaryDirectory(prefix="standin-change-") as tmp:
+        work = Path(tmp) / "poky"
+        _git(Path(tmp), "clone", "--quiet", "--branch", "main", str(bare_path), str(work))
+        for path, text in files.items():
+            target = work / path
+            if text is None:
+                target.unlink(missing_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text)
+        _git(work, "add", "--all")
+        _git(work, "commit", "--quiet", "--allow-empty", "-m", message)
+        _git(work, "push", "--quiet", "origin", "HEAD:main")
+        return _git(work, "rev-parse", "HEAD")
+
+
+def enable_buildhistory(bare_path: Path) -> str:
+    """Commit a local.conf template with INHERIT += "buildhistory" (the stand-in's
+    oe-init-build-env copies it, as poky's copies $TEMPLATECONF/local.conf.sample)."""
+    return commit_files(bare_path, {LOCAL_CONF_SAMPLE: BUILDHISTORY_LOCAL_CONF},
+                        "local.conf: keep buildhistory")
+
+
+def commit_packages(bare_path: Path, packages: dict[str, str | None],
+                    message: str = "image: change packages") -> str:
+    """Change what the stand-in's image installs and commit it: ``packages`` maps a package
+    to ``"<arch> <version>"`` (added, or its version changed) or None (removed)."""
+    with tempfile.TemporaryDirectory(prefix="standin-read-") as tmp:
+        work = Path(tmp) / "poky"
+        _git(Path(tmp), "clone", "--quiet", "--branch", "main", str(bare_path), str(work))
+        conf = work / PACKAGES_CONF
+        lines = conf.read_text().splitlines() if conf.exists() else [
+            "# Changes to the stand-in image's packages: \"<package> <arch> <version>\" adds or",
+            "# changes one, \"-<package>\" removes one."]
+    for name, value in packages.items():
+        lines = [line for line in lines if line.split()[:1] not in ([name], [f"-{name}"])]
+        lines.append(f"-{name}" if value is None else f"{name} {value}")
+    return commit_files(bare_path, {PACKAGES_CONF: "\n".join(lines) + "\n"}, message)

@@ -262,6 +262,13 @@ def test_every_json_answer_has_the_shape_the_schema_gives_its_status(
     post(rebuild, f"{J}/99/rebuild")
     post(rebuild, f"{J}/1/rebuild", headers={})  # 403
 
+    compare = J + "/compare"
+    get(compare, compare, params={"a": 1, "b": 3})
+    get(compare, compare, params={"a": 1, "b": 99})  # 404
+    get(compare, compare, params={"a": "x", "b": 1})  # 400
+    get(compare, compare, params={"a": "1" * 30, "b": 1})  # 400 (too long)
+    get(compare, compare, who=stranger)  # 401
+
     documented = {(path, method.upper()) for path, item in spec["paths"].items()
                   if path.startswith("/api/") for method in item}
     assert documented - checker.seen == set(), "documented API operations never called"

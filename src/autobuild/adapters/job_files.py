@@ -146,6 +146,16 @@ class JobDirectory:
             os.close(fd)
             raise
 
+    # --- buildhistory ------------------------------------------------------------------------
+
+    def read_buildhistory(self, job: Job, name: str, limit: int) -> bytes | None:
+        """``buildhistory/<name>`` if it is one of layout.BUILDHISTORY_IMAGE_FILES and the
+        owner's regular file of at most ``limit`` bytes; else None."""
+        if name not in layout.BUILDHISTORY_IMAGE_FILES:
+            return None
+        return self._tree.read_small(job.owner, job.id, layout.BUILDHISTORY_DIR, name,
+                                     limit=limit)
+
     # --- retention ---------------------------------------------------------------------------
 
     def usage(self, job: Job) -> int:

@@ -13,6 +13,8 @@ first build (or by ``install.sh --add-user``), and each build one directory in t
         logs/failed-tasks/<name>       the ends of the logs of failed bitbake tasks
         artifacts/<name>               the collected images
         artifacts.sha256               their checksums (sha256sum format)
+        buildhistory/<file>            buildhistory's files about the built image, when the
+                                       build inherits buildhistory (BUILDHISTORY_IMAGE_FILES)
         status.json                    written last, atomically: how the build ended
         work/                          the clone and build tree; private (0700), removed at the end
 
@@ -137,3 +139,26 @@ STEP_FINISHED = "Build finished: "
 def step_line(text: str) -> str:
     """A step header as it appears in the log (without the newline)."""
     return f"{STEP_PREFIX}{text}"
+
+
+# --- buildhistory (buildhistory.bbclass, when a build has INHERIT += "buildhistory") --------
+# In the build tree: <TOPDIR>/buildhistory/images/<MACHINE_ARCH>/<TCLIBC>/<IMAGE_BASENAME>/
+# (BUILDHISTORY_DIR_IMAGE); the runner copies the files below of the built image into
+# <job>/buildhistory/ (small text files; a bigger one is left out).
+BUILDHISTORY_DIR = "buildhistory"
+BUILDHISTORY_IMAGES = "images"
+IMAGE_INFO = "image-info.txt"  # "NAME = value" lines, IMAGESIZE in KiB
+INSTALLED_PACKAGE_NAMES = "installed-package-names.txt"
+INSTALLED_PACKAGE_SIZES = "installed-package-sizes.txt"  # "<KiB>\tKiB\t<package>"
+INSTALLED_PACKAGES = "installed-packages.txt"  # the package files' names
+FILES_IN_IMAGE = "files-in-image.txt"
+BUILD_ID = "build-id.txt"
+BUILDHISTORY_IMAGE_FILES = (IMAGE_INFO, INSTALLED_PACKAGE_NAMES, INSTALLED_PACKAGE_SIZES,
+                            INSTALLED_PACKAGES, FILES_IN_IMAGE, BUILD_ID)
+MAX_BUILDHISTORY_FILE_BYTES = 16 << 20  # files-in-image.txt of a big image: a few MiB
+MAX_BUILDHISTORY_LIBCS = 8  # <TCLIBC> directories looked at (glibc, musl, ...)
+
+
+def machine_arch(machine: str) -> str:
+    """MACHINE_ARCH as bitbake.conf derives it from MACHINE: "-" becomes "_"."""
+    return machine.replace("-", "_")

@@ -54,3 +54,19 @@ def choose_manifest(names: Iterable[str], target: str, machine: str) -> str | No
     if dated:
         return dated[-1]  # the date stamp sorts: the newest last
     return min(manifests, key=lambda n: (len(n), n))
+
+
+MAX_PACKAGES = 100_000  # more lines than any image lists; the rest is not read
+
+
+def parse_manifest(text: str) -> dict[str, str]:
+    """Package -> version of the well-formed lines of a manifest (what count_packages counts;
+    a package listed twice keeps its first version). Never raises."""
+    packages: dict[str, str] = {}
+    for line in text.splitlines():
+        if len(packages) >= MAX_PACKAGES:
+            break
+        match = _LINE.fullmatch(line.strip(" \t"))
+        if match:
+            packages.setdefault(match.group(1), match.group(3))
+    return packages

@@ -18,8 +18,17 @@ class Permissions:
         self._admins = admins
 
     def may_see(self, owner: str, user: str | None) -> bool:
-        """Whether ``user`` may see a build of ``owner``'s (its page, its parameters)."""
+        """Whether ``user`` may see a build of ``owner``'s (its page, log, artifacts, its
+        parameters as a suggestion, a comparison with it)."""
         return bool(user)
+
+    def may_read(self, job: Job, user: str | None) -> bool:
+        """Whether ``user`` may see ``job``: the rule of may_see."""
+        return self.may_see(job.owner, user)
+
+    def check_read(self, job: Job, user: str | None) -> None:
+        if not self.may_read(job, user):
+            raise NotAllowed(f"you may not see build #{job.id}")
 
     def may_stop(self, job: Job, user: str | None) -> bool:
         if not user:

@@ -204,6 +204,11 @@ class JobFiles(Protocol):
         """Bytes the build's files take on disk (links not followed; 0 if they are gone)."""
         ...
 
+    def read_buildhistory(self, job: Job, name: str, limit: int) -> bytes | None:
+        """The buildhistory file ``name`` (one of layout.BUILDHISTORY_IMAGE_FILES) the runner
+        kept of the built image, if it is at most ``limit`` bytes; None when there is none."""
+        ...
+
 
 class DiskSpace(Protocol):
     def free_bytes(self, path: str) -> int:

@@ -215,6 +215,16 @@ class JobQueries:
         """The package count of the image manifest among the job's artifacts (see
         manifests.py; ``artifacts``: the list when the caller has it); None when it has none,
         or it is bigger than ``limit`` (at most MAX_MANIFEST_BYTES)."""
+        manifest = self.manifest_text(job_id, limit, artifacts)
+        if manifest is None:
+            return None
+        return PackageCount(count_packages(manifest[1]), manifest[0])
+
+    def manifest_text(self, job_id: int, limit: int = MAX_MANIFEST_BYTES,
+                      artifacts: list[ArtifactInfo] | None = None) -> tuple[str, str] | None:
+        """(name, text) of the image manifest among the job's artifacts (choose_manifest);
+        None when it has none, it is unreadable or bigger than ``limit`` (at most
+        MAX_MANIFEST_BYTES)."""
         job = self.get(job_id)
         limit = min(limit, MAX_MANIFEST_BYTES)
         listed = self._files.list_artifacts(job) if artifacts is None else artifacts
@@ -229,7 +239,7 @@ class JobQueries:
             return None  # removed since it was listed, or unreadable
         if max(info.size, len(data)) > limit:
             return None
-        return PackageCount(count_packages(data.decode("utf-8", errors="replace")), name)
+        return name, data.decode("utf-8", errors="replace")
 
     def open_artifact(self, job_id: int, name: str) -> tuple[BinaryIO, ArtifactInfo]:
         """(binary file, ArtifactInfo); raises JobNotFound or ArtifactNotFound."""

@@ -1,4 +1,5 @@
-"""What a build leaves for people: its images (with checksums) and the logs of failed tasks.
+"""What a build leaves for people: its images (with checksums), the logs of failed tasks, and
+buildhistory's files about the built image (when the build inherits buildhistory).
 
 Both read from the private workspace (``work/``, 0700) and write into the job directory
 through its descriptors. A link in the deploy directory is followed only when it stays inside
@@ -16,8 +17,9 @@ from collections.abc import Callable, Iterator
 from autobuild.domain.artifacts import is_plain_name, matches_any
 from autobuild.domain.failures import disk_full, failure_logfile, task_log_name
 from autobuild.domain.layout import (
-    CHECKSUMS, FILE_MODE, JOB_DIR_MODE, MAX_TASK_LOG_BYTES, MAX_TASK_LOGS, TASK_LOGS_DIR,
-    TASK_LOGS_PATH, WORK_DIR,
+    BUILDHISTORY_DIR, BUILDHISTORY_IMAGE_FILES, BUILDHISTORY_IMAGES, CHECKSUMS, FILE_MODE,
+    JOB_DIR_MODE, MAX_BUILDHISTORY_FILE_BYTES, MAX_BUILDHISTORY_LIBCS, MAX_TASK_LOG_BYTES,
+    MAX_TASK_LOGS, TASK_LOGS_DIR, TASK_LOGS_PATH, WORK_DIR, machine_arch,
 )
 
 from .fsops import (
@@ -225,3 +227,101 @@ def _task_logs_dir(logs_fd: int) -> int | None:
         return make_dir(logs_fd, TASK_LOGS_DIR, JOB_DIR_MODE)
     except OSError:
         return None
+
+
+# --- buildhistory of the built image ------------------------------------------------------
+
+def buildhistory_subdir(build_rel: str, machine: str) -> str:
+    """``<build dir>/buildhistory/images/<MACHINE_ARCH>`` relative to the workspace (the
+    <TCLIBC>/<image> directories are below it)."""
+    return f"{build_rel}/{BUILDHISTORY_DIR}/{BUILDHISTORY_IMAGES}/{machine_arch(machine)}"
+
+
+def collect_buildhistory(work_fd: int, build_rel: str, machine: str, target: str,
+                         job_fd: int, say: Say) -> list[str]:
+    """Copy buildhistory's files about the image ``target`` (layout.BUILDHISTORY_IMAGE_FILES,
+    each a regular file of at most MAX_BUILDHISTORY_FILE_BYTES, never through a link) into
+    <job>/buildhistory/; returns the names copied. Nothing there is not an error: most builds
+    do not inherit buildhistory."""
+    work = fd_path(work_fd)
+    tree = _resolve(f"{work}/{build_rel}")
+    images = _resolve(f"{work}/{buildhistory_subdir(build_rel, machine)}")
+    if tree is None or images is None or not _inside(tree, work) or not _inside(images, tree):
+        return []
+    if not is_plain_name(target):
+        return []
+    try:
+        images_fd = os.open(images, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return []
+    try:
+        if not _inside(fd_path(images_fd), tree):  # swapped for a link since it was resolved
+            return []
+        image_fd = _image_dir(images_fd, target)
+        if image_fd is None:
+            return []
+        try:
+            return _copy_buildhistory(image_fd, job_fd, say)
+        finally:
+            os.close(image_fd)
+    finally:
+        os.close(images_fd)
+
+
+def _image_dir(images_fd: int, target: str) -> int | None:
+    """``<TCLIBC>/<target>`` below images/<MACHINE_ARCH>: the first libc (by name) that has it."""
+    libcs = sorted(name for name in listdir(images_fd) if is_plain_name(name))
+    for libc in libcs[:MAX_BUILDHISTORY_LIBCS]:
+        try:
+            libc_fd = open_dir(images_fd, libc)
+        except (OSError, ValueError):
+            continue
+        try:
+            return open_dir(libc_fd, target)
+        except (OSError, ValueError):
+            continue
+        finally:
+            os.close(libc_fd)
+    return None
+
+
+def _copy_buildhistory(image_fd: int, job_fd: int, say: Say) -> list[str]:
+    copied: list[str] = []
+    dest_fd: int | None = None
+    try:
+        for name in BUILDHISTORY_IMAGE_FILES:
+            try:
+                source = os.open(name, READ_FLAGS, dir_fd=image_fd)
+            except OSError:
+                continue  # absent, or a link
+            try:
+                info = os.fstat(source)
+                if not stat.S_ISREG(info.st_mode):
+                    continue
+                if info.st_size > MAX_BUILDHISTORY_FILE_BYTES:
+                    say(f"not keeping buildhistory's {name}: {info.st_size} bytes, more than "
+                        f"{MAX_BUILDHISTORY_FILE_BYTES}")
+                    continue
+                if dest_fd is None:
+                    dest_fd = make_dir(job_fd, BUILDHISTORY_DIR, JOB_DIR_MODE)
+                _copy_bounded(source, dest_fd, name, MAX_BUILDHISTORY_FILE_BYTES)
+                copied.append(name)
+            except OSError as exc:
+                say(f"could not keep buildhistory's {name}: {exc.strerror or exc}")
+            finally:
+                os.close(source)
+    finally:
+        if dest_fd is not None:
+            os.close(dest_fd)
+    if copied:
+        say(f"kept buildhistory's {' '.join(copied)} in {BUILDHISTORY_DIR}/")
+    return copied
+
+
+def _copy_bounded(source: int, dir_fd: int, name: str, limit: int) -> None:
+    """Copy at most ``limit`` bytes (a file still growing is cut there)."""
+    size = 0
+    with atomic_file(dir_fd, name, FILE_MODE) as out:
+        while size < limit and (chunk := os.pread(source, min(CHUNK, limit - size), size)):
+            write_all(out, chunk)
+            size += len(chunk)

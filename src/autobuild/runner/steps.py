@@ -24,7 +24,7 @@ from autobuild.domain.orders import BuildOrder
 from .account import token_path
 from .fsops import atomic_file, fd_path, make_dir, open_dir, write_all
 from .jobdir import Identity, JobFiles
-from .outputs import collect_artifacts, save_task_logs
+from .outputs import collect_artifacts, collect_buildhistory, save_task_logs
 
 Say = Callable[[str], None]
 BUILD_UMASK = 0o002  # what the build adds to the shared caches stays writable for the group
@@ -210,6 +210,8 @@ class BuildSteps:
         collect_artifacts(self.files.work, build_rel, str(self.order.request.machine),
                           self.order.artifact_patterns, self.files.artifacts, self.files.job,
                           self.files.path, self.say, self.files.web_gid)
+        collect_buildhistory(self.files.work, build_rel, str(self.order.request.machine),
+                             str(self.order.request.target), self.files.job, self.say)
         return 0
 
     # --- the steps ------------------------------------------------------------------------

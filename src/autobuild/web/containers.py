@@ -27,6 +27,7 @@ from ..domain.api_tokens import ApiTokens
 from ..domain.disk import DiskGuard
 from ..domain.insights import Insights
 from ..domain.commands import JobCommands
+from ..domain.comparison import BuildComparisons
 from ..domain.limits import StreamSlots
 from ..domain.logins import LoginThrottle
 from ..domain.permissions import Permissions
@@ -100,6 +101,7 @@ class Container(containers.DeclarativeContainer):
         BuildSuggestions, jobs, permissions, settings.provided.allowed_git_hosts
     )
     insights = providers.ThreadSafeSingleton(Insights, jobs, queries)
+    comparisons = providers.ThreadSafeSingleton(BuildComparisons, jobs, queries, files)
     log_tailers = providers.ThreadSafeSingleton(
         LogTailers, queries.provided.read_log, queries.provided.get, DEFAULT_LOG_CHUNK,
         log_watches, queries.provided.track_progress,

@@ -16,6 +16,7 @@ from ..domain.failures import FailureSummary
 from ..domain.jobs import Job, JobStatus
 from ..domain.manifests import PackageCount
 from ..domain.progress import Progress
+from ..domain.comparison import Changed, Comparison, PackageChange
 from ..domain.provenance import Provenance
 from .security import csrf_token, current_user, pop_flashes
 
@@ -159,7 +160,8 @@ def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=TEMPLATES_DIR)
     env = templates.env
     env.filters.update(
-        filesize=human_size, duration=human_duration, when=when, iso=iso, repo_name=repo_name
+        filesize=human_size, duration=human_duration, when=when, iso=iso, repo_name=repo_name,
+        signed_size=signed_size,
     )
     env.globals["version"] = __version__
     env.trim_blocks = True
@@ -190,3 +192,47 @@ def render(
     if page["flashes"]:  # shown once: no copy in the browser's cache for Back to show again
         response.headers["Cache-Control"] = "no-store"
     return response
+
+
+# --- comparison of two builds (issue 12, point 4) ----------------------------------------------
+
+def _changed_json(change: Changed) -> dict[str, Any]:
+    return {"name": change.name, "before": change.before, "after": change.after}
+
+
+def _package_json(change: PackageChange) -> dict[str, Any]:
+    return {"name": change.name, "before": change.before, "after": change.after,
+            "before_kib": change.before_kib, "after_kib": change.after_kib,
+            "kib_delta": change.kib_delta}
+
+
+def comparison_json(result: Comparison, a: Job, b: Job, now: datetime,
+                    user: str | None = None) -> dict[str, Any]:
+    """GET /api/jobs/compare: build ``a`` against build ``b`` (before = a, after = b)."""
+    return {
+        "a": job_json(a, now, user), "b": job_json(b, now, user),
+        "identical": result.is_empty,
+        "different": [_changed_json(c) for c in result.different],
+        "commit": _changed_json(result.commit) if result.commit else None,
+        "variables": [_changed_json(c) for c in result.variables],
+        "layers": [_changed_json(c) for c in result.layers],
+        "artifacts": [{"name": c.name, "before": c.before, "after": c.after, "delta": c.delta}
+                      for c in result.artifacts],
+        "image_size_kib": None if result.image_size is None else {
+            "before": result.image_size.before, "after": result.image_size.after,
+            "delta": result.image_size.delta},
+        "packages": {
+            "compared": result.packages_compared, "sizes_compared": result.sizes_compared,
+            "added": [_package_json(c) for c in result.added],
+            "removed": [_package_json(c) for c in result.removed],
+            "changed": [_package_json(c) for c in result.changed]},
+    }
+
+
+def signed_size(delta: int | None, unit: str = "B") -> str:
+    """+1.5 KiB / -200 B / 0 B (``unit`` "KiB": the value is in KiB already)."""
+    if delta is None:
+        return "—"
+    sign = "+" if delta > 0 else "-" if delta < 0 else ""
+    size = abs(delta) * (1024 if unit == "KiB" else 1)
+    return f"{sign}{human_size(size)}"

@@ -290,3 +290,62 @@ SSE_DESCRIPTION = (
     + "; ".join(f"`{name}` (data: {model.__name__})" for name, model in SSE_EVENTS.items())
     + ". `log` events carry `id` = the byte offset after them: reconnect with Last-Event-ID "
     "to resume exactly. A comment is sent as keep-alive.")
+
+
+# --- comparison of two builds (GET /api/jobs/compare) ------------------------------------------
+
+class Change(_Shape):
+    """``name`` was ``before`` in build a and is ``after`` in build b (null: not there)."""
+
+    name: str
+    before: str | None
+    after: str | None
+
+
+class SizeChange(_Shape):
+    name: str
+    before: int | None = Field(description="Bytes in build a, null when it has none")
+    after: int | None = Field(description="Bytes in build b, null when it has none")
+    delta: int | None
+
+
+class ImageSize(_Shape):
+    """buildhistory's IMAGESIZE (KiB of the root filesystem)."""
+
+    before: int | None
+    after: int | None
+    delta: int | None
+
+
+class PackageChange(_Shape):
+    name: str
+    before: str | None = Field(description="Version in build a (null: not installed, or unknown)")
+    after: str | None = Field(description="Version in build b (null: not installed, or unknown)")
+    before_kib: int | None = Field(description="Installed size (buildhistory), KiB")
+    after_kib: int | None
+    kib_delta: int | None
+
+
+class PackageChanges(_Shape):
+    compared: bool = Field(description="Both builds listed their packages (manifest or "
+                                       "buildhistory)")
+    sizes_compared: bool = Field(description="Both builds had buildhistory's package sizes")
+    added: list[PackageChange]
+    removed: list[PackageChange]
+    changed: list[PackageChange]
+
+
+class Comparison(_Shape):
+    """What changed from build a to build b."""
+
+    a: Job
+    b: Job
+    identical: bool = Field(description="Nothing differs that the builds recorded")
+    different: list[Change] = Field(description="Repository, MACHINE or target, when they differ")
+    commit: Change | None
+    variables: list[Change] = Field(description="Build Configuration variables that differ")
+    layers: list[Change] = Field(description="Layers whose branch:revision differ")
+    artifacts: list[SizeChange] = Field(description="Artifacts (by name without date stamp) "
+                                                    "whose size differs or that only one has")
+    image_size_kib: ImageSize | None
+    packages: PackageChanges

@@ -12,6 +12,7 @@ from ...domain.jobs import Job, JobStatus
 from ...domain.ports import Clock, RunnerError, TokenStore
 from ...domain.requests import InvalidRequest
 from ...domain.commands import JobCommands
+from ...domain.comparison import BuildComparisons, previous
 from ...domain.permissions import Permissions
 from ...domain.queries import JobNotFound, JobQueries
 from ...domain.suggestions import BuildSuggestions, FormSuggestions
@@ -31,6 +32,7 @@ Tokens = Annotated[TokenStore, Depends(Provide[Container.tokens])]
 Sched = Annotated[Scheduler, Depends(Provide[Container.scheduler])]
 Now = Annotated[Clock, Depends(Provide[Container.clock])]
 Suggest = Annotated[BuildSuggestions, Depends(Provide[Container.suggestions])]
+Comparisons = Annotated[BuildComparisons, Depends(Provide[Container.comparisons])]
 
 PER_PAGE = 25
 FIELDS = ("repo_url", "ref", "machine", "target", "kas_file")
@@ -151,8 +153,9 @@ def submit_job(
 @router.get("/jobs/{job_id:jobid}")
 @inject
 def job_page(request: Request, job_id: int, user: User, service: Queries, perms: Perms,
-             clock: Now) -> Response:
+             clock: Now, comparisons: Comparisons) -> Response:
     job = service.get(job_id)
+    compare_with = comparisons.candidates(job)  # the "Compare with build #…" form
     context = {
         "job": job,
         "artifacts": service.artifacts(job_id),
@@ -165,6 +168,7 @@ def job_page(request: Request, job_id: int, user: User, service: Queries, perms:
         "failure": _failure_of(service, job),
         "log_size": service.log_size(job_id),  # the log view opens at its tail
         "retention_days": request.app.state.settings.retention_days,
+        "compare_with": compare_with, "compare_default": previous(job, compare_with),
     }
     return render(request, "job.html", context)
 
