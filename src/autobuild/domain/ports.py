@@ -186,6 +186,11 @@ class JobFiles(Protocol):
         """Bytes the build's files take on disk (links not followed; 0 if they are gone)."""
         ...
 
+    def read_timing(self, job: Job, limit: int) -> bytes | None:
+        """The condensed buildstats (layout.TIMING): None when there is none; of a bigger
+        file only its first ``limit`` + 1 bytes (so the caller sees it is too big)."""
+        ...
+
 
 class DiskSpace(Protocol):
     def free_bytes(self, path: str) -> int:

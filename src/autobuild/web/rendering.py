@@ -12,12 +12,14 @@ from starlette.responses import Response
 
 from .. import __version__
 from ..domain.artifacts import ArtifactInfo
+from ..domain.buildstats import TaskTiming, TimingView
 from ..domain.failures import FailureSummary
 from ..domain.jobs import Job, JobStatus
 from ..domain.manifests import PackageCount
 from ..domain.progress import Progress
 from ..domain.provenance import Provenance
 from .security import csrf_token, current_user, pop_flashes
+from .timing_chart import timing_chart
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -155,6 +157,28 @@ def provenance_json(built: Provenance) -> dict[str, Any] | None:
                        for layer in built.layers]}
 
 
+def _task_json(t: TaskTiming) -> dict[str, Any]:
+    return {"recipe": t.recipe, "task": t.task, "version": t.version, "start": t.start,
+            "end": t.end, "elapsed": t.elapsed, "cpu": t.cpu, "failed": t.failed}
+
+
+def timing_json(view: TimingView | None) -> dict[str, Any]:
+    """GET /api/jobs/{id}/timing: the job page's "Where the time went" as JSON."""
+    if view is None or view.problem:
+        return {"available": False, "problem": None if view is None else view.problem,
+                "wall_seconds": None, "cpu_seconds": None, "task_count": 0, "failed_tasks": 0,
+                "slowest_recipes": [], "slowest_tasks": [], "critical_path": [],
+                "critical_path_seconds": None}
+    return {"available": True, "problem": None, "wall_seconds": view.wall_seconds,
+            "cpu_seconds": view.cpu_seconds, "task_count": view.task_count,
+            "failed_tasks": view.failed_tasks,
+            "slowest_recipes": [{"recipe": r.recipe, "elapsed": r.elapsed, "cpu": r.cpu,
+                                 "tasks": r.tasks} for r in view.slowest_recipes],
+            "slowest_tasks": [_task_json(t) for t in view.slowest_tasks],
+            "critical_path": [_task_json(t) for t in view.critical_path],
+            "critical_path_seconds": view.critical_seconds}
+
+
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=TEMPLATES_DIR)
     env = templates.env
@@ -162,6 +186,7 @@ def make_templates() -> Jinja2Templates:
         filesize=human_size, duration=human_duration, when=when, iso=iso, repo_name=repo_name
     )
     env.globals["version"] = __version__
+    env.globals["timing_chart"] = timing_chart
     env.trim_blocks = True
     env.lstrip_blocks = True
     return templates

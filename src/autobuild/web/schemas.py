@@ -210,3 +210,43 @@ SSE_DESCRIPTION = (
     + "; ".join(f"`{name}` (data: {model.__name__})" for name, model in SSE_EVENTS.items())
     + ". `log` events carry `id` = the byte offset after them: reconnect with Last-Event-ID "
     "to resume exactly. A comment is sent as keep-alive.")
+
+
+# --- timing (GET /api/jobs/{id}/timing) ----------------------------------------------------
+
+class TimedTask(_Shape):
+    """One task from buildstats: start/end in seconds since the epoch, elapsed and CPU in s."""
+
+    recipe: str
+    task: str
+    version: str
+    start: float
+    end: float
+    elapsed: float
+    cpu: float
+    failed: bool
+
+
+class RecipeTiming(_Shape):
+    recipe: str
+    elapsed: float = Field(description="Its tasks' elapsed times added up (s)")
+    cpu: float
+    tasks: int
+
+
+class Timing(_Shape):
+    """Where a build's time went, from BitBake's buildstats (rendering.timing_json).
+    ``available`` false: the build left none (``problem`` null) or they are unreadable."""
+
+    available: bool
+    problem: str | None
+    wall_seconds: float | None
+    cpu_seconds: float | None
+    task_count: int
+    failed_tasks: int
+    slowest_recipes: list[RecipeTiming]
+    slowest_tasks: list[TimedTask]
+    critical_path: list[TimedTask] = Field(
+        description="Derived from timing (buildstats record no dependencies): back from the "
+                    "task that ended last, each the task that ended last before it started")
+    critical_path_seconds: float | None
