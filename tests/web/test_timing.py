@@ -103,3 +103,13 @@ def test_a_running_build_shows_no_timing_yet(alice, fakes, supervisor):
     supervisor.tick()
     fakes.files.timings[1] = condensed()
     assert 'id="timing"' not in alice.get("/jobs/1").text
+
+
+def test_a_long_task_name_is_cut_in_the_chart_and_whole_in_the_table(alice, finished):
+    long = "gcc-cross-canadian-x86-64-with-a-very-long-name"
+    finished[1] = condensed([*TASKS, (long, "14.2-r0", "do_compile", 10, 300, 900)])
+
+    page = html.unescape(alice.get("/jobs/1").text)
+
+    assert f"<td>{long}:do_compile</td>" in page
+    assert f"{long[:37]}…<title>{long}:do_compile</title>" in page

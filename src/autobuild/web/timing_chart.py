@@ -11,13 +11,19 @@ from typing import Any
 
 from ..domain.buildstats import TimingView
 
-WIDTH = 720
-LABEL_WIDTH = 210
+WIDTH = 800
+LABEL_WIDTH = 280
+LABEL_CHARS = 38  # what fits in LABEL_WIDTH at the chart's 12px monospace
 VALUE_WIDTH = 70
 ROW = 22
 BAR = 14
 TOP = 24  # room for the time axis of the timeline
 TICKS = 5
+
+
+def short(label: str) -> str:
+    """A label cut to fit left of the bars (the full one is in the tables and tooltips)."""
+    return label if len(label) <= LABEL_CHARS else label[:LABEL_CHARS - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,6 @@ def path_timeline(view: TimingView) -> list[Bar]:
 
 
 def timing_chart(view: TimingView) -> dict[str, Any]:
-    return {"width": WIDTH, "row": ROW, "bar": BAR, "label_width": LABEL_WIDTH,
+    return {"short": short, "width": WIDTH, "row": ROW, "bar": BAR, "label_width": LABEL_WIDTH,
             "recipes": recipe_bars(view), "timeline": task_timeline(view),
             "path": path_timeline(view)}
