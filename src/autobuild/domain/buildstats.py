@@ -13,9 +13,10 @@ time is rusage + child rusage user and system time.
 How large they get: core-image-minimal from scratch runs some 4-5k tasks, core-image-sato
 9-10k, each task file 1-2 KB: 10-20 MB in 10k small files. The runner does not copy them: it
 reads each task file (at most MAX_TASK_FILE_BYTES), keeps the few numbers below and writes one
-condensed file (layout.TIMING, ~70 bytes a task: about 0.7 MB for 10k tasks, measured in
+condensed file (layout.TIMING, 80-110 bytes a task: 0.8-1.1 MB for 10k tasks, measured in
 tests/unit/test_buildstats.py), at most MAX_TASKS tasks; the service reads at most
-MAX_CONDENSED_BYTES of it. Everything here is pure: text in, values out; a build writes these
+MAX_CONDENSED_BYTES of it (a bigger file, which only absurdly long names make, is shown as
+unavailable). Everything here is pure: text in, values out; a build writes these
 files, so nothing is trusted: a task with a missing or garbled key is skipped, never an error.
 """
 
@@ -31,7 +32,7 @@ MAX_TASKS = 30_000  # a from-scratch core-image-sato has ~10k; world builds more
 MAX_RECIPES = 5_000
 MAX_TASK_FILE_BYTES = 64 * 1024  # a real task file is 1-2 KB
 MAX_BUILD_STATS_BYTES = 64 * 1024
-MAX_CONDENSED_BYTES = 4 << 20  # ~100 bytes a task at most, times MAX_TASKS, and some
+MAX_CONDENSED_BYTES = 4 << 20  # MAX_TASKS real tasks (~110 bytes each at most) and some
 MAX_SECONDS = 10 * 365 * 24 * 3600.0  # longer than any build: a bigger number is garbage
 CONDENSED_HEADER = "autobuild-buildstats 1"
 

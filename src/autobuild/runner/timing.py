@@ -4,7 +4,7 @@ BitBake writes ``<build dir>/tmp/buildstats/<BUILDNAME>/`` (build_stats and ``<P
 files, see domain/buildstats.py): thousands of small files for a real image (~10k, 10-20 MB
 for core-image-sato from scratch). Copying them would fill the job directory with files nobody
 opens, so the runner reads them where they are, before the workspace is removed, and writes
-layout.TIMING: one line a task (~0.7 MB for 10k tasks). It reads the way outputs.py does:
+layout.TIMING: one line a task (0.8-1.1 MB for 10k tasks). It reads the way outputs.py does:
 every directory opened relative to its parent's descriptor without following links, only
 regular files, each at most MAX_TASK_FILE_BYTES, at most MAX_TASKS tasks in all.
 """
