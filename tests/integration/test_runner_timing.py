@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from autobuild.domain.buildstats import (
     MAX_CONDENSED_BYTES, parse_build_stats, parse_condensed,
     timing_differences,
@@ -79,3 +81,18 @@ def test_a_failed_build_keeps_its_timing_too_with_the_failed_task(runner, git):
     failed = [t.label for t in kept.tasks if t.failed]
     assert failed == ["fail-compile:do_compile"]
     assert kept.build_elapsed is not None
+
+
+def test_a_kas_build_keeps_its_timing_from_kas_build_directory(runner, git):
+    from .test_runner_build_features import KAS, create_kas_repo
+    if not KAS.exists():
+        pytest.skip("kas is not installed in .venv")
+    bare = git.bare.parent / "kas-project.git"
+    if not bare.exists():
+        create_kas_repo(bare)
+    build = runner.build(1, git.server.url("kas-project.git"), "main")
+
+    assert_finished(build, "SUCCESS", 0)
+    raw = written_by_bitbake(buildstats_run(build.job_dir / "work" / "build"))
+    kept = parse_condensed((build.job_dir / TIMING).read_text())
+    assert len(kept.tasks) == len(raw) > 150
