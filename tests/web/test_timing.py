@@ -113,3 +113,21 @@ def test_a_long_task_name_is_cut_in_the_chart_and_whole_in_the_table(alice, fini
 
     assert f"<td>{long}:do_compile</td>" in page
     assert f"{long[:37]}…<title>{long}:do_compile</title>" in page
+
+
+def test_two_builds_timing_can_be_compared(alice, fakes, supervisor, queries):
+    from autobuild.domain.buildstats import timing_differences
+    for _ in range(2):
+        assert submit(alice).status_code == 303
+    supervisor.tick()
+    fakes.files.timings[1] = condensed()
+    slower = [(r, v, t, s, e + 60 if t == "do_rootfs" else e, c) for r, v, t, s, e, c in TASKS]
+    fakes.files.timings[2] = condensed(slower)
+
+    a, b = queries.build_timing(1), queries.build_timing(2)
+
+    assert a is not None and b is not None
+    [diff] = timing_differences(a, b)
+    assert (diff.recipe, diff.task, diff.delta) == ("core-image-minimal", "do_rootfs", 60)
+    fakes.files.timings[2] = b"garbage"
+    assert queries.build_timing(2) is None
