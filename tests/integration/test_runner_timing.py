@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -96,3 +97,25 @@ def test_a_kas_build_keeps_its_timing_from_kas_build_directory(runner, git):
     raw = written_by_bitbake(buildstats_run(build.job_dir / "work" / "build"))
     kept = parse_condensed((build.job_dir / TIMING).read_text())
     assert len(kept.tasks) == len(raw) > 150
+
+
+def test_the_service_reads_no_link_fifo_or_hard_link_in_place_of_the_file(runner, git, files,
+                                                                          tmp_path):
+    build = runner.build(1, git.url, "main")
+    assert_finished(build, "SUCCESS", 0)
+    job = Job(id=1, owner=runner.owner, repo_url=git.url, ref="main", machine=MACHINE,
+              target=TARGET, created_at=datetime(2026, 1, 1, tzinfo=UTC))
+    kept = build.job_dir / TIMING
+    outside = tmp_path / "outside.tsv"
+    outside.write_bytes(kept.read_bytes())
+    outside.chmod(0o640)
+
+    kept.unlink()
+    kept.symlink_to(outside)
+    assert files.read_timing(job, MAX_CONDENSED_BYTES) is None
+    kept.unlink()
+    os.mkfifo(kept, 0o640)
+    assert files.read_timing(job, MAX_CONDENSED_BYTES) is None  # and did not block
+    kept.unlink()
+    os.link(outside, kept)
+    assert files.read_timing(job, MAX_CONDENSED_BYTES) is None
