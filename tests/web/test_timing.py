@@ -131,3 +131,35 @@ def test_two_builds_timing_can_be_compared(alice, fakes, supervisor, queries):
     assert (diff.recipe, diff.task, diff.delta) == ("core-image-minimal", "do_rootfs", 60)
     fakes.files.timings[2] = b"garbage"
     assert queries.build_timing(2) is None
+
+
+def test_the_compare_page_partial_lists_the_changes_with_bars(app):
+    """_compare_timing.html, which the compare page includes with c.timing set to
+    timing_differences(a, b)."""
+    from types import SimpleNamespace
+
+    from autobuild.domain.buildstats import TimingDifference
+
+    template = app.state.templates.get_template("_compare_timing.html")
+    diffs = [TimingDifference("busybox", "do_compile", 50, 110),
+             TimingDifference("zlib", "do_fetch", 30, None),
+             TimingDifference("<b>x</b>", "do_install", 5, 2)]
+
+    raw = template.render(c=SimpleNamespace(timing=diffs))
+    page = html.unescape(raw)
+    same = template.render(c=SimpleNamespace(timing=[]))
+
+    assert re.findall(r"<code>([^<]*)</code>", raw) == [
+        "busybox:do_compile", "zlib:do_fetch", "&lt;b&gt;x&lt;/b&gt;:do_install"]
+    assert "+1m 00s" in page and "−30s" in page and "did not run" in page
+    assert 'class="timing-slower" x="0" y="1" width="100.0"' in page
+    assert 'class="timing-faster" x="-50.0" y="1" width="50.0"' in page
+    assert "the same time in both builds" in same
+
+
+def test_timing_differences_as_json():
+    from autobuild.domain.buildstats import TimingDifference
+    from autobuild.web.rendering import timing_differences_json
+
+    assert timing_differences_json([TimingDifference("zlib", "do_fetch", 30, None)]) == [
+        {"recipe": "zlib", "task": "do_fetch", "before": 30, "after": None, "delta": -30}]

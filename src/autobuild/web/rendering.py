@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from .. import __version__
 from ..domain.artifacts import ArtifactInfo
-from ..domain.buildstats import TaskTiming, TimingView
+from ..domain.buildstats import TaskTiming, TimingDifference, TimingView
 from ..domain.failures import FailureSummary
 from ..domain.jobs import Job, JobStatus
 from ..domain.manifests import PackageCount
@@ -177,6 +177,13 @@ def timing_json(view: TimingView | None) -> dict[str, Any]:
             "slowest_tasks": [_task_json(t) for t in view.slowest_tasks],
             "critical_path": [_task_json(t) for t in view.critical_path],
             "critical_path_seconds": view.critical_seconds}
+
+
+def timing_differences_json(diffs: list[TimingDifference]) -> list[dict[str, Any]]:
+    """buildstats.timing_differences as JSON, for the comparison of two builds: elapsed
+    seconds before and after (null: the task did not run in that build) and the change."""
+    return [{"recipe": d.recipe, "task": d.task, "before": d.before, "after": d.after,
+             "delta": d.delta} for d in diffs]
 
 
 def make_templates() -> Jinja2Templates:
