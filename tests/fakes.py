@@ -104,6 +104,7 @@ class FakeJobFiles:
     checksums: dict[int, dict[str, str]] = field(default_factory=dict)
     digests: dict[int, bytes] = field(default_factory=dict)
     buildhistory: dict[int, dict[str, bytes]] = field(default_factory=dict)
+    timings: dict[int, bytes] = field(default_factory=dict)  # layout.TIMING
     mtime: datetime = datetime(2026, 1, 1, tzinfo=UTC)
 
     def append_log(self, job_id: int, data: bytes) -> None:
@@ -121,6 +122,10 @@ class FakeJobFiles:
 
     def read_task_logs(self, job: Job) -> dict[str, str]:
         return dict(self.task_logs.get(job.id, {}))
+
+    def read_timing(self, job: Job, limit: int) -> bytes | None:
+        data = self.timings.get(job.id)
+        return None if data is None else data[:limit + 1]
 
     def list_artifacts(self, job: Job) -> list[ArtifactInfo]:
         sums = self.checksums.get(job.id, {})

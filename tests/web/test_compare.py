@@ -9,6 +9,7 @@ import re
 import pytest
 
 from tests.web.helpers import submit
+from tests.web.test_timing import TASKS, condensed
 
 MANIFEST = "core-image-minimal-qemux86-64.rootfs.manifest"
 SHA_A, SHA_B = "1" * 40, "2" * 40
@@ -149,3 +150,26 @@ def test_the_job_page_offers_the_builds_of_the_same_image_the_previous_one_chose
 def test_a_build_with_no_other_of_its_image_has_no_compare_form(alice, fakes, supervisor):
     assert submit(alice).status_code == 303
     assert 'id="compare-form"' not in alice.get("/jobs/1").text
+
+
+def test_the_comparison_says_which_tasks_took_longer(alice, fakes, two_builds):
+    slower = [(r, v, t, s, e + 60 if t == "do_rootfs" else e, c) for r, v, t, s, e, c in TASKS]
+    fakes.files.timings[1], fakes.files.timings[2] = condensed(), condensed(slower)
+
+    body = alice.get("/api/jobs/compare", params={"a": 1, "b": 2}).json()
+    page = text_of(alice.get("/jobs/compare", params={"a": 1, "b": 2}).text)
+    swapped = alice.get("/api/jobs/compare", params={"a": 2, "b": 1}).json()
+
+    assert body["timing"][0] == {"recipe": "core-image-minimal", "task": "do_rootfs",
+                                 "before": 39.7, "after": 99.7, "delta": 60.0}
+    assert "Task timing" in page and "core-image-minimal:do_rootfs" in page
+    assert swapped["timing"][0]["delta"] == -60.0
+
+
+def test_without_buildstats_in_one_build_there_is_no_timing_to_compare(alice, fakes, two_builds):
+    fakes.files.timings[1] = condensed()
+
+    body = alice.get("/api/jobs/compare", params={"a": 1, "b": 2}).json()
+
+    assert body["timing"] is None
+    assert "Task timing" not in text_of(alice.get("/jobs/compare", params={"a": 1, "b": 2}).text)

@@ -240,6 +240,14 @@ def test_every_json_answer_has_the_shape_the_schema_gives_its_status(
     get(insight + "trends", insight + "trends", params={
         "repo": VALID_JOB["repo_url"], "machine": VALID_JOB["machine"],
         "target": VALID_JOB["target"]})
+    timing = JOB + "/timing"
+    world.files.timings[1] = (b"autobuild-buildstats 1\nbuild\t20.00\ntask\tzlib\t1.3-r0\t"
+                              b"do_compile\t1700000000.00\t1700000012.50\t12.50\t30.00\tF\n")
+    get(timing, f"{J}/1/timing")
+    get(timing, f"{J}/2/timing")  # none yet
+    get(timing, f"{J}/1/timing", params={"top": 0})  # 400
+    get(timing, f"{J}/99/timing")
+    get(timing, f"{J}/1/timing", who=stranger)
 
     post(J, J, json=VALID_JOB)  # 201
     post(J, J, json={**VALID_JOB, "repo_url": "ftp://nowhere"})  # 422 with errors

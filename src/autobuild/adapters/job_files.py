@@ -71,6 +71,16 @@ class JobDirectory:
     def read_digest(self, job: Job, limit: int) -> bytes | None:
         return self._tree.read_small(job.owner, job.id, *layout.DIGEST_PATH, limit=limit)
 
+    def read_timing(self, job: Job, limit: int) -> bytes | None:
+        with self._tree.open_file(job.owner, job.id, layout.TIMING) as fd:
+            if fd is None:
+                return None
+            chunks, size = [], 0
+            while size <= limit and (chunk := os.read(fd, min(1 << 20, limit + 1 - size))):
+                chunks.append(chunk)
+                size += len(chunk)
+            return b"".join(chunks)
+
     # --- logs of failed tasks ----------------------------------------------------------------
 
     def read_task_logs(self, job: Job) -> dict[str, str]:

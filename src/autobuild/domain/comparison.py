@@ -13,10 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from . import layout
 from .buildhistory import image_size_kib, parse_image_info, parse_package_names, parse_package_sizes
+from .buildstats import TimingDifference, timing_differences
 from .jobs import Job
 from .manifests import parse_manifest
 from .ports import JobFilter, JobFiles, JobRepository
@@ -114,9 +114,9 @@ class Comparison:
     changed: tuple[PackageChange, ...] = ()
     packages_compared: bool = False
     sizes_compared: bool = False
-    # TIMING: the lead plugs the task timing differences in here after merging branch timing
-    # (buildstats.timing_differences(a, b)); the page shows _compare_timing.html when set.
-    timing: Any = field(default=None, compare=False)
+    # Task timing (buildstats.timing_differences), None when a build left no buildstats;
+    # filled by BuildComparisons, not by compare(), which sees no files.
+    timing: tuple[TimingDifference, ...] | None = field(default=None, compare=False)
 
     @property
     def is_empty(self) -> bool:
@@ -136,7 +136,9 @@ class Comparison:
             image_size=self.image_size.mirrored() if self.image_size else None,
             added=tuple(c.mirrored() for c in self.removed),
             removed=tuple(c.mirrored() for c in self.added),
-            changed=tuple(c.mirrored() for c in self.changed))
+            changed=tuple(c.mirrored() for c in self.changed),
+            timing=None if self.timing is None else tuple(
+                TimingDifference(d.recipe, d.task, d.after, d.before) for d in self.timing))
 
 
 def artifact_key(name: str) -> str:
@@ -237,10 +239,13 @@ class BuildComparisons:
         result = compare(self.facts(job_a), self.facts(job_b))
         return replace(result, timing=self._timing(job_a, job_b))
 
-    def _timing(self, a: Job, b: Job) -> Any:
-        """TIMING: where the lead plugs in buildstats.timing_differences(a, b) (branch timing):
-        the task timing differences of the two builds, None while there are none to show."""
-        return None
+    def _timing(self, a: Job, b: Job) -> tuple[TimingDifference, ...] | None:
+        """The task timing differences of the two builds (largest first, bounded); None when
+        either left no readable buildstats."""
+        timing_a, timing_b = self._queries.build_timing(a.id), self._queries.build_timing(b.id)
+        if timing_a is None or timing_b is None:
+            return None
+        return tuple(timing_differences(timing_a, timing_b))
 
     def facts(self, job: Job) -> BuildFacts:
         manifest = self._queries.manifest_text(job.id)

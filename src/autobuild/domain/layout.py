@@ -15,6 +15,8 @@ first build (or by ``install.sh --add-user``), and each build one directory in t
         artifacts.sha256               their checksums (sha256sum format)
         buildhistory/<file>            buildhistory's files about the built image, when the
                                        build inherits buildhistory (BUILDHISTORY_IMAGE_FILES)
+        buildstats.tsv                 BitBake's buildstats condensed to a line a task
+                                       (domain/buildstats.py), by the runner
         status.json                    written last, atomically: how the build ended
         work/                          the clone and build tree; private (0700), removed at the end
 
@@ -56,11 +58,17 @@ STATUS = "status.json"
 WORK_DIR = "work"
 SOURCE_DIR = "src"  # work/src: the clone
 KAS_BUILD_DIR = "build"  # work/build: kas's build directory
+TIMING = "buildstats.tsv"  # the build's buildstats, condensed (domain/buildstats.py)
 SPACE_RESERVE = ".space-reserve"  # freed at the end so the status fits on a full disk
 
 LOG_PATH = (LOGS_DIR, BUILD_LOG)
 DIGEST_PATH = (LOGS_DIR, DIGEST)
 TASK_LOGS_PATH = (LOGS_DIR, TASK_LOGS_DIR)
+
+# What BitBake's buildstats class writes below the build directory: tmp/buildstats/<BUILDNAME>/
+# with build_stats and <PF>/<task> files (meta/classes-global/buildstats.bbclass).
+BUILDSTATS_PATH = ("tmp", "buildstats")
+BUILDSTATS_SUMMARY = "build_stats"
 
 MAX_STATUS_BYTES = 64 * 1024
 MAX_RECORD_BYTES = 4096

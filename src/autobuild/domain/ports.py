@@ -209,6 +209,11 @@ class JobFiles(Protocol):
         kept of the built image, if it is at most ``limit`` bytes; None when there is none."""
         ...
 
+    def read_timing(self, job: Job, limit: int) -> bytes | None:
+        """The condensed buildstats (layout.TIMING): None when there is none; of a bigger
+        file only its first ``limit`` + 1 bytes (so the caller sees it is too big)."""
+        ...
+
 
 class DiskSpace(Protocol):
     def free_bytes(self, path: str) -> int:

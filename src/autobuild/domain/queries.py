@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from .artifacts import ArtifactInfo, ArtifactNotFound
+from .buildstats import MAX_CONDENSED_BYTES, Timing, TimingView, parse_condensed, timing_view
 from .digest import MAX_DIGEST_BYTES, LogDigest
 from .failures import FailureSummary, summarize
 from .jobs import Job
@@ -240,6 +241,26 @@ class JobQueries:
         if max(info.size, len(data)) > limit:
             return None
         return name, data.decode("utf-8", errors="replace")
+
+    def timing(self, job_id: int, top: int = 10) -> TimingView | None:
+        """Where the build's time went, from the runner's condensed buildstats; None when the
+        build left none, a TimingView with ``problem`` set when they cannot be read."""
+        raw = self._files.read_timing(self.get(job_id), MAX_CONDENSED_BYTES)
+        if raw is None:
+            return None
+        if len(raw) > MAX_CONDENSED_BYTES:
+            return TimingView.unavailable("the buildstats file is too large")
+        view = timing_view(parse_condensed(raw.decode("utf-8", errors="replace")), top)
+        return view or TimingView.unavailable("the buildstats file holds no readable task")
+
+    def build_timing(self, job_id: int) -> Timing | None:
+        """Every task's timing of the build (for comparing two builds with
+        buildstats.timing_differences); None when it left none or they cannot be read."""
+        raw = self._files.read_timing(self.get(job_id), MAX_CONDENSED_BYTES)
+        if raw is None or len(raw) > MAX_CONDENSED_BYTES:
+            return None
+        timing = parse_condensed(raw.decode("utf-8", errors="replace"))
+        return None if timing.is_empty else timing
 
     def open_artifact(self, job_id: int, name: str) -> tuple[BinaryIO, ArtifactInfo]:
         """(binary file, ArtifactInfo); raises JobNotFound or ArtifactNotFound."""

@@ -25,6 +25,8 @@ from .account import token_path
 from .fsops import atomic_file, fd_path, make_dir, open_dir, write_all
 from .jobdir import Identity, JobFiles
 from .outputs import collect_artifacts, collect_buildhistory, save_task_logs
+from .outputs import collect_artifacts, save_task_logs
+from .timing import keep_timing
 
 Say = Callable[[str], None]
 BUILD_UMASK = 0o002  # what the build adds to the shared caches stays writable for the group
@@ -199,10 +201,12 @@ class BuildSteps:
             self.say(f"    {line}")
         return True
 
-    def failed(self, message: str, code: int) -> int:
+    def failed(self, message: str, code: int, build_rel: str | None = None) -> int:
         self.say(message)
         save_task_logs(self.files.log, self.files.work, self.files.logs, self.files.path,
                        self.say)
+        if build_rel is not None:
+            keep_timing(self.files.work, build_rel, self.files.job, self.say)
         return code
 
     def collect(self, build_rel: str) -> int:
@@ -212,6 +216,7 @@ class BuildSteps:
                           self.files.path, self.say, self.files.web_gid)
         collect_buildhistory(self.files.work, build_rel, str(self.order.request.machine),
                              str(self.order.request.target), self.files.job, self.say)
+        keep_timing(self.files.work, build_rel, self.files.job, self.say)
         return 0
 
     # --- the steps ------------------------------------------------------------------------
@@ -303,7 +308,8 @@ class BuildSteps:
         self.run_program([str(kas), "--version"], env=env)
         code = self.run_program([str(kas), "build", "--", real], env=env)
         if code:
-            return self.failed(f"ERROR: kas build {kas_file} failed (exit {code})", code)
+            return self.failed(f"ERROR: kas build {kas_file} failed (exit {code})", code,
+                               KAS_BUILD_DIR)
         return self.collect(KAS_BUILD_DIR)
 
     def poky_build(self) -> int:
@@ -329,7 +335,8 @@ class BuildSteps:
         code = self.run_program(["bitbake", "--", target], cwd=f"{SOURCE_DIR}/{POKY_BUILD_DIR}",
                                 env=env)
         if code:
-            return self.failed(f"ERROR: bitbake {target} failed (exit {code})", code)
+            return self.failed(f"ERROR: bitbake {target} failed (exit {code})", code,
+                               f"{SOURCE_DIR}/{POKY_BUILD_DIR}")
         return self.collect(f"{SOURCE_DIR}/{POKY_BUILD_DIR}")
 
     def sourced_environment(self) -> dict[str, str] | None:

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from .. import __version__
 from ..domain.artifacts import ArtifactInfo
+from ..domain.buildstats import TaskTiming, TimingDifference, TimingView
 from ..domain.failures import FailureSummary
 from ..domain.jobs import Job, JobStatus
 from ..domain.manifests import PackageCount
@@ -19,6 +20,7 @@ from ..domain.progress import Progress
 from ..domain.comparison import Changed, Comparison, PackageChange
 from ..domain.provenance import Provenance
 from .security import csrf_token, current_user, pop_flashes
+from .timing_chart import timing_chart
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -156,6 +158,35 @@ def provenance_json(built: Provenance) -> dict[str, Any] | None:
                        for layer in built.layers]}
 
 
+def _task_json(t: TaskTiming) -> dict[str, Any]:
+    return {"recipe": t.recipe, "task": t.task, "version": t.version, "start": t.start,
+            "end": t.end, "elapsed": t.elapsed, "cpu": t.cpu, "failed": t.failed}
+
+
+def timing_json(view: TimingView | None) -> dict[str, Any]:
+    """GET /api/jobs/{id}/timing: the job page's "Where the time went" as JSON."""
+    if view is None or view.problem:
+        return {"available": False, "problem": None if view is None else view.problem,
+                "wall_seconds": None, "cpu_seconds": None, "task_count": 0, "failed_tasks": 0,
+                "slowest_recipes": [], "slowest_tasks": [], "critical_path": [],
+                "critical_path_seconds": None}
+    return {"available": True, "problem": None, "wall_seconds": view.wall_seconds,
+            "cpu_seconds": view.cpu_seconds, "task_count": view.task_count,
+            "failed_tasks": view.failed_tasks,
+            "slowest_recipes": [{"recipe": r.recipe, "elapsed": r.elapsed, "cpu": r.cpu,
+                                 "tasks": r.tasks} for r in view.slowest_recipes],
+            "slowest_tasks": [_task_json(t) for t in view.slowest_tasks],
+            "critical_path": [_task_json(t) for t in view.critical_path],
+            "critical_path_seconds": view.critical_seconds}
+
+
+def timing_differences_json(diffs: list[TimingDifference]) -> list[dict[str, Any]]:
+    """buildstats.timing_differences as JSON, for the comparison of two builds: elapsed
+    seconds before and after (null: the task did not run in that build) and the change."""
+    return [{"recipe": d.recipe, "task": d.task, "before": d.before, "after": d.after,
+             "delta": d.delta} for d in diffs]
+
+
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=TEMPLATES_DIR)
     env = templates.env
@@ -164,6 +195,7 @@ def make_templates() -> Jinja2Templates:
         signed_size=signed_size,
     )
     env.globals["version"] = __version__
+    env.globals["timing_chart"] = timing_chart
     env.trim_blocks = True
     env.lstrip_blocks = True
     return templates
@@ -226,6 +258,7 @@ def comparison_json(result: Comparison, a: Job, b: Job, now: datetime,
             "added": [_package_json(c) for c in result.added],
             "removed": [_package_json(c) for c in result.removed],
             "changed": [_package_json(c) for c in result.changed]},
+        "timing": None if result.timing is None else timing_differences_json(list(result.timing)),
     }
 
 

@@ -335,6 +335,14 @@ class PackageChanges(_Shape):
     changed: list[PackageChange]
 
 
+class TaskTimingChange(_Shape):
+    recipe: str
+    task: str
+    before: float | None = Field(description="Seconds in build a (null: it did not run there)")
+    after: float | None = Field(description="Seconds in build b (null: it did not run there)")
+    delta: float
+
+
 class Comparison(_Shape):
     """What changed from build a to build b."""
 
@@ -349,3 +357,46 @@ class Comparison(_Shape):
                                                     "whose size differs or that only one has")
     image_size_kib: ImageSize | None
     packages: PackageChanges
+    timing: list[TaskTimingChange] | None = Field(
+        description="Task elapsed times that differ, largest change first (buildstats); null "
+                    "when either build left none")
+
+
+# --- timing (GET /api/jobs/{id}/timing) ----------------------------------------------------
+
+class TimedTask(_Shape):
+    """One task from buildstats: start/end in seconds since the epoch, elapsed and CPU in s."""
+
+    recipe: str
+    task: str
+    version: str
+    start: float
+    end: float
+    elapsed: float
+    cpu: float
+    failed: bool
+
+
+class RecipeTiming(_Shape):
+    recipe: str
+    elapsed: float = Field(description="Its tasks' elapsed times added up (s)")
+    cpu: float
+    tasks: int
+
+
+class Timing(_Shape):
+    """Where a build's time went, from BitBake's buildstats (rendering.timing_json).
+    ``available`` false: the build left none (``problem`` null) or they are unreadable."""
+
+    available: bool
+    problem: str | None
+    wall_seconds: float | None
+    cpu_seconds: float | None
+    task_count: int
+    failed_tasks: int
+    slowest_recipes: list[RecipeTiming]
+    slowest_tasks: list[TimedTask]
+    critical_path: list[TimedTask] = Field(
+        description="Derived from timing (buildstats record no dependencies): back from the "
+                    "task that ended last, each the task that ended last before it started")
+    critical_path_seconds: float | None

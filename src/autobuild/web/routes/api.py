@@ -21,8 +21,9 @@ from ..insights_render import cache_json
 from ..job_list_params import ListParams
 from ..rendering import (
     artifact_json, failure_json, job_json, packages_json, progress_json, provenance_json,
+    timing_json,
 )
-from ..schemas import Artifact, Job, JobDetail, JobPage, errors, ok
+from ..schemas import Artifact, Job, JobDetail, JobPage, Timing, errors, ok
 from ..security import HeaderCsrf, User, require_user
 
 router = APIRouter(prefix="/api", tags=["api"])
@@ -107,6 +108,18 @@ def get_job(job_id: int, user: User, service: Queries, perms: Perms, clock: Now)
     data["provenance"] = provenance_json(service.provenance(job_id))  # what it really built
     data["cache"] = cache_json(service.cache_reuse(job_id))  # what sstate saved it
     return data
+
+
+@router.get("/jobs/{job_id:jobid}/timing", response_model=None,
+            responses={**ok(Timing, "Where the build's time went"), **errors(400, 401, 404)})
+@inject
+def get_timing(
+    job_id: int, user: User, service: Queries,
+    top: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> dict[str, Any]:
+    """From BitBake's buildstats, which the runner keeps condensed: totals, the ``top``
+    slowest recipes and tasks, and the critical path derived from timing."""
+    return timing_json(service.timing(job_id, top))
 
 
 @router.get("/jobs/{job_id:jobid}/artifacts", response_model=None,

@@ -169,6 +169,7 @@ def job_page(request: Request, job_id: int, user: User, service: Queries, perms:
         "log_size": service.log_size(job_id),  # the log view opens at its tail
         "retention_days": request.app.state.settings.retention_days,
         "compare_with": compare_with, "compare_default": previous(job, compare_with),
+        "timing": service.timing(job_id) if job.is_terminal and not job.purged_at else None,
     }
     return render(request, "job.html", context)
 
