@@ -91,3 +91,36 @@ def test_a_forged_provenance_in_a_digest_is_refused(change):
     value["provenance"].update(change)
     with pytest.raises(ValueError):
         LogDigest.parse(json.dumps(value).encode())
+
+
+# --- the commit as a job records it (list filter, exact rebuild) --------------------------------
+
+def test_a_commit_filter_takes_a_full_id_or_an_abbreviation_of_7_or_more_hex_digits():
+    from autobuild.domain.provenance import commit_prefix, is_commit, short_commit
+    assert commit_prefix(f" {SHA.upper()} ") == SHA
+    assert commit_prefix(SHA[:7]) == SHA[:7]
+    assert commit_prefix("a" * 64) == "a" * 64
+    for bad in ("", SHA[:6], "g" * 8, SHA + "0" * 30, "abc1234\n0", "abc 1234", "abc1234%"):
+        with pytest.raises(ValueError, match="7 to 64 hex digits"):
+            commit_prefix(bad)
+    assert short_commit(SHA) == SHA[:12]
+    assert is_commit(SHA) and is_commit("b" * 64)
+    assert not is_commit(SHA[:39]) and not is_commit(SHA + "\n") and not is_commit(SHA.upper())
+
+
+@given(st.text(max_size=70))
+def test_what_the_commit_filter_accepts_is_lower_case_hex_only(text):
+    from autobuild.domain.provenance import commit_prefix
+    try:
+        prefix = commit_prefix(text)
+    except ValueError:
+        return
+    assert 7 <= len(prefix) <= 64 and set(prefix) <= set("0123456789abcdef")
+
+
+def test_an_old_digest_state_without_newer_keys_still_restores():
+    collector = ProvenanceCollector()
+    collector.add_lines(LOG.splitlines())
+    state = collector.state()
+    restored = ProvenanceCollector.restore(json.loads(json.dumps(state)))
+    assert restored.provenance == collector.provenance

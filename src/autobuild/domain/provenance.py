@@ -27,6 +27,10 @@ from .layout import STEP_COMMIT, step_line
 
 MAX_ENTRIES = 100
 MAX_TEXT = 200
+SHORT_COMMIT = 12  # hex digits shown where a full commit id does not fit (the job list)
+MIN_COMMIT_PREFIX = 7  # git's own shortest abbreviation
+# What the job list's commit filter accepts: a full commit id or an abbreviation of it.
+COMMIT_PREFIX_PATTERN = f"[0-9a-fA-F]{{{MIN_COMMIT_PREFIX},64}}"
 
 _COMMIT_LINE = step_line(STEP_COMMIT)
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
@@ -35,6 +39,25 @@ _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _ASSIGNMENT = re.compile(r'^([A-Za-z0-9_.+-]{1,100})\s*=\s*"(.*)"\s*$')
 _LAYER = re.compile(r"^([A-Za-z0-9_.+-]{1,100})\s*$")
 _VARIABLE = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+def is_commit(value: object) -> bool:
+    """A full commit id as git prints it (40 hex digits, or 64 in a SHA-256 repository)."""
+    return isinstance(value, str) and bool(_SHA.fullmatch(value))
+
+
+def short_commit(commit: str) -> str:
+    """The abbreviation the job list shows."""
+    return commit[:SHORT_COMMIT]
+
+
+def commit_prefix(text: str) -> str:
+    """A full commit id or an abbreviation of at least MIN_COMMIT_PREFIX hex digits, in the
+    form commits are stored (lower case); ValueError with a message fit to show."""
+    text = text.strip()
+    if not re.fullmatch(COMMIT_PREFIX_PATTERN, text):
+        raise ValueError(f"a commit is {MIN_COMMIT_PREFIX} to 64 hex digits (0-9, a-f)")
+    return text.lower()
 
 
 @dataclass(frozen=True)
@@ -79,7 +102,7 @@ class ProvenanceCollector:
     def _line(self, line: str) -> None:
         if line.startswith(_COMMIT_LINE):
             sha = line[len(_COMMIT_LINE):].strip().split(" ", 1)[0]
-            if self.commit is None and _SHA.match(sha):
+            if self.commit is None and is_commit(sha):
                 self.commit = sha
             return
         if self.in_block:
@@ -116,7 +139,7 @@ class ProvenanceCollector:
             flags = state["in_block"], state["block_seen"]
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not provenance: {exc}") from None
-        if commit is not None and not (isinstance(commit, str) and _SHA.match(commit)):
+        if commit is not None and not is_commit(commit):
             raise ValueError("not provenance: commit")
         if not all(isinstance(flag, bool) for flag in flags):
             raise ValueError("not provenance: flags")

@@ -16,7 +16,7 @@ from ..domain.failures import FailureSummary
 from ..domain.jobs import Job, JobStatus
 from ..domain.manifests import PackageCount
 from ..domain.progress import Progress
-from ..domain.provenance import Provenance
+from ..domain.provenance import Provenance, short_commit
 from .security import csrf_token, current_user, pop_flashes
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -88,6 +88,8 @@ def job_json(job: Job, now: datetime, user: str | None = None,
         "cancel_requested_by": job.cancel_requested_by,
         "waiting_reason": job.waiting_reason,
         "node": job.node,
+        "commit": job.commit,
+        "commit_short": None if job.commit is None else short_commit(job.commit),
         "purged_at": iso(job.purged_at),
         "duration_seconds": job.duration_seconds(now),
         "can_cancel": (user == job.owner and not job.is_terminal) if can_cancel is None
@@ -159,7 +161,8 @@ def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=TEMPLATES_DIR)
     env = templates.env
     env.filters.update(
-        filesize=human_size, duration=human_duration, when=when, iso=iso, repo_name=repo_name
+        filesize=human_size, duration=human_duration, when=when, iso=iso, repo_name=repo_name,
+        short_commit=short_commit,
     )
     env.globals["version"] = __version__
     env.trim_blocks = True

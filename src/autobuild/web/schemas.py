@@ -50,6 +50,10 @@ class Job(_Shape):
     cancel_requested_by: str | None
     waiting_reason: str | None
     node: str | None
+    commit: str | None = Field(
+        description="The full commit id its ref resolved to (provenance); null until it ended, "
+                    "or when it ended before the checkout. GET /api/jobs?commit= filters by it")
+    commit_short: str | None = Field(description="The commit's first 12 hex digits")
     purged_at: Timestamp | None = Field(description="When its files were removed (retention)")
     duration_seconds: float | None
     can_cancel: bool

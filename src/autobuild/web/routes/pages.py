@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from ...domain.failures import FailureSummary
 from ...domain.jobs import Job, JobStatus
 from ...domain.ports import Clock, RunnerError, TokenStore
+from ...domain.provenance import short_commit
 from ...domain.requests import InvalidRequest
 from ...domain.commands import JobCommands
 from ...domain.permissions import Permissions
@@ -191,11 +192,14 @@ def cancel_job(
 @router.post("/jobs/{job_id:jobid}/rebuild", dependencies=[FormCsrf])
 @inject
 def rebuild_job(
-    request: Request, job_id: int, user: User, commands: Commands, scheduler: Sched
+    request: Request, job_id: int, user: User, commands: Commands, scheduler: Sched,
+    exact: Annotated[str, Form()] = "",
 ) -> Response:
-    job = commands.rebuild(job_id, user)
+    """The job's Rebuild buttons: the same ref, or (``exact=1``) the commit it built."""
+    job = commands.rebuild(job_id, user, exact=exact == "1")
     scheduler.wake()
-    flash(request, f"Build #{job.id} is queued: a rebuild of #{job_id}.")
+    what = f"commit {short_commit(job.ref)} of #{job_id}" if exact == "1" else f"#{job_id}"
+    flash(request, f"Build #{job.id} is queued: a rebuild of {what}.")
     return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
 
