@@ -76,6 +76,18 @@ def create_layer_repo(bare_path: Path, name: str = "meta-extra") -> str:
     return sha
 
 
+def advance_branch(bare_path: Path, version: str, branch: str = "main") -> str:
+    """A new commit on ``branch`` of the bare repository, with VERSION ``version`` (what the
+    stand-in bitbake reports); returns it. The branch moves on, older commits stay."""
+    with tempfile.TemporaryDirectory(prefix="standin-advance-") as tmp:
+        work = Path(tmp) / "work"
+        _git(Path(tmp), "clone", "--quiet", "--branch", branch, str(bare_path), str(work))
+        (work / "VERSION").write_text(f"{version}\n")
+        _git(work, "commit", "--quiet", "--all", "-m", f"poky stand-in {version}")
+        _git(work, "push", "--quiet", "origin", f"HEAD:refs/heads/{branch}")
+        return _git(work, "rev-parse", "HEAD")
+
+
 def commit_of(bare_path: Path, ref: str) -> str:
     """The commit ``ref`` (branch, tag or abbreviation) names in the bare repository."""
     return _git(bare_path, "rev-parse", "--verify", f"{ref}^{{commit}}")
