@@ -93,14 +93,18 @@ def commit_of(bare_path: Path, ref: str) -> str:
     return _git(bare_path, "rev-parse", "--verify", f"{ref}^{{commit}}")
 
 
-def create_kas_repo(bare_path: Path) -> str:
+def create_kas_repo(bare_path: Path, extra_files: dict[str, str] | None = None) -> str:
     """A bare repository holding the stand-in poky plus a kas project (kas.yml at the top,
-    kas/other.yml); returns its main commit. Real kas builds it with the stand-in bitbake."""
+    kas/other.yml, and ``extra_files``: {path: text}); returns its main commit. Real kas
+    builds it with the stand-in bitbake."""
     with tempfile.TemporaryDirectory(prefix="standin-kas-") as tmp:
         work = Path(tmp) / "project"
         shutil.copytree(FIXTURE, work, symlinks=True)
         shutil.copytree(KAS_FIXTURE, work, symlinks=True, dirs_exist_ok=True)
         (work / "VERSION").write_text("2.0\n")
+        for path, text in (extra_files or {}).items():
+            (work / path).parent.mkdir(parents=True, exist_ok=True)
+            (work / path).write_text(text)
         _git(work, "init", "--quiet", "--initial-branch=main")
         _git(work, "add", "--all")
         _git(work, "commit", "--quiet", "-m", "kas project on the poky stand-in")

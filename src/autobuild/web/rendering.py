@@ -154,7 +154,10 @@ def provenance_json(built: Provenance) -> dict[str, Any] | None:
         return None
     return {"commit": built.commit, "variables": dict(built.variables),
             "layers": [{"name": layer.name, "branch": layer.branch, "revision": layer.revision}
-                       for layer in built.layers]}
+                       for layer in built.layers],
+            "kas_file": built.kas_file,
+            "kas_repos": [{"name": repo.name, "commit": repo.commit, "url": repo.url}
+                          for repo in built.kas_repos]}
 
 
 def make_templates() -> Jinja2Templates:

@@ -103,12 +103,21 @@ class Layer(_Shape):
     revision: str | None
 
 
+class KasRepo(_Shape):
+    name: str
+    commit: str
+    url: str | None = Field(description="Without credentials; null: the build's own repository")
+
+
 class Provenance(_Shape):
-    """What the build really built: the commit, bitbake's Build Configuration, the layers."""
+    """What the build really built: the commit, bitbake's Build Configuration, the layers,
+    and for a kas build the kas file and the repositories kas checked out."""
 
     commit: str | None
     variables: dict[str, str]
     layers: list[Layer]
+    kas_file: str | None = Field(description="The kas file a kas build used; null otherwise")
+    kas_repos: list[KasRepo]
 
 
 class JobDetail(Job):
