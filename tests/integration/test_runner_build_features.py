@@ -225,12 +225,14 @@ def test_a_kas_build_records_its_kas_file_and_each_repository_at_its_commit(
         runner, git, tmp_path):
     from autobuild.domain.provenance import ProvenanceCollector
     from tests.support.standin import create_layer_repo
-    layer = tmp_path / "layers" / "meta-extra.git"
-    layer_commit = create_layer_repo(layer)
+    # kas clones a second repository itself (from a path: kas drops GIT_SSL_CAINFO, so it
+    # could not verify the test server's certificate, which the system tests' trust store has).
+    local = tmp_path / "layers" / "meta-local.git"
+    local_commit = create_layer_repo(local, "meta-local")
     bare = git.bare.parent / f"kas-layered-{uuid.uuid4().hex[:8]}.git"
     project_commit = create_kas_repo(bare, {"kas/layered.yml": (
         "header:\n  version: 14\nmachine: qemuarm64\ntarget: kas-other-image\n"
-        f"repos:\n  standin:\n  meta-extra:\n    url: {layer}\n    branch: main\n")})
+        f"repos:\n  standin:\n  meta-local:\n    url: {local}\n    branch: main\n")})
     build = runner.build(1, git.server.url(bare.name), "main", target="core-image-minimal",
                          settings={"cache_dir": str(tmp_path / "none")},
                          kas_file="kas/layered.yml")
@@ -239,7 +241,7 @@ def test_a_kas_build_records_its_kas_file_and_each_repository_at_its_commit(
     log = build.log
     assert "==> Kas file kas/layered.yml\n" in log
     assert f"==> Kas repo standin {project_commit} (this repository)\n" in log
-    assert f"==> Kas repo meta-extra {layer_commit} {layer}\n" in log
+    assert f"==> Kas repo meta-local {local_commit} {local}\n" in log
     # Said after kas checked the repositories out, before bitbake starts.
     assert log.index("==> Kas repo") < log.index("Build Configuration")
     collector = ProvenanceCollector()
@@ -247,7 +249,7 @@ def test_a_kas_build_records_its_kas_file_and_each_repository_at_its_commit(
     built = collector.provenance
     assert built.kas_file == "kas/layered.yml" and built.commit == project_commit
     assert [(r.name, r.commit, r.url) for r in built.kas_repos] == [
-        ("standin", project_commit, None), ("meta-extra", layer_commit, str(layer))]
+        ("standin", project_commit, None), ("meta-local", local_commit, str(local))]
     assert TOKEN not in log
 
 
