@@ -248,6 +248,8 @@ def test_a_kas_build_records_its_kas_file_and_each_repository_at_its_commit(
     collector.add_lines(log.splitlines())
     built = collector.provenance
     assert built.kas_file == "kas/layered.yml" and built.commit == project_commit
+    # bitbake's Build Configuration, which kas logs with its own prefix, is read too.
+    assert dict(built.variables)["DISTRO_VERSION"] == "2.0" and built.layers
     assert [(r.name, r.commit, r.url) for r in built.kas_repos] == [
         ("standin", project_commit, None), ("meta-local", local_commit, str(local))]
     assert TOKEN not in log

@@ -289,6 +289,7 @@ def test_a_kas_build_says_what_it_built_on_its_page(cli, git, alice, accounts, p
     assert provenance["kas_file"] == "kas.yml" and built["commit"] == provenance["commit"]
     assert provenance["kas_repos"] == [{"name": "standin", "commit": built["commit"],
                                         "url": None}]
+    assert provenance["variables"]["DISTRO_VERSION"] == "2.0" and provenance["layers"]
 
     page.goto("/login")
     page.fill("#f-username", accounts.alice.name)

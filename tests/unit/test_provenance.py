@@ -141,6 +141,14 @@ def test_the_kas_file_and_each_repository_with_its_commit_are_read():
     assert built.commit == SHA and built.layers  # the rest as before
 
 
+def test_the_build_configuration_that_kas_logs_is_read_as_bitbake_printed_it():
+    logged = "".join(f"2026-12-02 02:57:40 - INFO     - {line}\n" if not line.startswith("==>")
+                     else f"{line}\n" for line in KAS_LOG.splitlines())
+    built = collected(logged)
+    assert built == collected(KAS_LOG)
+    assert ("DISTRO_VERSION", "5.0.4") in built.variables and built.layers
+
+
 @pytest.mark.parametrize("line", [
     f"==> Kas repo x {REV} https://user:pw@example.com/x.git",  # credentials are never shown
     f"==> Kas repo x {REV} https://token@example.com/x.git",

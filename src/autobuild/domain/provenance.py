@@ -48,6 +48,8 @@ _KAS_URL = re.compile(r"[a-z][a-z0-9+.-]*://[^\s@/]+(/\S{0,1000})?|/\S{0,1000}")
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _BLOCK = re.compile(r"^Build Configuration( \([^)]{0,100}\))?:\s*$")
 _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# kas logs what bitbake prints: "2026-01-01 12:00:00 - INFO     - Build Configuration:".
+_KAS_LOGGED = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - [A-Z]{4,8} +- ")
 _ASSIGNMENT = re.compile(r'^([A-Za-z0-9_.+-]{1,100})\s*=\s*"(.*)"\s*$')
 _LAYER = re.compile(r"^([A-Za-z0-9_.+-]{1,100})\s*$")
 _VARIABLE = re.compile(r"^[A-Z][A-Z0-9_]*$")
@@ -168,6 +170,8 @@ class ProvenanceCollector:
                     line[len(_KAS_REPO_LINE):].strip().split(" ", 2))) is not None:
                 self.kas_repos.append(repo)
             return
+        if line[:1].isdigit() and (logged := _KAS_LOGGED.match(line)):
+            line = line[logged.end():]
         if self.in_block:
             if not line.strip():
                 self.in_block = False
