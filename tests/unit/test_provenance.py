@@ -172,6 +172,8 @@ def test_the_runner_prints_a_kas_repo_line_without_credentials_and_reads_it_back
     assert kas_repo_line("own", SHA, None) == f"==> Kas repo own {SHA} (this repository)"
     assert kas_repo_line("bad name", SHA, None) is None
     assert kas_repo_line("x", "HEAD", None) is None
+    assert kas_repo_line("q", REV, "https://h/x.git?private_token=s#f") == \
+        f"==> Kas repo q {REV} https://h/x.git"
     assert without_userinfo("ssh://git@host:22/x") == "ssh://host:22/x"
     assert without_userinfo("https://h/p@q") == "https://h/p@q"
 

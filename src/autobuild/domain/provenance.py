@@ -88,11 +88,11 @@ def without_userinfo(url: str) -> str:
 
 
 def kas_repo_url(url: object) -> str | None:
-    """A kas repository's URL as a Kas repo line may carry it (no credentials, no spaces,
-    bounded), or None."""
+    """A kas repository's URL as a Kas repo line may carry it (no credentials, neither in
+    the user part nor in a query such as ``?private_token=``; no spaces; bounded), or None."""
     if not isinstance(url, str):
         return None
-    url = without_userinfo(url)
+    url = without_userinfo(url).partition("?")[0].partition("#")[0]
     return url if _KAS_URL.fullmatch(url) else None
 
 
