@@ -25,7 +25,6 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-
 from urllib.parse import urlsplit, urlunsplit
 
 from .layout import KAS_THIS_REPOSITORY, STEP_COMMIT, STEP_KAS_FILE, STEP_KAS_REPO, step_line
@@ -38,7 +37,6 @@ MIN_COMMIT_PREFIX = 7  # git's own shortest abbreviation
 COMMIT_PREFIX_PATTERN = f"[0-9a-fA-F]{{{MIN_COMMIT_PREFIX},64}}"
 
 MAX_KAS_REPOS = 50
-MAX_URL = 1000
 _COMMIT_LINE = step_line(STEP_COMMIT)
 _KAS_FILE_LINE = step_line(STEP_KAS_FILE)
 _KAS_REPO_LINE = step_line(STEP_KAS_REPO)
