@@ -215,3 +215,16 @@ def test_rebuild_exact_asks_for_the_exact_commit(capsys):
     plain = RecordingApi({"id": 9, "ref": "main"})
     assert cli.cmd_rebuild(cli.build_parser().parse_args(["rebuild", "7"]), plain) == 0
     assert plain.calls == [("POST", "/api/jobs/7/rebuild", None)]
+
+
+def test_status_says_what_a_kas_build_built(capsys):
+    api = RecordingApi({"id": 7, "status": "SUCCESS", "owner": "alice", "repo_url": "https://g/p",
+                        "ref": "main", "kas_file": "kas.yml", "provenance": {
+                            "commit": SHA, "variables": {}, "layers": [], "kas_file": "kas.yml",
+                            "kas_repos": [{"name": "p", "commit": SHA, "url": None},
+                                          {"name": "meta-oe", "commit": "a" * 40,
+                                           "url": "https://git.openembedded.org/meta-oe"}]}})
+    assert cli.cmd_status(cli.build_parser().parse_args(["status", "7"]), api) == 0
+    out = capsys.readouterr().out
+    assert f"  commit: {SHA}\n  kas file: kas.yml\n  kas repo: p {SHA} (this repository)\n" in out
+    assert f"  kas repo: meta-oe {'a' * 40} https://git.openembedded.org/meta-oe\n" in out
