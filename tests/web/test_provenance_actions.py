@@ -129,3 +129,15 @@ def test_the_api_rebuilds_the_exact_commit_or_the_ref(alice, bob, two_commits, f
     extra = bob.post(f"/api/jobs/{first}/rebuild", json={"exact": True, "ref": "evil"},
                      headers={"X-CSRF-Token": token})
     assert extra.status_code == 400
+
+
+def test_a_colleague_builds_the_exact_commit_through_the_filled_in_form(alice, bob, fakes,
+                                                                       supervisor):
+    first = built(alice, fakes, supervisor)
+    page = bob.get(f"/jobs/{first}").text
+    assert 'id="rebuild-exact-form"' not in page  # no one-click clone with bob's token
+    assert f'href="/new?from={first}&amp;exact=1"' in page
+    form = bob.get(f"/new?from={first}&exact=1").text
+    assert f'value="{SHA}"' in form and "alice's build" in form
+    assert 'value="main"' not in form
+    assert f'value="{SHA}"' not in bob.get(f"/new?from={first}").text

@@ -88,7 +88,10 @@ def new_job_form(
     service: Queries,
     tokens: Tokens,
     from_: Annotated[str, Query(alias="from")] = "",
+    exact: Annotated[str, Query()] = "",
 ) -> Response:
+    """The form, empty or filled from build ``from`` (``exact=1``: with the commit it built
+    as the ref, when it recorded one)."""
     values = dict(NEW_JOB_DEFAULTS)
     copied_from = None
     if from_.isascii() and from_.isdigit() and len(from_) <= 12:
@@ -98,6 +101,8 @@ def new_job_form(
             pass  # a stale link: start from the defaults
         else:
             values = {name: getattr(old, name) or "" for name in FIELDS}
+            if exact == "1" and old.commit:
+                values["ref"] = old.commit
             if old.owner != user:
                 copied_from = {"id": old.id, "owner": old.owner,
                                "host": urlsplit(old.repo_url).hostname or old.repo_url}
