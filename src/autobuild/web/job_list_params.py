@@ -16,6 +16,7 @@ from ..domain.provenance import commit_prefix
 
 MAX_ID = 2**63 - 1  # SQLite's INTEGER; a larger cursor would not bind
 MAX_PAGE_NUMBER = 1_000_000
+_NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"  # a NUL would cut SQLite's full-text query short
 _STATUS = "^(|" + "|".join(status.value for status in JobStatus) + ")$"
 
 
@@ -41,9 +42,9 @@ class JobListParams:
 
 
 def _job_list_params(
-    owner: Annotated[str, Query(max_length=64)] = "",
+    owner: Annotated[str, Query(max_length=64, pattern=_NO_CONTROL)] = "",
     status: Annotated[str, Query(pattern=_STATUS)] = "",
-    q: Annotated[str, Query(max_length=200)] = "",
+    q: Annotated[str, Query(max_length=200, pattern=_NO_CONTROL)] = "",
     commit: Annotated[str, Query(
         max_length=80,
         description="A commit the job built: its full id or at least its first 7 hex digits",
