@@ -72,6 +72,8 @@ def test_a_database_of_the_previous_version_gets_the_sessions_table(tmp_path):
         conn.execute("DROP TABLE jobs_text")
         conn.execute("ALTER TABLE jobs DROP COLUMN node")  # migration 8
         conn.execute("DROP TABLE api_tokens")  # migration 9
+        conn.execute("DROP INDEX jobs_built_commit")  # migration 10
+        conn.execute("ALTER TABLE jobs DROP COLUMN built_commit")
         conn.execute("PRAGMA user_version = 4")
 
     SqliteSessionStore(db).add(session("s1"))

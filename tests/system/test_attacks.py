@@ -37,6 +37,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from autobuild.domain import layout
 from tests.support import standin
 from tests.support.git_https_server import GitHttpsServer
 from tests.system.conftest import _ensure_account
@@ -500,7 +501,8 @@ def assert_honest_success(world: World, victim: Engineer, job_id: int) -> None:
     # Only what the runner writes, all of it the victim's, nothing writable by others.
     entries = snapshot(directory)
     assert {p.split("/")[0] for p in entries} <= {
-        ".", "logs", "artifacts", "artifacts.sha256", "status.json", "runner.json"}, entries
+        ".", "logs", "artifacts", "artifacts.sha256", "status.json", "runner.json",
+        layout.TIMING, layout.BUILDHISTORY_DIR}, entries
     service_gid = int(run("getent", "group", SERVICE_USER).stdout.split(":")[2])
     strangers = {p: e for p, e in entries.items()
                  if e[2] != victim.uid or e[3] != service_gid or e[1] & 0o027 != 0}
