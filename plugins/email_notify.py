@@ -82,6 +82,10 @@ def build_message(config: SmtpConfig, job: Job) -> EmailMessage:
     if job.reason:
         lines.append(f"Reason: {job.reason}")
     lines += ["", f"Repository: {job.repo_url}", f"Ref: {job.ref}"]
+    if job.commit:  # what the ref resolved to: the build can be traced (and rebuilt) exactly
+        lines.append(f"Commit: {job.commit}")
+    if job.kas_file:
+        lines.append(f"kas file: {job.kas_file}")
     if job.exit_code is not None:
         lines.append(f"Exit code: {job.exit_code}")
     if url := job_url(config.base_url, job):

@@ -43,6 +43,7 @@ def job_payload(job: Job) -> dict[str, Any]:
     """The job as the webhook and the API describe it."""
     return {
         "id": job.id, "owner": job.owner, "repo_url": job.repo_url, "ref": job.ref,
+        "commit": job.commit, "kas_file": job.kas_file,
         "machine": job.machine, "target": job.target, "status": str(job.status),
         "created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at), "exit_code": job.exit_code,

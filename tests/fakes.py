@@ -77,7 +77,9 @@ class FakeJobRepository:
         matching = [j for j in sorted(self.rows.values(), key=lambda j: j.id, reverse=True)
                     if where.owner in (None, j.owner) and where.status in (None, j.status)
                     and any(text in field.lower()
-                            for field in (j.repo_url, j.ref, j.machine, j.target))]
+                            for field in (j.repo_url, j.ref, j.machine, j.target))
+                    and (where.commit is None
+                         or (j.commit or "").startswith(where.commit))]
         if after is not None:
             above = [j for j in matching if j.id > after]
             return [copy.deepcopy(j) for j in above[max(0, len(above) - limit):]]
@@ -223,12 +225,14 @@ class FakeEvents:
     def __init__(self, patterns: list[str] | None = None) -> None:
         self.patterns = patterns if patterns is not None else ["*.bin", "*.mtd"]
         self.changes: list[tuple[int, JobStatus, JobStatus]] = []
+        self.commits: dict[int, str | None] = {}  # the job's commit when it was last told
 
     def artifact_patterns(self, job: Job) -> list[str]:
         return list(self.patterns)
 
     def job_status_changed(self, job: Job, old: JobStatus, new: JobStatus) -> None:
         self.changes.append((job.id, old, new))  # type: ignore[arg-type]
+        self.commits[job.id] = job.commit
 
 
 class FakeAuthenticator:
@@ -319,7 +323,9 @@ class FakeWorld:
                                     checkpoints=self.checkpoints)
         self.supervisor = Supervisor(self.repo, self.runner, self.events, self.clock, lock,
                                      max_running=self._max_running,
-                                     checkpoints=self.checkpoints, **self._supervisor_kwargs)
+                                     checkpoints=self.checkpoints,
+                                     **{"provenance": self.queries.provenance,
+                                        **self._supervisor_kwargs})
         return self
 
 

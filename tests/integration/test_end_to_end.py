@@ -165,3 +165,32 @@ def test_download_traversal_answers_404(client, git, name):
     response = client.get(f"/api/jobs/{job_id}/artifacts/{name}")
     assert response.status_code == 404
     assert b"root:" not in response.content
+
+
+def test_rebuild_exact_builds_the_same_commit_after_the_branch_moved_on(client, git):
+    from tests.support.standin import advance_branch, create_standin_repo
+    bare = git.bare.parent / "moving.git"
+    first_commit = create_standin_repo(bare)
+    client.git_url = git.server.url("moving.git")
+    sign_in_and_save_token(client)
+    original = wait_for_status(client, submit(client, "core-image-minimal"))
+    assert original["status"] == "SUCCESS" and original["commit"] == first_commit
+    assert original["provenance"]["commit"] == first_commit
+    assert original["provenance"]["variables"]["DISTRO_VERSION"] == "1.1"
+
+    moved_to = advance_branch(bare, "1.2")
+    headers = {"X-CSRF-Token": page_csrf(client, "/")}
+    exact = client.post(f"/api/jobs/{original['id']}/rebuild", json={"exact": True},
+                        headers=headers)
+    assert exact.status_code == 201 and exact.json()["ref"] == first_commit
+    again = wait_for_status(client, exact.json()["id"])
+    assert again["status"] == "SUCCESS"
+    assert again["commit"] == again["provenance"]["commit"] == first_commit
+    assert again["provenance"]["variables"]["DISTRO_VERSION"] == "1.1"  # not the moved branch
+
+    plain = client.post(f"/api/jobs/{original['id']}/rebuild", headers=headers)
+    latest = wait_for_status(client, plain.json()["id"])
+    assert latest["commit"] == moved_to != first_commit
+    assert latest["provenance"]["variables"]["DISTRO_VERSION"] == "1.2"
+    builds = client.get("/api/jobs", params={"commit": first_commit[:7]}).json()["items"]
+    assert [job["id"] for job in builds] == [again["id"], original["id"]]

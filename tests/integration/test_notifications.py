@@ -20,12 +20,16 @@ from autobuild_plugins.webhook import WebhookConfig, WebhookNotifier
 from tests.plugin_fixtures import plugin_manager, register_plugin  # noqa: F401  (fixtures)
 
 
-def ended_job(status=JobStatus.FAILED) -> Job:
+SHA = "0f14567a2c1d6e0e7e1d2c3b4a5968778695a4b3"
+
+
+def ended_job(status=JobStatus.FAILED, commit: str | None = SHA) -> Job:
     moment = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     return Job(owner="alice", repo_url="https://git.example.com/bsp/poky.git", ref="main",
                machine="qemux86-64", target="core-image-minimal", created_at=moment, id=42,
                status=status, started_at=moment, finished_at=moment, exit_code=1,
-               reason="the build ended with exit code 1")
+               reason="the build ended with exit code 1", commit=commit,
+               kas_file="kas/qemu.yml" if status.is_terminal else None)
 
 
 # --- a webhook receiver ---------------------------------------------------------------------
@@ -102,6 +106,9 @@ def test_webhook_posts_the_job_as_json_and_retries_a_500(receiver, plugin_manage
     assert post["body"]["job"]["id"] == 42 and post["body"]["job"]["owner"] == "alice"
     assert post["body"]["job"]["reason"] == "the build ended with exit code 1"
     assert post["body"]["job"]["finished_at"] == "2026-01-01T12:00:00Z"
+    # Provenance: what the ref resolved to, and the kas file.
+    assert post["body"]["job"]["commit"] == SHA
+    assert post["body"]["job"]["kas_file"] == "kas/qemu.yml"
 
 
 def test_webhook_events_all_sends_every_change(receiver):
@@ -240,6 +247,19 @@ def test_email_goes_to_the_owner_when_the_build_ends(smtp_server, plugin_manager
     body = message.get_payload(decode=True).decode()
     assert "Reason: the build ended with exit code 1" in body
     assert "https://ab.example.com/jobs/42" in body
+    assert f"Ref: main\nCommit: {SHA}\nkas file: kas/qemu.yml\n" in body.replace("\r\n", "\n")
+
+
+def test_a_build_that_ended_before_its_checkout_says_no_commit(receiver, smtp_server):
+    hook = webhook([receiver.url])
+    mail = mailer(smtp_server.server_address[1])
+    for notifier in (hook, mail):
+        notifier.autobuild_job_status_changed(ended_job(commit=None), JobStatus.RUNNING,
+                                              JobStatus.FAILED)
+        assert notifier.sender.wait_idle(10)
+    assert receiver.posts[0]["body"]["job"]["commit"] is None
+    assert "Commit:" not in message_from_bytes(smtp_server.mails[0]["data"]).get_payload(
+        decode=True).decode()
 
 
 def test_email_is_off_without_an_smtp_host():

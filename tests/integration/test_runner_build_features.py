@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.standin import create_kas_repo
 
-from .conftest import MACHINE
+from .conftest import MACHINE, TOKEN
 from .test_runner import assert_finished
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -219,3 +219,45 @@ def test_disk_full_ends_failed_with_a_status_and_frees_the_workspace(runner, git
     assert "ERROR: No space left on device: the disk holding" in log
     assert not (build.job_dir / "work").exists()  # freed even when asked to keep it
     assert not (build.job_dir / ".space-reserve").exists()
+
+
+def test_a_kas_build_records_its_kas_file_and_each_repository_at_its_commit(
+        runner, git, tmp_path):
+    from autobuild.domain.provenance import ProvenanceCollector
+    from tests.support.standin import create_layer_repo
+    # kas clones a second repository itself (from a path: kas drops GIT_SSL_CAINFO, so it
+    # could not verify the test server's certificate, which the system tests' trust store has).
+    local = tmp_path / "layers" / "meta-local.git"
+    local_commit = create_layer_repo(local, "meta-local")
+    bare = git.bare.parent / f"kas-layered-{uuid.uuid4().hex[:8]}.git"
+    project_commit = create_kas_repo(bare, {"kas/layered.yml": (
+        "header:\n  version: 14\nmachine: qemuarm64\ntarget: kas-other-image\n"
+        f"repos:\n  standin:\n  meta-local:\n    url: {local}\n    branch: main\n")})
+    build = runner.build(1, git.server.url(bare.name), "main", target="core-image-minimal",
+                         settings={"cache_dir": str(tmp_path / "none")},
+                         kas_file="kas/layered.yml")
+
+    assert_finished(build, "SUCCESS", 0)
+    log = build.log
+    assert "==> Kas file kas/layered.yml\n" in log
+    assert f"==> Kas repo standin {project_commit} (this repository)\n" in log
+    assert f"==> Kas repo meta-local {local_commit} {local}\n" in log
+    # Said after kas checked the repositories out, before bitbake starts.
+    assert log.index("==> Kas repo") < log.index("Build Configuration")
+    collector = ProvenanceCollector()
+    collector.add_lines(log.splitlines())
+    built = collector.provenance
+    assert built.kas_file == "kas/layered.yml" and built.commit == project_commit
+    # bitbake's Build Configuration, which kas logs with its own prefix, is read too.
+    assert dict(built.variables)["DISTRO_VERSION"] == "2.0" and built.layers
+    assert [(r.name, r.commit, r.url) for r in built.kas_repos] == [
+        ("standin", project_commit, None), ("meta-local", local_commit, str(local))]
+    assert TOKEN not in log
+
+
+def test_the_default_kas_file_is_recorded_by_name(runner, git, kas_url, tmp_path):
+    build = runner.build(1, kas_url, "main", target="core-image-minimal",
+                         settings={"cache_dir": str(tmp_path / "none")})
+    assert_finished(build, "SUCCESS", 0)
+    assert "==> Kas file kas.yml\n" in build.log
+    assert "==> Kas repo standin " in build.log and "(this repository)" in build.log

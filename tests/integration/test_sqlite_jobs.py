@@ -334,3 +334,37 @@ def test_a_version_3_database_turns_pid_and_start_time_into_the_runner_reference
     with sqlite3.connect(db_path) as conn:
         columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
     assert "pid" not in columns and "pid_start_time" not in columns
+
+
+def test_the_built_commit_is_stored_and_a_prefix_of_it_filters_through_its_index(repo, db_path):
+    sha = "0f14567a2c1d6e0e7e1d2c3b4a5968778695a4b3"
+    jobs = [repo.add(new_job(minutes=m)) for m in range(4)]
+    for job, commit in zip(jobs, [sha, "0f14568" + "0" * 33, None, sha], strict=True):
+        job.commit = commit
+        repo.save(job)
+    assert repo.get(1).commit == sha and repo.get(3).commit is None
+
+    def ids(**where):
+        return [j.id for j in repo.list_keyset(JobFilter(**where), 10)]
+
+    assert ids(commit=sha) == [4, 1] and ids(commit=sha[:7]) == [4, 1]
+    assert ids(commit="0f1456") == [4, 2, 1]  # the repository takes any prefix it is given
+    assert ids(commit="0f14568") == [2] and ids(commit="1234567") == []
+    assert ids(commit=sha[:7], owner="alice") == [4, 1]
+    assert ids(commit=sha[:7], text="poky") == [4, 1]  # with the trigram index too
+    plans: list[str] = []
+    real_execute = sqlite3.Connection.execute
+
+    class Tracing(sqlite3.Connection):  # records the plan of the repository's own query
+        def execute(self, sql, params=()):
+            if sql.startswith("SELECT"):
+                plans.append(" ".join(row[-1] for row in real_execute(
+                    self, f"EXPLAIN QUERY PLAN {sql}", params)))
+            return real_execute(self, sql, params)
+
+    repo._local.conn = sqlite3.connect(db_path, factory=Tracing, isolation_level=None)
+    repo._local.conn.row_factory = sqlite3.Row
+    repo._local.depth = 0
+    repo.list_keyset(JobFilter(commit=sha[:7]), 25, before=100)
+    # A range of the index (the few builds of one commit are then put in id order).
+    assert "INDEX jobs_built_commit (built_commit>? AND built_commit<?)" in plans[-1], plans[-1]

@@ -76,19 +76,35 @@ def create_layer_repo(bare_path: Path, name: str = "meta-extra") -> str:
     return sha
 
 
+def advance_branch(bare_path: Path, version: str, branch: str = "main") -> str:
+    """A new commit on ``branch`` of the bare repository, with VERSION ``version`` (what the
+    stand-in bitbake reports); returns it. The branch moves on, older commits stay."""
+    with tempfile.TemporaryDirectory(prefix="standin-advance-") as tmp:
+        work = Path(tmp) / "work"
+        _git(Path(tmp), "clone", "--quiet", "--branch", branch, str(bare_path), str(work))
+        (work / "VERSION").write_text(f"{version}\n")
+        _git(work, "commit", "--quiet", "--all", "-m", f"poky stand-in {version}")
+        _git(work, "push", "--quiet", "origin", f"HEAD:refs/heads/{branch}")
+        return _git(work, "rev-parse", "HEAD")
+
+
 def commit_of(bare_path: Path, ref: str) -> str:
     """The commit ``ref`` (branch, tag or abbreviation) names in the bare repository."""
     return _git(bare_path, "rev-parse", "--verify", f"{ref}^{{commit}}")
 
 
-def create_kas_repo(bare_path: Path) -> str:
+def create_kas_repo(bare_path: Path, extra_files: dict[str, str] | None = None) -> str:
     """A bare repository holding the stand-in poky plus a kas project (kas.yml at the top,
-    kas/other.yml); returns its main commit. Real kas builds it with the stand-in bitbake."""
+    kas/other.yml, and ``extra_files``: {path: text}); returns its main commit. Real kas
+    builds it with the stand-in bitbake."""
     with tempfile.TemporaryDirectory(prefix="standin-kas-") as tmp:
         work = Path(tmp) / "project"
         shutil.copytree(FIXTURE, work, symlinks=True)
         shutil.copytree(KAS_FIXTURE, work, symlinks=True, dirs_exist_ok=True)
         (work / "VERSION").write_text("2.0\n")
+        for path, text in (extra_files or {}).items():
+            (work / path).parent.mkdir(parents=True, exist_ok=True)
+            (work / path).write_text(text)
         _git(work, "init", "--quiet", "--initial-branch=main")
         _git(work, "add", "--all")
         _git(work, "commit", "--quiet", "-m", "kas project on the poky stand-in")

@@ -4,7 +4,11 @@ run as an engineer's own Linux user (config in their home), driving real builds.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
+import selectors
+import shlex
 import shutil
 import stat
 import subprocess
@@ -15,6 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from playwright.sync_api import expect
+
+from tests.support.standin import create_kas_repo
+from tests.system.browsing import SCREENSHOTS, shot
 from tests.system.helpers import BASE_URL, MACHINE, Account, job, wait_for_end
 from tests.web.helpers import csrf_from
 
@@ -22,6 +30,9 @@ TOKENS_PAGE = "/settings/api-tokens"
 _SHOWN = re.compile(r'value="(abt_[A-Za-z0-9_-]{43})"')
 _QUEUED = re.compile(r"Build #(\d+) is queued")
 RUNUSER = shutil.which("runuser") or "/usr/sbin/runuser"
+# The terminal session of the closing note (copied to docs/cli-session.txt): what an engineer
+# typed and saw, stdout and stderr in the order they came.
+TRANSCRIPT = Path(__file__).resolve().parents[2] / "test-output" / "cli-session.txt"
 
 
 @dataclass(frozen=True)
@@ -33,11 +44,46 @@ class Cli:
     def run(self, *args: str, timeout: float = 300, input: str | None = None
             ) -> subprocess.CompletedProcess[str]:
         """``python3 autobuild-cli args...`` as the engineer, HOME theirs, nothing else set."""
-        env = {"HOME": str(self.account.home), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-        return subprocess.run(
-            [RUNUSER, "-u", self.account.name, "--", "/usr/bin/python3", str(self.program),
-             *args], env=env, capture_output=True, text=True, timeout=timeout, input=input,
-            cwd=str(self.account.home))
+        return subprocess.run(self._argv(args), env=self._env(), capture_output=True, text=True,
+                              timeout=timeout, input=input, cwd=str(self.account.home))
+
+    def session(self, *args: str, timeout: float = 300
+                ) -> tuple[subprocess.CompletedProcess[str], str]:
+        """As ``run``, and the terminal session: the command as typed, then stdout and stderr
+        interleaved in the order they were written, then the exit code."""
+        process = subprocess.Popen(self._argv(args), env=self._env(), stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   cwd=str(self.account.home))
+        assert process.stdout is not None and process.stderr is not None
+        streams = {process.stdout.fileno(): bytearray(), process.stderr.fileno(): bytearray()}
+        both = bytearray()
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            for fd in streams:
+                selector.register(fd, selectors.EVENT_READ)
+            while selector.get_map():
+                assert time.monotonic() < deadline, "the client did not finish"
+                for key, _ in selector.select(timeout=1):
+                    data = os.read(key.fd, 65536)
+                    if not data:
+                        selector.unregister(key.fd)
+                    streams[key.fd] += data
+                    both += data
+        code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+        out, err = (bytes(streams[fd]).decode("utf-8", "replace")
+                    for fd in (process.stdout.fileno(), process.stderr.fileno()))
+        process.stdout.close()
+        process.stderr.close()
+        typed = shlex.join(["autobuild-cli", *args])
+        text = f"$ {typed}\n{both.decode('utf-8', 'replace')}$ echo $?\n{code}\n"
+        return subprocess.CompletedProcess(self._argv(args), code, out, err), text
+
+    def _argv(self, args: tuple[str, ...]) -> list[str]:
+        return [RUNUSER, "-u", self.account.name, "--", "/usr/bin/python3", str(self.program),
+                *args]
+
+    def _env(self) -> dict[str, str]:
+        return {"HOME": str(self.account.home), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
 def _new_token(web: httpx.Client) -> str:
@@ -93,16 +139,30 @@ def test_a_wrong_token_is_refused_at_login_in_one_line(cli):
 
 @pytest.fixture(scope="module")
 def success(cli, git) -> tuple[int, subprocess.CompletedProcess[str]]:
-    result = cli.run("submit", "--repo", git.url, "--ref", "main", "--machine", MACHINE,
-                     "--target", "core-image-minimal", "--follow")
+    result, session = cli.session("submit", "--repo", git.url, "--ref", "main", "--machine",
+                                  MACHINE, "--target", "core-image-minimal", "--follow")
     queued = _QUEUED.search(result.stderr)
     assert queued, result.stderr
-    return int(queued.group(1)), result
+    job_id = int(queued.group(1))
+    if result.returncode == 0:  # the closing note's terminal session: what was built, too
+        status, more = cli.session("status", str(job_id))
+        assert status.returncode == 0, status.stderr
+        commit = re.search(r"commit: ([0-9a-f]{40})", status.stdout)
+        assert commit, status.stdout
+        listed, listing = cli.session("list", "--commit", commit.group(1)[:7])
+        assert listed.returncode == 0, listed.stderr
+        TRANSCRIPT.parent.mkdir(parents=True, exist_ok=True)
+        TRANSCRIPT.write_text(session + more + listing)
+    return job_id, result
 
 
 def test_submit_follow_of_a_success_prints_the_log_and_exits_0(cli, success, alice):
     job_id, result = success
     assert result.returncode == 0, result.stderr[-3000:]
+    transcript = TRANSCRIPT.read_text()
+    assert transcript.startswith("$ autobuild-cli submit --repo ")
+    assert "NOTE: Running task" in transcript and f"Build #{job_id} SUCCESS" in transcript
+    assert cli.token not in transcript and "abt_" not in transcript
     assert "NOTE: Running task" in result.stdout  # the live log, on stdout
     assert f"Build #{job_id} SUCCESS" in result.stderr
     assert f"[#{job_id}] RUNNING" in result.stderr
@@ -186,6 +246,25 @@ def test_cancel_of_a_running_build(cli, git, alice):
     assert f"Build #{job_id} CANCELLED" in followed.stderr
 
 
+def test_list_by_commit_and_rebuild_of_the_exact_commit(cli, success, alice):
+    job_id, _ = success
+    built = job(alice, job_id)
+    commit = built["commit"]
+    assert commit and built["provenance"]["commit"] == commit
+    listed = cli.run("list", "--commit", commit[:7], "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert job_id in [item["id"] for item in json.loads(listed.stdout)["items"]]
+    bad = cli.run("list", "--commit", "xyz")
+    assert bad.returncode == 2 and "not a commit" in bad.stderr
+    result = cli.run("rebuild", "--exact", str(job_id), "--follow")
+    assert result.returncode == 0, result.stderr[-3000:]
+    new_id = int(_QUEUED.search(result.stderr).group(1))
+    assert f"a rebuild of commit {commit} of #{job_id}" in result.stderr
+    again = job(alice, new_id)
+    assert (again["ref"], again["commit"], again["status"]) == (commit, commit, "SUCCESS")
+    _no_secret(cli, result)
+
+
 def test_rebuild_follow_of_a_success_exits_0(cli, success, alice):
     job_id, _ = success
     result = cli.run("rebuild", str(job_id), "--follow")
@@ -194,3 +273,36 @@ def test_rebuild_follow_of_a_success_exits_0(cli, success, alice):
     assert new_id != job_id and f"a rebuild of #{job_id}" in result.stderr
     assert job(alice, new_id)["status"] == "SUCCESS"
     _no_secret(cli, result)
+
+
+def test_a_kas_build_says_what_it_built_on_its_page(cli, git, alice, accounts, page):
+    bare = git.server.root / "kas-project.git"
+    if not bare.exists():
+        create_kas_repo(bare)
+    result = cli.run("submit", "--repo", git.server.url("kas-project.git"), "--machine", MACHINE,
+                     "--target", "core-image-minimal", "--kas", "kas.yml", "--follow")
+    assert result.returncode == 0, result.stderr[-3000:]
+    job_id = int(_QUEUED.search(result.stderr).group(1))
+    assert "==> Kas file kas.yml" in result.stdout
+    built = job(alice, job_id)
+    provenance = built["provenance"]
+    assert provenance["kas_file"] == "kas.yml" and built["commit"] == provenance["commit"]
+    assert provenance["kas_repos"] == [{"name": "standin", "commit": built["commit"],
+                                        "url": None}]
+    assert provenance["variables"]["DISTRO_VERSION"] == "2.0" and provenance["layers"]
+
+    page.goto("/login")
+    page.fill("#f-username", accounts.alice.name)
+    page.fill("#f-password", accounts.alice.password)
+    page.click("button[type=submit]:has-text('Sign in')")
+    page.wait_for_url(f"{BASE_URL}/")
+    page.goto(f"/jobs/{job_id}")
+    section = page.locator("#provenance")
+    expect(section.locator("#kas-repos")).to_contain_text("this repository")
+    expect(page.locator("#rebuild-exact-form button")).to_be_visible()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    section.screenshot(path=str(SCREENSHOTS / "provenance-kas.png"))
+    shot(page, "job-provenance")
+    page.goto(f"/?commit={built['commit'][:7]}")
+    expect(page.locator(f"a.job-link:text-is('#{job_id}')")).to_be_visible()
+    shot(page, "job-list-by-commit")

@@ -169,3 +169,62 @@ def test_artifact_names_that_leave_the_directory_are_refused(tmp_path, name):
 
 def test_nested_artifact_names_stay_inside(tmp_path):
     assert cli.safe_target(str(tmp_path), "sbom/x.spdx.json") == str(tmp_path / "sbom" / "x.spdx.json")
+
+
+# --- provenance: list by commit, rebuild the exact commit ------------------------------------------
+
+class RecordingApi:
+    """What the commands ask of the service, answered with ``answer``."""
+
+    url = "https://ab.example.com"
+
+    def __init__(self, answer):
+        self.answer, self.calls = answer, []
+
+    def json(self, method, path, body=None):
+        self.calls.append((method, path, body))
+        return self.answer
+
+
+SHA = "0f14567a2c1d6e0e7e1d2c3b4a5968778695a4b3"
+
+
+def test_list_by_commit_asks_for_it_and_shows_the_short_commit(capsys):
+    args = cli.build_parser().parse_args(["list", "--commit", SHA[:8].upper()])
+    api = RecordingApi({"items": [{"id": 7, "status": "SUCCESS", "owner": "alice",
+                                   "repo_url": "https://g/p.git", "ref": "main",
+                                   "commit": SHA, "commit_short": SHA[:12],
+                                   "machine": "qemux86-64", "target": "core-image-minimal"}]})
+    assert cli.cmd_list(args, api) == 0
+    assert api.calls == [("GET", f"/api/jobs?per_page=25&commit={SHA[:8]}", None)]
+    assert f"https://g/p.git@main ({SHA[:12]})" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad", ["abc", "xyz1234", "0f14567;", "a" * 65])
+def test_a_bad_commit_is_a_usage_error(bad, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["list", "--commit", bad])
+    assert exited.value.code == 2 and "not a commit" in capsys.readouterr().err
+
+
+def test_rebuild_exact_asks_for_the_exact_commit(capsys):
+    api = RecordingApi({"id": 8, "ref": SHA})
+    assert cli.cmd_rebuild(cli.build_parser().parse_args(["rebuild", "--exact", "7"]), api) == 0
+    assert api.calls == [("POST", "/api/jobs/7/rebuild", {"exact": True})]
+    assert f"a rebuild of commit {SHA} of #7" in capsys.readouterr().out
+    plain = RecordingApi({"id": 9, "ref": "main"})
+    assert cli.cmd_rebuild(cli.build_parser().parse_args(["rebuild", "7"]), plain) == 0
+    assert plain.calls == [("POST", "/api/jobs/7/rebuild", None)]
+
+
+def test_status_says_what_a_kas_build_built(capsys):
+    api = RecordingApi({"id": 7, "status": "SUCCESS", "owner": "alice", "repo_url": "https://g/p",
+                        "ref": "main", "kas_file": "kas.yml", "provenance": {
+                            "commit": SHA, "variables": {}, "layers": [], "kas_file": "kas.yml",
+                            "kas_repos": [{"name": "p", "commit": SHA, "url": None},
+                                          {"name": "meta-oe", "commit": "a" * 40,
+                                           "url": "https://git.openembedded.org/meta-oe"}]}})
+    assert cli.cmd_status(cli.build_parser().parse_args(["status", "7"]), api) == 0
+    out = capsys.readouterr().out
+    assert f"  commit: {SHA}\n  kas file: kas.yml\n  kas repo: p {SHA} (this repository)\n" in out
+    assert f"  kas repo: meta-oe {'a' * 40} https://git.openembedded.org/meta-oe\n" in out

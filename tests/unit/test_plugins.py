@@ -141,6 +141,37 @@ def test_the_service_asks_plugins_for_patterns_and_tells_them_every_change(
                     (JobStatus.RUNNING, JobStatus.SUCCESS, JobStatus.SUCCESS)]
 
 
+def test_the_notification_of_an_ended_build_carries_the_commit_it_built(
+        plugin_manager, register_plugin):
+    from autobuild_plugins.email_notify import SmtpConfig, build_message
+    from autobuild_plugins.webhook import job_payload
+    sha = "0f14567a2c1d6e0e7e1d2c3b4a5968778695a4b3"
+    told = []
+
+    class Watcher:
+        @hookimpl
+        def autobuild_job_status_changed(self, job, old, new):
+            told.append((new, job_payload(job)["commit"],
+                         build_message(SmtpConfig(mail_domain="example.com"), job)
+                         .get_content()))
+
+    register_plugin(Watcher())
+    world = FakeWorld()
+    world.events = PluginHooks(plugin_manager)
+    world.restart()
+    job = world.commands.submit("alice", "https://git.example.com/bsp/poky.git", "main",
+                                "qemux86-64", "core-image-minimal")
+    world.supervisor.tick()
+    world.files.logs[job.id] = f"==> Checking out main\n==> Commit {sha}\n".encode()
+    world.runner.finish(job.id, 0)
+    world.supervisor.tick()
+
+    (started, no_commit, _), (ended, commit, mail) = told
+    assert (started, no_commit) == (JobStatus.RUNNING, None)  # not known before the end
+    assert (ended, commit) == (JobStatus.SUCCESS, sha)
+    assert f"Ref: main\nCommit: {sha}\n" in mail
+
+
 # --- built-ins, entry points, disabling -------------------------------------------------------
 
 

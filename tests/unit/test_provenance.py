@@ -91,3 +91,124 @@ def test_a_forged_provenance_in_a_digest_is_refused(change):
     value["provenance"].update(change)
     with pytest.raises(ValueError):
         LogDigest.parse(json.dumps(value).encode())
+
+
+# --- the commit as a job records it (list filter, exact rebuild) --------------------------------
+
+def test_a_commit_filter_takes_a_full_id_or_an_abbreviation_of_7_or_more_hex_digits():
+    from autobuild.domain.provenance import commit_prefix, is_commit, short_commit
+    assert commit_prefix(f" {SHA.upper()} ") == SHA
+    assert commit_prefix(SHA[:7]) == SHA[:7]
+    assert commit_prefix("a" * 64) == "a" * 64
+    for bad in ("", SHA[:6], "g" * 8, SHA + "0" * 30, "abc1234\n0", "abc 1234", "abc1234%"):
+        with pytest.raises(ValueError, match="7 to 64 hex digits"):
+            commit_prefix(bad)
+    assert short_commit(SHA) == SHA[:12]
+    assert is_commit(SHA) and is_commit("b" * 64)
+    assert not is_commit(SHA[:39]) and not is_commit(SHA + "\n") and not is_commit(SHA.upper())
+
+
+@given(st.text(max_size=70))
+def test_what_the_commit_filter_accepts_is_lower_case_hex_only(text):
+    from autobuild.domain.provenance import commit_prefix
+    try:
+        prefix = commit_prefix(text)
+    except ValueError:
+        return
+    assert 7 <= len(prefix) <= 64 and set(prefix) <= set("0123456789abcdef")
+
+
+# --- kas: the kas file and the repositories kas checked out -------------------------------------
+
+KAS_LOG = f"""\
+==> Commit {SHA}
+==> kas build kas.yml: bitbake core-image-minimal (MACHINE=qemux86-64)
+==> Kas file kas.yml
+==> Kas repo project {SHA} (this repository)
+==> Kas repo meta-oe {REV} https://git.openembedded.org/meta-openembedded
+==> Kas repo poky {REV} /srv/mirror/poky
+==> Kas file other.yml
+""" + LOG
+
+
+def test_the_kas_file_and_each_repository_with_its_commit_are_read():
+    from autobuild.domain.provenance import KasRepo
+    built = collected(KAS_LOG)
+    assert built.kas_file == "kas.yml"  # the first one counts
+    assert built.kas_repos == (KasRepo("project", SHA, None),
+                               KasRepo("meta-oe", REV, "https://git.openembedded.org/meta-openembedded"),
+                               KasRepo("poky", REV, "/srv/mirror/poky"))
+    assert built.commit == SHA and built.layers  # the rest as before
+
+
+def test_the_build_configuration_that_kas_logs_is_read_as_bitbake_printed_it():
+    logged = "".join(f"2026-12-02 02:57:40 - INFO     - {line}\n" if not line.startswith("==>")
+                     else f"{line}\n" for line in KAS_LOG.splitlines())
+    built = collected(logged)
+    assert built == collected(KAS_LOG)
+    assert ("DISTRO_VERSION", "5.0.4") in built.variables and built.layers
+
+
+@pytest.mark.parametrize("line", [
+    f"==> Kas repo x {REV} https://user:pw@example.com/x.git",  # credentials are never shown
+    f"==> Kas repo x {REV} https://token@example.com/x.git",
+    f"==> Kas repo x {REV} https://example.com/a b",
+    f"==> Kas repo <b>x</b> {REV} https://example.com/x.git",
+    f"==> Kas repo x {REV[:12]} https://example.com/x.git",
+    f"==> Kas repo x {REV} javascript:alert(1)",
+    "==> Kas repo x",
+    "==> Kas file ../../etc/passwd", "==> Kas file a b.yml", "==> Kas file ",
+])
+def test_a_kas_line_the_runner_cannot_have_printed_is_ignored(line):
+    assert collected(line + "\n").is_empty
+
+
+def test_the_runner_prints_a_kas_repo_line_without_credentials_and_reads_it_back():
+    from autobuild.domain.provenance import KasRepo, kas_repo_line, without_userinfo
+    line = kas_repo_line("meta-x", REV, "https://ci:glpat-secret@gitlab.example.com/a/b.git")
+    assert line == f"==> Kas repo meta-x {REV} https://gitlab.example.com/a/b.git"
+    assert collected(line + "\n").kas_repos == (
+        KasRepo("meta-x", REV, "https://gitlab.example.com/a/b.git"),)
+    assert kas_repo_line("own", SHA, None) == f"==> Kas repo own {SHA} (this repository)"
+    assert kas_repo_line("bad name", SHA, None) is None
+    assert kas_repo_line("x", "HEAD", None) is None
+    assert kas_repo_line("q", REV, "https://h/x.git?private_token=s#f") == \
+        f"==> Kas repo q {REV} https://h/x.git"
+    assert without_userinfo("ssh://git@host:22/x") == "ssh://host:22/x"
+    assert without_userinfo("https://h/p@q") == "https://h/p@q"
+
+
+@given(st.text(max_size=120))
+def test_no_kas_line_yields_a_url_with_credentials_or_spaces(text):
+    built = collected(f"==> Kas repo x {REV} {text}\n==> Kas file {text}\n")
+    from urllib.parse import urlsplit
+    for repo in built.kas_repos:
+        assert repo.url is None or (not any(c.isspace() for c in repo.url)
+                                    and "@" not in urlsplit(repo.url).netloc)
+    assert built.kas_file is None or (" " not in built.kas_file and ".." not in built.kas_file)
+
+
+def test_kas_provenance_is_kept_in_the_digest_and_an_old_digest_without_it_restores():
+    digest = LogDigest()
+    digest.feed(KAS_LOG.encode())
+    again = LogDigest.parse(digest.to_json())
+    assert again.provenance == collected(KAS_LOG)
+    old = json.loads(digest.to_json())
+    del old["provenance"]["kas_file"], old["provenance"]["kas_repos"]  # as written before
+    restored = LogDigest.parse(json.dumps(old).encode()).provenance
+    assert (restored.kas_file, restored.kas_repos) == (None, ())
+    assert restored.commit == SHA and restored.layers == collected(KAS_LOG).layers
+
+
+@pytest.mark.parametrize("change", [
+    {"kas_file": "../x.yml"}, {"kas_file": 3}, {"kas_repos": "x"},
+    {"kas_repos": [["x", "nope", None]]}, {"kas_repos": [["x", REV, "https://u:p@h/x"]]},
+    {"kas_repos": [["x", REV]]}, {"kas_repos": [["x", REV, None]] * 51},
+])
+def test_forged_kas_provenance_in_a_digest_is_refused(change):
+    digest = LogDigest()
+    digest.feed(KAS_LOG.encode())
+    value = json.loads(digest.to_json())
+    value["provenance"].update(change)
+    with pytest.raises(ValueError):
+        LogDigest.parse(json.dumps(value).encode())

@@ -99,3 +99,12 @@ def test_build_request_reports_every_bad_field_at_once():
 def test_build_request_keeps_clean_values():
     req = BuildRequest.parse(" https://g.example.com/a.git ", " main ", "qemux86-64", "core-image-minimal")
     assert (str(req.repo_url), str(req.ref)) == ("https://g.example.com/a.git", "main")
+
+
+def test_a_full_commit_id_is_a_ref_sha1_or_sha256_and_nothing_trails_it():
+    from autobuild.domain.requests import GitRef
+    for commit in ("0f14567", "0f14567a2c1d6e0e7e1d2c3b4a5968778695a4b3", "ab" * 32):
+        assert GitRef.parse(commit).is_commit
+    assert not GitRef.parse("release-1").is_commit
+    with pytest.raises(ValueError):
+        GitRef.parse("0f14567\n0")

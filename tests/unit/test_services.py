@@ -305,3 +305,63 @@ def test_artifacts_of_unknown_names_are_not_found(world):
     assert world.queries.open_artifact(job.id, "image.bin")[0].read() == b"\x00\x01"
     with pytest.raises(ArtifactNotFound):
         world.queries.open_artifact(job.id, "../image.bin")
+
+
+# --- provenance: the commit a build built, recorded at its end --------------------------------
+
+SHA = "0f14567a2c1d6e0e7e1d2c3b4a5968778695a4b3"
+
+
+def _built(world, job, commit=SHA, exit_code=0):
+    world.supervisor.tick()
+    world.files.logs[job.id] = (f"==> Checking out main\n==> Commit {commit}\n".encode()
+                                if commit else b"==> Cloning x\n")
+    world.runner.finish(job.id, exit_code)
+    world.supervisor.tick()
+    return world.repo.get(job.id)
+
+
+def test_an_ended_build_is_stored_with_its_commit_before_plugins_are_told(world):
+    job = _built(world, submit(world))
+    assert job.status is JobStatus.SUCCESS and job.commit == SHA
+    assert world.events.commits[job.id] == SHA  # the notification carries it
+
+
+def test_a_build_that_ended_before_its_checkout_has_no_commit(world):
+    job = _built(world, submit(world), commit=None, exit_code=128)
+    assert job.status is JobStatus.FAILED and job.commit is None
+
+
+def test_a_log_that_cannot_be_read_does_not_keep_the_end_from_being_recorded(world):
+    def broken(job_id):
+        raise OSError("unreadable")
+    world.restart(provenance=broken)
+    job = _built(world, submit(world))
+    assert job.status is JobStatus.SUCCESS and job.commit is None
+
+
+def test_the_list_filters_by_the_start_of_the_built_commit(world):
+    first = _built(world, submit(world))
+    second = _built(world, submit(world), commit="f" * 40)
+    from autobuild.domain.ports import JobFilter
+    assert [j.id for j in world.queries.list_page(JobFilter(commit=SHA[:7])).items] == [first.id]
+    assert [j.id for j in world.queries.list_page(JobFilter(commit="f" * 40)).items] == [second.id]
+    assert world.queries.list_page(JobFilter(commit="0123456")).items == []
+
+
+def test_rebuild_exact_queues_the_built_commit_as_the_ref_with_the_same_parameters(world):
+    job = world.commands.submit("alice", URL, "main", "qemux86-64", "core-image-minimal",
+                                kas_file="kas/q.yml")
+    _built(world, job)
+    again = world.commands.rebuild(job.id, "bob", exact=True)
+    assert (again.owner, again.ref, again.repo_url, again.machine, again.target,
+            again.kas_file) == ("bob", SHA, URL, "qemux86-64", "core-image-minimal", "kas/q.yml")
+    assert world.commands.rebuild(job.id, "bob").ref == "main"
+
+
+def test_rebuild_exact_of_a_job_without_a_commit_is_refused_and_queues_nothing(world):
+    job = submit(world)
+    with pytest.raises(InvalidRequest) as refused:
+        world.commands.rebuild(job.id, "alice", exact=True)
+    assert "recorded no commit" in refused.value.errors["ref"]
+    assert world.repo.count() == 1

@@ -137,9 +137,10 @@ def test_job_list_filters_by_owner_status_and_text_and_keeps_them_across_pages(
 
 @pytest.mark.parametrize("query", ["status=DONE", "status=pending", "before=0", "after=-1",
                                    f"before={2**63}", "page=0", "owner=" + "x" * 65,
-                                   "q=" + "x" * 201])
+                                   "q=" + "x" * 201, "q=ab%00cd", "q=a%0Ab", "owner=al%00ice"])
 def test_job_list_refuses_invalid_parameters(alice, query):
     assert alice.get(f"/?{query}").status_code == 400
+    assert alice.get(f"/api/jobs?{query}").status_code == 400
 
 
 def test_job_list_shows_status_owner_target_and_duration(alice, bob, fakes, supervisor):

@@ -313,7 +313,43 @@ def test_the_page_and_the_api_say_what_was_built(alice, running, fakes, with_dig
     assert f'<code id="provenance-commit">{SHA}</code>' in page
     assert "poky&lt;script&gt;" in page and "poky<script>" not in page
     assert built == {"commit": SHA, "variables": {"BB_VERSION": "2.8.0", "DISTRO": "poky<script>"},
-                     "layers": [{"name": "meta-poky", "branch": "scarthgap", "revision": SHA}]}
+                     "layers": [{"name": "meta-poky", "branch": "scarthgap", "revision": SHA}],
+                     "kas_file": None, "kas_repos": []}
+    assert 'id="kas-repos"' not in page
+
+
+KAS_BUILT = f"""==> Checking out main
+==> Commit {SHA}
+==> kas build kas/qemu.yml: bitbake core-image-minimal (MACHINE=qemux86-64)
+==> Kas file kas/qemu.yml
+==> Kas repo project {SHA} (this repository)
+==> Kas repo meta-oe {"a" * 40} https://git.openembedded.org/meta-openembedded
+==> Kas repo evil {"b" * 40} https://user:secret@example.com/x.git
+==> Kas repo <script> {"c" * 40} https://example.com/y.git
+""".encode()
+
+
+@pytest.mark.parametrize("with_digest", [True, False])
+def test_a_kas_build_says_its_kas_file_and_repositories(alice, running, fakes, with_digest):
+    fakes.files.logs[1] = KAS_BUILT + NOISE
+    if with_digest:
+        digest = LogDigest()
+        digest.feed(KAS_BUILT + NOISE)
+        fakes.files.digests[1] = digest.to_json()
+
+    built = alice.get("/api/jobs/1").json()["provenance"]
+    page = alice.get("/jobs/1").text
+
+    assert built["kas_file"] == "kas/qemu.yml"
+    # A line with credentials in its URL or a strange name is not believed (the runner never
+    # prints one): only what the runner can have said is shown.
+    assert built["kas_repos"] == [
+        {"name": "project", "commit": SHA, "url": None},
+        {"name": "meta-oe", "commit": "a" * 40,
+         "url": "https://git.openembedded.org/meta-openembedded"}]
+    assert '<code id="provenance-kas-file">kas/qemu.yml</code>' in page
+    assert "https://git.openembedded.org/meta-openembedded" in page and "this repository" in page
+    assert "secret" not in page and "<script>" not in page.split('id="kas-repos"')[1]
 
 
 def test_nothing_is_said_before_the_log_says_it(alice):

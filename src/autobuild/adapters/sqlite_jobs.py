@@ -128,13 +128,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX api_tokens_owner ON api_tokens (owner)",
     ),
+    (
+        # 10: the commit a build's ref resolved to (provenance), recorded when it ends; the
+        # list's commit filter (a prefix) reads a range of this index.
+        "ALTER TABLE jobs ADD COLUMN built_commit TEXT",
+        "CREATE INDEX jobs_built_commit ON jobs (built_commit)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _COLUMNS = ("owner", "repo_url", "ref", "machine", "target", "status", "created_at",
             "started_at", "finished_at", "exit_code", "reason", "runner_ref",
             "cancel_requested_by", "kas_file", "waiting_reason", "purged_at",
-            "artifact_patterns", "build_settings", "node")
+            "artifact_patterns", "build_settings", "node", "built_commit")
 _SELECT = f"SELECT id, {', '.join(_COLUMNS)} FROM jobs"
 _QUALIFIED = ", ".join(f"jobs.{column}" for column in ("id", *_COLUMNS))
 
@@ -172,6 +178,10 @@ def _filter_sql(where: JobFilter) -> tuple[list[str], list[Any]]:
         clauses.append("(" + " OR ".join(f"{column} LIKE ? ESCAPE '\\'" for column in
                                          ("repo_url", "ref", "machine", "target")) + ")")
         params.extend([pattern] * 4)
+    if where.commit:
+        # A prefix as a range of the index: every id starting with it sorts below it + "g".
+        clauses.append("built_commit >= ? AND built_commit < ?")
+        params.extend([where.commit, where.commit + "g"])
     return clauses, params
 
 
@@ -205,6 +215,7 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         artifact_patterns=_patterns_from_text(row["artifact_patterns"]),
         settings=_settings_from_text(row["build_settings"]),
         node=row["node"],
+        commit=row["built_commit"],
     )
 
 
@@ -223,7 +234,7 @@ def _job_values(job: Job) -> tuple[Any, ...]:
             job.kas_file, job.waiting_reason, _to_text(job.purged_at),
             None if job.artifact_patterns is None else json.dumps(list(job.artifact_patterns)),
             None if job.settings is None else json.dumps(job.settings.as_dict()),
-            job.node)
+            job.node, job.commit)
 
 
 class SqliteJobRepository:
@@ -279,11 +290,14 @@ class SqliteJobRepository:
     def list_keyset(self, where: JobFilter, limit: int, before: int | None = None,
                     after: int | None = None) -> list[Job]:
         """Jobs matching ``where`` newest first, below ``before`` or the oldest above
-        ``after``; every filter walks an index in id order (migrations 6 and 7)."""
+        ``after``; every filter walks an index in id order (migrations 6 and 7), but a commit
+        reads its range of the commit index (migration 10)."""
         clauses, params = _filter_sql(where)
         if _uses_text_index(where):  # the trigram index gives its matches in id order
             key = "jobs_text.rowid"
             source = f"SELECT {_QUALIFIED} FROM jobs_text JOIN jobs ON jobs.id = jobs_text.rowid"
+        elif where.commit:  # the few builds of a commit, not a walk of every id below a cursor
+            key, source = "id", f"{_SELECT} INDEXED BY jobs_built_commit"
         else:
             key, source = "id", _SELECT
         if after is not None:

@@ -4,7 +4,7 @@ Business rules:
 - a request is validated in full before anything is stored; a bad one stores nothing, and a
   good one is stored whole in one step (the runner's parameters are decided at start);
 - only the owner (or an administrator) may cancel a job; anyone signed in may rebuild it as
-  their own;
+  their own, with its ref or with the exact commit it built (once that is recorded);
 - a queued job leaves the queue at once when cancelled; a running one is asked to stop, and
   ends CANCELLED only once its runner says it stopped: a cancel that fails is never recorded;
 - plugins are told every status change, after it is stored;
@@ -15,13 +15,14 @@ Business rules:
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 from .jobs import Job, JobStatus, Submission
 from .limits import LimitReached
 from .permissions import Permissions
 from .ports import BuildRunner, Checkpoints, Clock, JobEvents, JobRepository, NoCheckpoints
 from .queries import JobNotFound
-from .requests import BuildRequest
+from .requests import BuildRequest, InvalidRequest
 
 # Named steps, for Checkpoints.
 SUBMIT_VALIDATED = "submit.validated"
@@ -51,9 +52,17 @@ class JobCommands:
                                      kas_file=kas_file)
         return self._queue(owner, request)
 
-    def rebuild(self, job_id: int, user: str) -> Job:
-        """A new PENDING job with the same parameters, owned by ``user``."""
-        return self._queue(user, self._get(job_id).request())
+    def rebuild(self, job_id: int, user: str, exact: bool = False) -> Job:
+        """A new PENDING job with the same parameters, owned by ``user``; ``exact``: with the
+        commit the job built as its ref (InvalidRequest when it recorded none), so a branch
+        that moved on since does not change what is built."""
+        job = self._get(job_id)
+        if not exact:
+            return self._queue(user, job.request())
+        if job.commit is None:
+            raise InvalidRequest({"ref": f"build #{job.id} recorded no commit (it has not "
+                                         "ended, or it ended before the checkout)"})
+        return self._queue(user, replace(job, ref=job.commit).request())
 
     def _queue(self, owner: str, request: BuildRequest) -> Job:
         with self._lock:  # the count and the add are one step: two tabs cannot both slip in

@@ -80,6 +80,7 @@ class Job:
     kas_file: str | None = None  # None: the runner looks for kas.yml itself
     waiting_reason: str | None = None  # why a PENDING job has not started yet
     node: str | None = None  # the host the build runs (ran) on, when not the service's own
+    commit: str | None = None  # the full commit id its ref resolved to (provenance), once ended
     purged_at: datetime | None = None  # when retention removed its logs and artifacts
     # Decided once, just before the first launch, and stored before it: the runner gets
     # exactly these (None until then).

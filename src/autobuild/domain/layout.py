@@ -137,6 +137,11 @@ STEP_SUBMODULES = "Updating submodules"
 STEP_COMMIT = "Commit "  # "==> Commit <full sha>": what the ref resolved to (provenance)
 STEP_SETUP = "Setting up the build environment"
 STEP_KAS = "kas build "
+STEP_KAS_FILE = "Kas file "  # "==> Kas file <path>": the kas project a build used (provenance)
+# "==> Kas repo <name> <commit> <url>": a repository kas checked out, with the commit; the url
+# without user or password, or KAS_THIS_REPOSITORY for the build's own repository.
+STEP_KAS_REPO = "Kas repo "
+KAS_THIS_REPOSITORY = "(this repository)"
 STEP_BITBAKE = "bitbake "
 STEP_COLLECTING = "Collecting artifacts"
 STEP_CANCELLING = "Cancelling"

@@ -118,7 +118,7 @@ class ClusterRequest:
     def __post_init__(self) -> None:
         for name in ("partition", "account"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not _SLURM_NAME.match(value)):
+            if value is not None and (not isinstance(value, str) or not _SLURM_NAME.fullmatch(value)):
                 raise InvalidOrder(f"{name} is not a plain Slurm name: {value!r}")
         if not _is_int(self.cpus) or not 1 <= self.cpus <= MAX_CLUSTER_CPUS:
             raise InvalidOrder(f"cpus must be 1-{MAX_CLUSTER_CPUS}, not {self.cpus!r}")

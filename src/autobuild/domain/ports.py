@@ -14,11 +14,13 @@ from .jobs import Job, JobStatus, Submission
 @dataclass(frozen=True)
 class JobFilter:
     """Which jobs a list shows; None matches any. ``text`` is a case-insensitive substring of
-    the repository URL, ref, MACHINE or target."""
+    the repository URL, ref, MACHINE or target; ``commit`` the start of the commit a job
+    built (provenance.commit_prefix: lower-case hex)."""
 
     owner: str | None = None
     status: JobStatus | None = None
     text: str | None = None
+    commit: str | None = None
 
 
 @dataclass(frozen=True)

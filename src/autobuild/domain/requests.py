@@ -22,7 +22,7 @@ class InvalidRequest(ValueError):
 
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _URL_PATH = re.compile(r"^/[A-Za-z0-9._~+/-]*$")
-_HEX_COMMIT = re.compile(r"^[0-9a-fA-F]{7,40}$")
+_HEX_COMMIT = re.compile(r"[0-9a-fA-F]{7,64}")  # an abbreviation up to a SHA-256 id
 _MACHINE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 _TARGET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+:-]{0,127}$")
 # git's own forbidden characters, and (stricter than git) the shell's: no value the runner is
@@ -109,7 +109,7 @@ def _check_ref_format(ref: str) -> str | None:
 
 @dataclass(frozen=True)
 class GitRef:
-    """A branch, a tag, or a 7-40 digit hex commit id."""
+    """A branch, a tag, or a 7-64 digit hex commit id (64: a SHA-256 repository)."""
 
     value: str
 
@@ -120,7 +120,7 @@ class GitRef:
             raise ValueError("enter a branch, tag or commit")
         if len(text) > MAX_REF_LENGTH:
             raise ValueError("the ref is too long")
-        if _HEX_COMMIT.match(text):
+        if _HEX_COMMIT.fullmatch(text):
             return cls(text)
         problem = _check_ref_format(text)
         if problem:
@@ -129,7 +129,7 @@ class GitRef:
 
     @property
     def is_commit(self) -> bool:
-        return bool(_HEX_COMMIT.match(self.value))
+        return bool(_HEX_COMMIT.fullmatch(self.value))
 
     def __str__(self) -> str:
         return self.value

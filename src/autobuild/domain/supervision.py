@@ -11,6 +11,8 @@ Business rules:
   that runner again (or its end) on start instead of launching a second one;
 - the runner says how a build ended; a build whose runner vanished without saying is FAILED
   with the reason, and one whose runner never began says so;
+- an ended build is stored with the commit its ref resolved to (its provenance), so lists
+  filter by it and plugins are told it; a log that says none (or cannot be read) leaves none;
 - plugins are told every status change, after it is stored.
 """
 
@@ -18,11 +20,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from .artifacts import merge_patterns
 from .disk import DiskGuard
 from .jobs import Job, JobStatus
 from .orders import BuildSettings
+from .provenance import Provenance
 from .ports import (
     BuildRunner,
     Checkpoints,
@@ -52,7 +56,8 @@ class Supervisor:
                  clock: Clock, lock: threading.RLock, max_running: int = 1,
                  build_settings: BuildSettings | None = None,
                  disk_guard: DiskGuard | None = None,
-                 checkpoints: Checkpoints | None = None) -> None:
+                 checkpoints: Checkpoints | None = None,
+                 provenance: Callable[[int], Provenance] | None = None) -> None:
         self._jobs = jobs
         self._runner = runner
         self._events = events
@@ -62,6 +67,7 @@ class Supervisor:
         self._build_settings = build_settings or BuildSettings()
         self._disk_guard = disk_guard
         self._checkpoints = checkpoints or NoCheckpoints()
+        self._provenance = provenance  # JobQueries.provenance: what a job's log says it built
 
     def reconcile(self) -> None:
         """On start: adopt the runners a stopped service launched but did not record, record
@@ -199,7 +205,17 @@ class Supervisor:
             old = job.fail(f"the build never started: {state.reason}", now)
         else:
             raise ValueError(f"job {job.id} is still running")
+        job.commit = self._built_commit(job)
         self._store(job, old)
+
+    def _built_commit(self, job: Job) -> str | None:
+        if self._provenance is None:
+            return job.commit
+        try:
+            return self._provenance(job.id).commit
+        except Exception:  # what a build wrote is no reason not to record its end
+            log.exception("job %s: could not read what it built", job.id)
+            return job.commit
 
     def _store(self, job: Job, old: JobStatus) -> None:
         self._jobs.save(job)

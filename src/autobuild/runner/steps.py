@@ -8,6 +8,7 @@ runs there with umask 002, stdin from /dev/null and stdout/stderr on the build l
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,9 +18,10 @@ from urllib.parse import urlsplit
 
 from autobuild.domain.layout import (
     KAS_BUILD_DIR, SOURCE_DIR, STEP_BITBAKE, STEP_CHECKOUT, STEP_CLONING, STEP_COLLECTING,
-    STEP_COMMIT, STEP_KAS, STEP_SETUP, STEP_SUBMODULES, step_line,
+    STEP_COMMIT, STEP_KAS, STEP_KAS_FILE, STEP_SETUP, STEP_SUBMODULES, step_line,
 )
 from autobuild.domain.orders import BuildOrder
+from autobuild.domain.provenance import MAX_KAS_REPOS, kas_repo_line, without_userinfo
 
 from .account import token_path
 from .fsops import atomic_file, fd_path, make_dir, open_dir, write_all
@@ -33,6 +35,8 @@ BUILD_UMASK = 0o002  # what the build adds to the shared caches stays writable f
 POKY_BUILD_DIR = "build"  # <clone>/build: oe-init-build-env's build directory
 INIT_SCRIPT = "oe-init-build-env"
 DEFAULT_KAS_FILE = "kas.yml"
+MAX_KAS_DUMP_BYTES = 4 << 20  # kas dump's JSON of the project (what the repos resolved to)
+KAS_DUMP_SECONDS = 300
 AUTO_CONF = "auto.conf"
 CONF_DIR = "conf"
 # The only shell: poky's environment script must be sourced. It prints to the log; the
@@ -306,11 +310,48 @@ class BuildSteps:
             return 1
         self.say(step_line(f"{STEP_KAS}{kas_file}: {STEP_BITBAKE}{target} (MACHINE={machine})"))
         self.run_program([str(kas), "--version"], env=env)
+        # Checked out first, so the log says what each repository is at before the build.
+        code = self.run_program([str(kas), "checkout", "--", real], env=env)
+        if code:
+            return self.failed(f"ERROR: kas checkout {kas_file} failed (exit {code})", code)
+        self.say(step_line(f"{STEP_KAS_FILE}{kas_file}"))
+        self.say_kas_repos(str(kas), real, env)
+        if self.stopping():
+            return 1
         code = self.run_program([str(kas), "build", "--", real], env=env)
         if code:
             return self.failed(f"ERROR: kas build {kas_file} failed (exit {code})", code,
                                KAS_BUILD_DIR)
         return self.collect(KAS_BUILD_DIR)
+
+    def say_kas_repos(self, kas: str, real: str, env: dict[str, str]) -> None:
+        """One step line per repository kas checked out, with its commit (provenance), as
+        ``kas dump --resolve-refs --resolve-local`` says; a NOTE when it cannot tell."""
+        argv = [kas, "dump", "--resolve-refs", "--resolve-local", "--format", "json", "--", real]
+        try:
+            dumped = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, timeout=KAS_DUMP_SECONDS)
+            if dumped.returncode or len(dumped.stdout) > MAX_KAS_DUMP_BYTES:
+                raise ValueError(f"kas dump failed (exit {dumped.returncode})")
+            repos = json.loads(dumped.stdout).get("repos") or {}
+            if not isinstance(repos, dict):
+                raise ValueError("kas dump gave no repos")
+        except (OSError, ValueError, AttributeError, RecursionError,
+                subprocess.TimeoutExpired) as exc:
+            self.say(f"NOTE: the commits of the kas repositories are not recorded: {exc}")
+            return
+        own = without_userinfo(str(self.order.request.repo_url)).rstrip("/")
+        for name, spec in list(repos.items())[:MAX_KAS_REPOS]:
+            spec = spec if isinstance(spec, dict) else {}
+            url, commit = spec.get("url"), spec.get("commit")
+            if isinstance(url, str) and without_userinfo(url).rstrip("/") == own:
+                url = None  # the build's own repository
+            line = kas_repo_line(name, commit, url) if isinstance(commit, str) else None
+            if line is None:
+                self.say(f"NOTE: kas repository {str(name)[:100]!r}: its commit is not recorded "
+                         "(not a git checkout, or an unusual name or URL)")
+            else:
+                self.say(line)
 
     def poky_build(self) -> int:
         request = self.order.request

@@ -116,7 +116,7 @@ class Container(containers.DeclarativeContainer):
     supervisor = providers.ThreadSafeSingleton(
         Supervisor, jobs, runner, job_events, clock, job_lock, settings.provided.max_running,
         build_settings=settings.provided.build_settings.call(),
-        disk_guard=disk_guard, checkpoints=checkpoints,
+        disk_guard=disk_guard, checkpoints=checkpoints, provenance=queries.provided.provenance,
     )
     scheduler = providers.ThreadSafeSingleton(
         Scheduler, supervisor, runner, settings.provided.poll_interval

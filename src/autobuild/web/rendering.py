@@ -18,7 +18,7 @@ from ..domain.jobs import Job, JobStatus
 from ..domain.manifests import PackageCount
 from ..domain.progress import Progress
 from ..domain.comparison import Changed, Comparison, PackageChange
-from ..domain.provenance import Provenance
+from ..domain.provenance import Provenance, short_commit
 from .security import csrf_token, current_user, pop_flashes
 from .timing_chart import timing_chart
 
@@ -91,6 +91,8 @@ def job_json(job: Job, now: datetime, user: str | None = None,
         "cancel_requested_by": job.cancel_requested_by,
         "waiting_reason": job.waiting_reason,
         "node": job.node,
+        "commit": job.commit,
+        "commit_short": None if job.commit is None else short_commit(job.commit),
         "purged_at": iso(job.purged_at),
         "duration_seconds": job.duration_seconds(now),
         "can_cancel": (user == job.owner and not job.is_terminal) if can_cancel is None
@@ -155,7 +157,10 @@ def provenance_json(built: Provenance) -> dict[str, Any] | None:
         return None
     return {"commit": built.commit, "variables": dict(built.variables),
             "layers": [{"name": layer.name, "branch": layer.branch, "revision": layer.revision}
-                       for layer in built.layers]}
+                       for layer in built.layers],
+            "kas_file": built.kas_file,
+            "kas_repos": [{"name": repo.name, "commit": repo.commit, "url": repo.url}
+                          for repo in built.kas_repos]}
 
 
 def _task_json(t: TaskTiming) -> dict[str, Any]:
@@ -192,7 +197,7 @@ def make_templates() -> Jinja2Templates:
     env = templates.env
     env.filters.update(
         filesize=human_size, duration=human_duration, when=when, iso=iso, repo_name=repo_name,
-        signed_size=signed_size,
+        signed_size=signed_size, short_commit=short_commit,
     )
     env.globals["version"] = __version__
     env.globals["timing_chart"] = timing_chart

@@ -50,6 +50,10 @@ class Job(_Shape):
     cancel_requested_by: str | None
     waiting_reason: str | None
     node: str | None
+    commit: str | None = Field(
+        description="The full commit id its ref resolved to (provenance); null until it ended, "
+                    "or when it ended before the checkout. GET /api/jobs?commit= filters by it")
+    commit_short: str | None = Field(description="The commit's first 12 hex digits")
     purged_at: Timestamp | None = Field(description="When its files were removed (retention)")
     duration_seconds: float | None
     can_cancel: bool
@@ -99,12 +103,21 @@ class Layer(_Shape):
     revision: str | None
 
 
+class KasRepo(_Shape):
+    name: str
+    commit: str
+    url: str | None = Field(description="Without credentials; null: the build's own repository")
+
+
 class Provenance(_Shape):
-    """What the build really built: the commit, bitbake's Build Configuration, the layers."""
+    """What the build really built: the commit, bitbake's Build Configuration, the layers,
+    and for a kas build the kas file and the repositories kas checked out."""
 
     commit: str | None
     variables: dict[str, str]
     layers: list[Layer]
+    kas_file: str | None = Field(description="The kas file a kas build used; null otherwise")
+    kas_repos: list[KasRepo]
 
 
 class CacheReuse(_Shape):

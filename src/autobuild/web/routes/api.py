@@ -4,7 +4,7 @@ rebuild."""
 from typing import Annotated, Any
 
 from dependency_injector.wiring import Provide, inject
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Body, Depends, Header, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -178,15 +178,28 @@ def cancel_job(
     return job_json(job, clock.now(), user, perms.may_cancel(job, user))
 
 
+class Rebuild(BaseModel):
+    """How to rebuild (the body is optional: without it, as ``{"exact": false}``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exact: bool = Field(default=False, description=(
+        "Build the exact commit the job built (its ``commit``) instead of its ref, which may "
+        "have moved on since; 422 when the job recorded no commit"))
+
+
 @router.post("/jobs/{job_id:jobid}/rebuild", dependencies=[HeaderCsrf], status_code=201,
              response_model=None,
              responses={**ok(Job, "The new job (Location: its URL)", 201),
-                        **errors(401, 403, 404, 409, 422, 429)})
+                        **errors(400, 401, 403, 404, 409, 422, 429)})
 @inject
 def rebuild_job(
-    job_id: int, user: User, commands: Commands, scheduler: Sched, clock: Now
+    job_id: int, user: User, commands: Commands, scheduler: Sched, clock: Now,
+    body: Annotated[Rebuild | None, Body()] = None,
 ) -> JSONResponse:
-    job = commands.rebuild(job_id, user)
+    """Queue the same build again as the caller's: with the same ref, or (``exact``) with the
+    commit the job built."""
+    job = commands.rebuild(job_id, user, exact=body is not None and body.exact)
     scheduler.wake()
     return JSONResponse(job_json(job, clock.now(), user), status_code=201,
                         headers={"Location": f"/api/jobs/{job.id}"})

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from ...domain.failures import FailureSummary
 from ...domain.jobs import Job, JobStatus
 from ...domain.ports import Clock, RunnerError, TokenStore
+from ...domain.provenance import short_commit
 from ...domain.requests import InvalidRequest
 from ...domain.commands import JobCommands
 from ...domain.comparison import BuildComparisons, previous
@@ -96,9 +97,11 @@ def new_job_form(
     tokens: Tokens,
     suggest: Suggest,
     from_: Annotated[str, Query(alias="from")] = "",
+    exact: Annotated[str, Query()] = "",
 ) -> Response:
-    """The form, filled from build ``from`` (Edit and rebuild, Build this as mine), else
-    from the user's last build, else with the defaults."""
+    """The form, filled from build ``from`` (Edit and rebuild, Build this as mine; with
+    ``exact=1`` the commit it built as the ref, when it recorded one), else from the user's
+    last build, else with the defaults."""
     suggestions = suggest.for_user(user)
     values = dict(NEW_JOB_DEFAULTS)
     copied_from = None
@@ -114,6 +117,8 @@ def new_job_form(
         else:
             values = {name: getattr(old, name) or "" for name in FIELDS}
             prefilled_from = None
+            if exact == "1" and old.commit:
+                values["ref"] = old.commit
             if old.owner != user:
                 copied_from = {"id": old.id, "owner": old.owner,
                                "host": urlsplit(old.repo_url).hostname or old.repo_url}
@@ -219,11 +224,14 @@ def cancel_job(
 @router.post("/jobs/{job_id:jobid}/rebuild", dependencies=[FormCsrf])
 @inject
 def rebuild_job(
-    request: Request, job_id: int, user: User, commands: Commands, scheduler: Sched
+    request: Request, job_id: int, user: User, commands: Commands, scheduler: Sched,
+    exact: Annotated[str, Form()] = "",
 ) -> Response:
-    job = commands.rebuild(job_id, user)
+    """The job's Rebuild buttons: the same ref, or (``exact=1``) the commit it built."""
+    job = commands.rebuild(job_id, user, exact=exact == "1")
     scheduler.wake()
-    flash(request, f"Build #{job.id} is queued: a rebuild of #{job_id}.", job_id=job.id,
+    what = f"commit {short_commit(job.ref)} of #{job_id}" if exact == "1" else f"#{job_id}"
+    flash(request, f"Build #{job.id} is queued: a rebuild of {what}.", job_id=job.id,
           while_status=(JobStatus.PENDING,))
     return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
