@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 
 from autobuild.adapters.job_files import JobDirectory
+from autobuild.domain.buildstats import Timing, parse_condensed, timing_differences
 from autobuild.domain.jobs import Job
+from autobuild.domain.layout import TIMING
 from autobuild.domain.queries import JobQueries
 from tests.fakes import FakeClock, FakeJobRepository
 
@@ -15,8 +17,12 @@ from .test_runner import assert_finished
 
 SUMMARY = re.compile(r"^Sstate summary: Wanted (\d+) Local (\d+) Mirrors 0 Missed (\d+) "
                      r"Current 0 \((\d+)% match, 0% complete\)$", re.M)
-OBJECT = re.compile(r"^sstate:[a-z-]+:([a-z0-9_]+-poky-linux)?:[0-9.]+:r0:([a-z0-9_]+)?:14:"
+OBJECT = re.compile(r"^sstate:[a-z-]+:([a-z0-9_]+-poky-linux)?:[0-9.]+(\+git)?:r0:([a-z0-9_]+)?:14:"
                     r"[0-9a-f]{64}_[a-z_]+\.tar\.zst$")
+# The recipes whose objects the stand-in keeps in sstate, and the tasks of each object.
+CACHED = {"base-files", "busybox", "glibc", "linux-yocto"}
+SETSCENE = {"do_populate_lic_setscene", "do_packagedata_setscene", "do_package_qa_setscene",
+            "do_populate_sysroot_setscene"}
 
 
 def reuse_of(runner, job_id: int, machine: str = MACHINE):
@@ -71,6 +77,41 @@ def test_a_second_build_reuses_the_sstate_the_first_one_left(runner, git, tmp_pa
     assert_finished(other, "SUCCESS", 0)
     assert SUMMARY.findall(other.log) == [("16", "0", "16", "0")]
     assert reuse_of(runner, 3, "genericarm64").missed == 16
+
+
+def tasks_of(timing: Timing) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for t in timing.tasks:
+        out.setdefault(t.recipe, set()).add(t.task)
+    return out
+
+
+def test_the_buildstats_of_a_build_from_sstate_show_setscene_tasks_and_less_time(
+        runner, git, tmp_path):
+    cache = tmp_path / "cache"
+    (cache / "downloads").mkdir(parents=True)
+    (cache / "sstate-cache").mkdir()
+    builds = [runner.build(n, git.url, "main", settings=cache_settings(cache),
+                           STANDIN_BUILDSTATS_SEED="alike") for n in (1, 2)]
+    for build in builds:
+        assert_finished(build, "SUCCESS", 0)
+    before, after = (parse_condensed((b.job_dir / TIMING).read_text()) for b in builds)
+
+    built, restored = tasks_of(before), tasks_of(after)
+    for recipe in CACHED:  # restored from sstate: only its setscene tasks ran
+        assert "do_compile" in built[recipe] and not built[recipe] & SETSCENE
+        assert restored[recipe] == SETSCENE, recipe
+    assert {r: t for r, t in built.items() if r not in CACHED} == {
+        r: t for r, t in restored.items() if r not in CACHED}  # the rest built again
+    assert len(after.tasks) == len(before.tasks) - 4 * 13 + 16
+    assert after.wall_seconds < before.wall_seconds / 3  # the kernel and the C library
+
+    # Seeded alike: the tasks built both times took the same time; what changed is sstate's.
+    diffs = timing_differences(before, after, limit=1000)
+    assert {d.recipe for d in diffs} == CACHED
+    assert (diffs[0].recipe, diffs[0].task, diffs[0].after) == ("linux-yocto", "do_compile", None)
+    setscene = [d for d in diffs if d.task.endswith("_setscene")]
+    assert len(setscene) == 16 and all(d.before is None and d.after < 10 for d in setscene)
 
 
 def test_without_shared_caches_every_build_misses_everything(runner, git):

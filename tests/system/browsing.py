@@ -60,3 +60,41 @@ def page(browser, tmp_path):
 def shot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+NARROW = {"width": 800, "height": 900}
+# The elements whose right edge passes the window's (outside any box that scrolls or clips
+# itself), named tag#id.class, and how wide the page is: wider than the window scrolls sideways.
+_OVERFLOW = """() => {
+  const width = document.documentElement.clientWidth;
+  const contained = (el) => {
+    for (let up = el.parentElement; up && up !== document.body; up = up.parentElement) {
+      const style = getComputedStyle(up);
+      if (/(auto|scroll|hidden|clip)/.test(style.overflowX)) return true;
+    }
+    return false;
+  };
+  const out = [];
+  for (const el of document.querySelectorAll("body *")) {
+    const box = el.getBoundingClientRect();
+    if (box.width && box.right > width + 1 && !contained(el)) {
+      const cls = typeof el.className === "string" && el.className ? "." + el.className.split(" ")[0] : "";
+      out.push(`${el.tagName.toLowerCase()}${el.id ? "#" + el.id : ""}${cls} (${Math.round(box.right)}px)`);
+    }
+  }
+  return {page: document.documentElement.scrollWidth, window: width, offenders: out.slice(0, 12)};
+}"""
+
+
+def assert_fits(page: Page, viewport: dict[str, int] = NARROW) -> None:
+    """The page at ``viewport`` (800 px wide by default) scrolls only downwards: no chart,
+    table or text sticks out to the right. The viewport is put back afterwards."""
+    before = page.viewport_size
+    page.set_viewport_size(viewport)
+    try:
+        page.wait_for_timeout(100)  # a layout pass
+        found = page.evaluate(_OVERFLOW)
+        assert found["page"] <= found["window"] and not found["offenders"], (page.url, found)
+    finally:
+        if before:
+            page.set_viewport_size(before)

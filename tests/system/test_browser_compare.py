@@ -1,6 +1,8 @@
 """Comparing two builds in the browser: two short builds of different commits of one
 repository (buildhistory on, a package added and one upgraded between them), compared from
-the job page's "Compare with build" form. The page is docs/screenshot-compare.png."""
+the job page's "Compare with build" form. The first builds everything, the second restores
+the kernel and the C library from the sstate the first left, which the task timing shows.
+The page is docs/screenshot-compare.png."""
 
 from __future__ import annotations
 
@@ -9,8 +11,8 @@ import re
 from playwright.sync_api import expect
 
 from tests.support.standin import commit_packages, create_standin_repo, enable_buildhistory
-from tests.system.browsing import shot
-from tests.system.helpers import BASE_URL, submit, wait_for_end
+from tests.system.browsing import assert_fits, shot
+from tests.system.helpers import BASE_URL, fresh_machine, submit, wait_for_end
 
 REPO = "poky-compare.git"
 
@@ -21,11 +23,12 @@ def test_two_builds_of_different_commits_are_compared_in_the_browser(
     create_standin_repo(bare)
     enable_buildhistory(bare)
     url = git.server.url(REPO)
-    first = submit(alice, url, "core-image-minimal")
+    machine = fresh_machine()  # nothing in the installed sstate cache yet
+    first = submit(alice, url, "core-image-minimal", machine=machine)
     assert wait_for_end(alice, first)["status"] == "SUCCESS"
     commit_packages(bare, {"htop": "core2-64 3.3.0-r0", "busybox": "core2-64 1.36.2-r0"},
                     "image: add htop, busybox 1.36.2")
-    second = submit(alice, url, "core-image-minimal")
+    second = submit(alice, url, "core-image-minimal", machine=machine)
     assert wait_for_end(alice, second)["status"] == "SUCCESS"
 
     who = accounts.alice
@@ -48,8 +51,18 @@ def test_two_builds_of_different_commits_are_compared_in_the_browser(
     expect(packages.locator("tr.package-changed")).to_contain_text("1.36.2-r0")
     expect(page.locator("#compare-imagesize")).to_contain_text("+")
     expect(page.locator("#compare-artifacts")).to_contain_text(
-        "core-image-minimal-qemux86-64.rootfs.bin")
+        f"core-image-minimal-{machine}.rootfs.bin")
     expect(page.locator("#compare-different")).to_have_count(0)
     expect(page.locator("#compare-summary")).to_contain_text("1 package added, 1 changed")
-    page.set_viewport_size({"width": 1280, "height": 1400})  # the packages too
+    # Task timing: the kernel came from sstate the second time, its compile did not run
+    timing = page.locator("#compare-timing")
+    expect(timing.get_by_role("heading", name="Task timing")).to_be_visible()
+    expect(page.locator("#compare-timing-elapsed .delta-down")).to_be_visible()  # shorter
+    kernel = page.locator("#compare-timing-table tbody tr",
+                          has=page.locator("code", has_text=re.compile(r"^linux-yocto:do_compile$")))
+    expect(kernel).to_have_count(1)
+    expect(kernel.locator("td").nth(2)).to_have_text("did not run")
+    expect(kernel.locator(".delta-down")).to_be_visible()
+    page.set_viewport_size({"width": 1280, "height": 2000})  # the packages and task timing too
     shot(page, "compare")
+    assert_fits(page)  # at 800 px the tables fit

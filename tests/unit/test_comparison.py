@@ -3,9 +3,12 @@ and itself, the same answer mirrored when the builds swap places."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import given
 from hypothesis import strategies as st
 
+from autobuild.domain.buildstats import TimingDifference
 from autobuild.domain.comparison import (
     BuildComparisons, BuildFacts, Changed, PackageChange, SizeChange, artifact_key, compare,
     previous,
@@ -193,3 +196,14 @@ def test_the_builds_to_compare_with_are_those_of_the_same_repo_machine_and_targe
     assert previous(later, comparisons.candidates(later)) == third
     assert previous(first, comparisons.candidates(first)) == later  # none older: the newest
     assert previous(first, []) is None
+
+
+def test_swapping_the_builds_swaps_their_timing_too():
+    a = BuildFacts(job_id=1, repo_url=REPO, machine="qemux86-64", target="core-image-minimal")
+    b = replace(a, job_id=2)
+    result = replace(compare(a, b), timing_wall=(1800.0, 200.0), timing=(
+        TimingDifference("linux-yocto", "do_compile", 960.0, None),))
+    mirrored = result.mirrored()
+    assert mirrored.timing_wall == (200.0, 1800.0)
+    assert mirrored.timing == (TimingDifference("linux-yocto", "do_compile", None, 960.0),)
+    assert mirrored.mirrored().timing_wall == result.timing_wall

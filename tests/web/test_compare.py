@@ -154,7 +154,7 @@ def test_a_build_with_no_other_of_its_image_has_no_compare_form(alice, fakes, su
 
 def test_the_comparison_says_which_tasks_took_longer(alice, fakes, two_builds):
     slower = [(r, v, t, s, e + 60 if t == "do_rootfs" else e, c) for r, v, t, s, e, c in TASKS]
-    fakes.files.timings[1], fakes.files.timings[2] = condensed(), condensed(slower)
+    fakes.files.timings[1], fakes.files.timings[2] = condensed(), condensed(slower, 600.0)
 
     body = alice.get("/api/jobs/compare", params={"a": 1, "b": 2}).json()
     page = text_of(alice.get("/jobs/compare", params={"a": 1, "b": 2}).text)
@@ -164,6 +164,10 @@ def test_the_comparison_says_which_tasks_took_longer(alice, fakes, two_builds):
                                  "before": 39.7, "after": 99.7, "delta": 60.0}
     assert "Task timing" in page and "core-image-minimal:do_rootfs" in page
     assert swapped["timing"][0]["delta"] == -60.0
+    # and the whole build, by bitbake's build_stats
+    assert body["timing_elapsed"] == {"before": 540.0, "after": 600.0, "delta": 60.0}
+    assert swapped["timing_elapsed"]["delta"] == -60.0
+    assert "Elapsed by buildstats: 9m 00s → 10m 00s +1m 00s" in page
 
 
 def test_without_buildstats_in_one_build_there_is_no_timing_to_compare(alice, fakes, two_builds):
@@ -171,5 +175,5 @@ def test_without_buildstats_in_one_build_there_is_no_timing_to_compare(alice, fa
 
     body = alice.get("/api/jobs/compare", params={"a": 1, "b": 2}).json()
 
-    assert body["timing"] is None
+    assert body["timing"] is None and body["timing_elapsed"] is None
     assert "Task timing" not in text_of(alice.get("/jobs/compare", params={"a": 1, "b": 2}).text)

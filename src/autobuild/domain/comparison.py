@@ -117,6 +117,8 @@ class Comparison:
     # Task timing (buildstats.timing_differences), None when a build left no buildstats;
     # filled by BuildComparisons, not by compare(), which sees no files.
     timing: tuple[TimingDifference, ...] | None = field(default=None, compare=False)
+    # Each build's elapsed time by its buildstats (Timing.wall_seconds), with ``timing``.
+    timing_wall: tuple[float, float] | None = field(default=None, compare=False)
 
     @property
     def is_empty(self) -> bool:
@@ -138,7 +140,8 @@ class Comparison:
             removed=tuple(c.mirrored() for c in self.added),
             changed=tuple(c.mirrored() for c in self.changed),
             timing=None if self.timing is None else tuple(
-                TimingDifference(d.recipe, d.task, d.after, d.before) for d in self.timing))
+                TimingDifference(d.recipe, d.task, d.after, d.before) for d in self.timing),
+            timing_wall=None if self.timing_wall is None else self.timing_wall[::-1])
 
 
 def artifact_key(name: str) -> str:
@@ -237,15 +240,12 @@ class BuildComparisons:
         """Raises JobNotFound (queries) for an id without a build."""
         job_a, job_b = self._queries.get(a), self._queries.get(b)
         result = compare(self.facts(job_a), self.facts(job_b))
-        return replace(result, timing=self._timing(job_a, job_b))
-
-    def _timing(self, a: Job, b: Job) -> tuple[TimingDifference, ...] | None:
-        """The task timing differences of the two builds (largest first, bounded); None when
-        either left no readable buildstats."""
-        timing_a, timing_b = self._queries.build_timing(a.id), self._queries.build_timing(b.id)
-        if timing_a is None or timing_b is None:
-            return None
-        return tuple(timing_differences(timing_a, timing_b))
+        timing_a, timing_b = self._queries.build_timing(a), self._queries.build_timing(b)
+        if timing_a is None or timing_b is None:  # either left no readable buildstats
+            return result
+        return replace(result, timing=tuple(timing_differences(timing_a, timing_b)),
+                       timing_wall=(round(timing_a.wall_seconds, 2),
+                                    round(timing_b.wall_seconds, 2)))
 
     def facts(self, job: Job) -> BuildFacts:
         manifest = self._queries.manifest_text(job.id)

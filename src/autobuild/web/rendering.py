@@ -264,6 +264,9 @@ def comparison_json(result: Comparison, a: Job, b: Job, now: datetime,
             "removed": [_package_json(c) for c in result.removed],
             "changed": [_package_json(c) for c in result.changed]},
         "timing": None if result.timing is None else timing_differences_json(list(result.timing)),
+        "timing_elapsed": None if result.timing_wall is None else {
+            "before": result.timing_wall[0], "after": result.timing_wall[1],
+            "delta": round(result.timing_wall[1] - result.timing_wall[0], 2)},
     }
 
 

@@ -348,6 +348,14 @@ class PackageChanges(_Shape):
     changed: list[PackageChange]
 
 
+class ElapsedChange(_Shape):
+    """A build's elapsed time by its buildstats, in seconds."""
+
+    before: float
+    after: float
+    delta: float
+
+
 class TaskTimingChange(_Shape):
     recipe: str
     task: str
@@ -373,6 +381,8 @@ class Comparison(_Shape):
     timing: list[TaskTimingChange] | None = Field(
         description="Task elapsed times that differ, largest change first (buildstats); null "
                     "when either build left none")
+    timing_elapsed: ElapsedChange | None = Field(
+        description="Each build's elapsed time by its buildstats; null when either left none")
 
 
 # --- timing (GET /api/jobs/{id}/timing) ----------------------------------------------------
