@@ -287,3 +287,16 @@ def test_shuffled_real_lines_never_raise(lines):
     summary = summarize("".join(lines))
     for task in summary.tasks:
         assert task.task.startswith("do_") or task.task == "?"
+
+
+def test_lines_of_blanks_a_build_writes_cost_no_more_than_reading_them():
+    """A log is its build's: a colleague who opens the page must not wait on a pattern that
+    takes a long line of blanks two ways (the lazy groups before \\s*$ took seconds per 60k
+    blanks; these lines are megabytes)."""
+    blanks = " " * 2_000_000
+    logfile = f"ERROR: Logfile of failure stored in: x{blanks}y"
+    block = f"Summary: 1 task failed:\n  /a.bb:do_compile\n    log: /t/log{blanks}z\n  /{'/ ' * 500_000}\n"
+
+    assert failures.failure_logfile(logfile) == f"x{blanks}y"
+    [task] = summarize(block).tasks
+    assert task.tid == "/a.bb:do_compile" and task.logfile == f"/t/log{blanks}z"

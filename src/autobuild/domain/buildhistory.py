@@ -17,7 +17,8 @@ MAX_KIB = 1 << 40  # a size beyond this (a PiB) is not a package's
 _NAME = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,200}"
 _SIZE_LINE = re.compile(rf"(\d{{1,15}})[ \t]+KiB[ \t]+({_NAME})")
 _NAME_LINE = re.compile(_NAME)
-_INFO_LINE = re.compile(r"([A-Z][A-Z0-9_]{0,100})[ \t]*=[ \t]*(.{0,4096}?)")
+_INFO_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,100}")
+MAX_INFO_VALUE = 4096
 
 
 def parse_package_sizes(text: str) -> dict[str, int]:
@@ -44,9 +45,12 @@ def parse_image_info(text: str) -> dict[str, str]:
     """NAME -> value of image-info.txt (the first of each name)."""
     info: dict[str, str] = {}
     for line in text.splitlines()[:MAX_LINES]:
-        match = _INFO_LINE.fullmatch(line.strip(" \t"))
-        if match:
-            info.setdefault(match.group(1), match.group(2).strip(" \t"))
+        # partition, not a pattern over the whole line: blanks a pattern may take two ways
+        # made a long line of them cost seconds per request (a hostile build writes this file)
+        name, equals, value = line.partition("=")
+        name, value = name.strip(" \t"), value.strip(" \t")
+        if equals and len(value) <= MAX_INFO_VALUE and _INFO_NAME.fullmatch(name):
+            info.setdefault(name, value)
     return info
 
 

@@ -88,12 +88,14 @@ class FailureSummary:
 
 _ESCAPES = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b\[[0-9;?]*[A-Za-z]")
 _TASK_ERROR = re.compile(r"ERROR: (\S+) (do_[A-Za-z0-9_]+): (.*)$")
-_LOGFILE = re.compile(r"ERROR: Logfile of failure stored in: (\S.*?)\s*$")
+# Greedy to the end and rstrip()ped after: a lazy group before \s*$ took seconds on a line of
+# blanks (the log is the build's, so an engineer writes it for a colleague to open).
+_LOGFILE = re.compile(r"ERROR: Logfile of failure stored in: (\S.*)")
 _TASK_FAILED = re.compile(
     r"ERROR: Task (?:\d+ )?\((.+?)(?:, (do_[A-Za-z0-9_]+))?\) failed with exit code '-?\d+'")
 _SUMMARY = re.compile(r"Summary: \d+ tasks? failed:\s*$")
-_SUMMARY_TID = re.compile(r"(?:^|\s)((?:mc:|virtual:|multiconfig:|/)\S*:do_[A-Za-z0-9_]+)\s*$")
-_SUMMARY_LOG = re.compile(r"(?:^|\s)log: (\S.*?)\s*$")
+_SUMMARY_TID = re.compile(r"(?:mc:|virtual:|multiconfig:|/)\S*:do_[A-Za-z0-9_]+")  # the last word
+_SUMMARY_LOG = re.compile(r"(?:^|\s)log: (\S.*)")
 _LOG_NAME = re.compile(r"log\.(do_[A-Za-z0-9_]+?)(?:\.\d+)?$")
 _UNSAFE_NAME_BYTES = re.compile(rb"[^A-Za-z0-9._+-]")
 
@@ -123,7 +125,19 @@ def failure_logfile(line: str) -> str | None:
     if "ERROR: " not in line:
         return None
     match = _LOGFILE.search(_clean(line))
-    return match.group(1) if match else None
+    return match.group(1).rstrip() if match else None
+
+
+def _summary_tid(line: str) -> str | None:
+    """The task id ending a line of bitbake's "Summary: N tasks failed:" block, or None."""
+    words = line.rsplit(None, 1)
+    return words[-1] if words and _SUMMARY_TID.fullmatch(words[-1]) else None
+
+
+def _summary_log(line: str) -> str | None:
+    """The "log: <path>" a line of that block names, or None."""
+    match = _SUMMARY_LOG.search(line)
+    return match.group(1).rstrip() if match else None
 
 
 @dataclass
@@ -219,13 +233,12 @@ def summarize(text: str, task_logs: Mapping[str, str] | None = None) -> FailureS
             git_lines.append(line)
             continue
         if in_summary:
-            match = _SUMMARY_TID.search(line)
-            if match:
-                last_tid = add_tid(match.group(1))
+            if tid := _summary_tid(line):
+                last_tid = add_tid(tid)
                 continue
-            match = _SUMMARY_LOG.search(line)
-            if match and last_tid is not None:
-                last_tid.logfile = last_tid.logfile or match.group(1)
+            log = _summary_log(line)
+            if log and last_tid is not None:
+                last_tid.logfile = last_tid.logfile or log
                 continue
             in_summary, last_tid = False, None
         if "ERROR: " in line:
@@ -437,7 +450,7 @@ class FailureNotes:
             keep = True
         else:
             if self.in_summary:
-                if _SUMMARY_TID.search(line) or _SUMMARY_LOG.search(line):
+                if _summary_tid(line) or _summary_log(line):
                     self._keep(raw)
                     return
                 self.in_summary = False
