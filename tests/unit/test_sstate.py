@@ -90,7 +90,7 @@ def test_a_failed_build_counts_its_failed_tasks():
 
 
 def test_counts_stay_bounded():
-    line = "Sstate summary: Wanted 999999999 Local 999999999 Mirrors 999999999 " \
+    line = "Sstate summary: Wanted 999999999 Local 999999999 Mirrors 0 " \
            "Missed 0 Current 0 (100% match, 0% complete)\n"
     reuse = reuse_of(line * 5)
     assert reuse.wanted == reuse.found == reuse.local == MAX_COUNT
@@ -177,3 +177,17 @@ def test_a_digest_with_a_forged_sstate_is_refused():
     forged["sstate"]["wanted"] = -5
     with pytest.raises(ValueError):
         LogDigest.parse(json.dumps(forged).encode())
+
+
+def test_a_summary_bitbake_could_not_print_is_ignored_and_refused_on_restore():
+    """More found (or missed) than wanted: a forged line would show a colleague's team more
+    than 100 % reuse."""
+    reuse = reuse_of("Sstate summary: Wanted 1 Local 999999999 Mirrors 0 Missed 0 Current 0 "
+                     "(99999999900% match, 0% complete)\n"
+                     "Sstate summary: Wanted 2 Local 0 Mirrors 0 Missed 7 Current 0 "
+                     "(0% match, 0% complete)\n")
+    assert reuse.summaries == 0 and reuse.match_percent is None
+
+    state = SstateCollector().state()
+    with pytest.raises(ValueError):
+        SstateCollector.restore({**state, "summaries": 1, "wanted": 1, "found": 5})

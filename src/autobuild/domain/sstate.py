@@ -77,7 +77,7 @@ class CacheReuse:
         nothing was wanted (as bitbake says)."""
         if not self.summaries:
             return None
-        return self.found * 100 // self.wanted if self.wanted else 0
+        return min(100, self.found * 100 // self.wanted) if self.wanted else 0
 
     @property
     def complete_percent(self) -> int | None:
@@ -122,6 +122,8 @@ class SstateCollector:
         if found is None:  # Local N Mirrors|Network N
             assert local is not None and mirrors is not None
             found = local + mirrors
+        if found > wanted or missed > wanted:
+            return  # bitbake never says so: a forged line would skew the team's average
         self._reuse = _bounded(
             old,
             summaries=old.summaries + 1, wanted=old.wanted + wanted, found=old.found + found,
@@ -175,6 +177,8 @@ class SstateCollector:
                 raise ValueError(f"not an sstate state: {name}")
         if values["summaries"] > MAX_SUMMARIES:
             raise ValueError("not an sstate state: summaries")
+        if values["found"] > values["wanted"] or values["missed"] > values["wanted"]:
+            raise ValueError("not an sstate state: more found or missed than wanted")
         collector = cls()
         collector._reuse = CacheReuse(**values)
         return collector
