@@ -294,3 +294,17 @@ def test_the_view_of_an_empty_timing_is_none_and_otherwise_holds_the_summary():
         40, 94, 2, 1)
     assert [t.label for t in view.slowest_tasks] == ["a:do_compile"]
     assert view.critical_seconds == 40 and view.first_start == 10
+
+
+def test_a_long_critical_path_shows_its_longest_steps_in_order_and_its_whole_length():
+    """A forged buildstats.tsv can chain 30k tasks: the page keeps 200 steps, says how many."""
+    chain = tuple(task(f"r{i}", "do_compile", i * 10.0, i * 10.0 + (9 if i % 7 else 5))
+                  for i in range(1000))
+
+    view = timing_view(Timing(chain))
+
+    assert view is not None and view.critical_steps == 1000 and view.critical_path_cut
+    assert len(view.critical_path) == 200
+    assert all(t.elapsed == 9 for t in view.critical_path)
+    assert [t.start for t in view.critical_path] == sorted(t.start for t in view.critical_path)
+    assert view.critical_seconds == sum(t.elapsed for t in chain)

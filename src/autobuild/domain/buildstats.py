@@ -390,7 +390,9 @@ class TimingView:
     failed_tasks: int = 0
     slowest_recipes: list[RecipeTime] = field(default_factory=list)
     slowest_tasks: list[TaskTiming] = field(default_factory=list)
-    critical_path: list[TaskTiming] = field(default_factory=list)
+    critical_path: list[TaskTiming] = field(default_factory=list)  # its longest steps, in order
+    critical_steps: int = 0  # all of its steps
+    critical_seconds: float = 0.0  # all of its steps
     first_start: float = 0.0
     skipped: int = 0
     problem: str | None = None  # why there is nothing to show, when the file is unusable
@@ -405,17 +407,26 @@ class TimingView:
         return max(ends, default=self.first_start)
 
     @property
-    def critical_seconds(self) -> float:
-        return round(sum(t.elapsed for t in self.critical_path), 2)
+    def critical_path_cut(self) -> bool:
+        return self.critical_steps > len(self.critical_path)
+
+
+MAX_PATH_SHOWN = 200  # a forged file can chain 30k tasks: a page of 30k bars helps nobody
 
 
 def timing_view(timing: Timing, n: int = 10) -> TimingView | None:
-    """The summary of a build's timing; None when it has no task."""
+    """The summary of a build's timing; None when it has no task. Of the critical path the
+    MAX_PATH_SHOWN longest steps are kept, in their order; its length and time are whole."""
     if timing.is_empty:
         return None
+    path = timing.critical_path()
+    longest = sorted(range(len(path)), key=lambda i: path[i].elapsed, reverse=True)
+    shown = [path[i] for i in sorted(longest[:MAX_PATH_SHOWN])]
     return TimingView(
         wall_seconds=round(timing.wall_seconds, 2), cpu_seconds=timing.cpu_seconds,
         task_count=len(timing.tasks), failed_tasks=sum(t.failed for t in timing.tasks),
         slowest_recipes=timing.slowest_recipes(n), slowest_tasks=timing.slowest_tasks(n),
-        critical_path=timing.critical_path(), first_start=min(t.start for t in timing.tasks),
+        critical_path=shown, critical_steps=len(path),
+        critical_seconds=round(sum(t.elapsed for t in path), 2),
+        first_start=min(t.start for t in timing.tasks),
         skipped=timing.skipped)

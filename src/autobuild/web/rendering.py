@@ -174,7 +174,7 @@ def timing_json(view: TimingView | None) -> dict[str, Any]:
         return {"available": False, "problem": None if view is None else view.problem,
                 "wall_seconds": None, "cpu_seconds": None, "task_count": 0, "failed_tasks": 0,
                 "slowest_recipes": [], "slowest_tasks": [], "critical_path": [],
-                "critical_path_seconds": None}
+                "critical_path_seconds": None, "critical_path_steps": 0}
     return {"available": True, "problem": None, "wall_seconds": view.wall_seconds,
             "cpu_seconds": view.cpu_seconds, "task_count": view.task_count,
             "failed_tasks": view.failed_tasks,
@@ -182,7 +182,8 @@ def timing_json(view: TimingView | None) -> dict[str, Any]:
                                  "tasks": r.tasks} for r in view.slowest_recipes],
             "slowest_tasks": [_task_json(t) for t in view.slowest_tasks],
             "critical_path": [_task_json(t) for t in view.critical_path],
-            "critical_path_seconds": view.critical_seconds}
+            "critical_path_seconds": view.critical_seconds,
+            "critical_path_steps": view.critical_steps}
 
 
 def timing_differences_json(diffs: list[TimingDifference]) -> list[dict[str, Any]]:

@@ -421,5 +421,8 @@ class Timing(_Shape):
     slowest_tasks: list[TimedTask]
     critical_path: list[TimedTask] = Field(
         description="Derived from timing (buildstats record no dependencies): back from the "
-                    "task that ended last, each the task that ended last before it started")
-    critical_path_seconds: float | None
+                    "task that ended last, each the task that ended last before it started; "
+                    "at most its 200 longest steps, in order")
+    critical_path_seconds: float | None = Field(description="All of its steps")
+    critical_path_steps: int = Field(description="How many steps it has (some may not be "
+                                                 "listed)")
