@@ -177,3 +177,19 @@ def test_without_buildstats_in_one_build_there_is_no_timing_to_compare(alice, fa
 
     assert body["timing"] is None and body["timing_elapsed"] is None
     assert "Task timing" not in text_of(alice.get("/jobs/compare", params={"a": 1, "b": 2}).text)
+
+
+def test_a_huge_package_change_lists_the_first_500_of_each_kind_and_counts_all(alice, fakes,
+                                                                              two_builds):
+    """A build's manifest is its owner's: 3000 made-up packages must not make a colleague's
+    comparison a page of thousands of rows."""
+    many = "".join(f"pkg{i} core2-64 1.0-r0\n" for i in range(3000)).encode()
+    fakes.files.artifacts[2][MANIFEST] = many
+
+    body = alice.get("/api/jobs/compare", params={"a": 1, "b": 2}).json()["packages"]
+    page = alice.get("/jobs/compare", params={"a": 1, "b": 2}).text
+
+    assert (len(body["added"]), body["added_total"]) == (500, 3000)
+    assert body["removed_total"] == 2 and len(body["removed"]) == 2
+    assert page.count('class="package-added"') == 500 and 'id="compare-packages-cut"' in page
+    assert "3000 added, 2 removed, 0 changed" in text_of(page)

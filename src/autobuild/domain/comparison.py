@@ -28,6 +28,9 @@ from .queries import JobQueries
 _STAMP = re.compile(r"-\d{14}(?=\.|$)")
 CANDIDATE_SCAN = 500  # recent builds looked through for ones of the same repo/MACHINE/target
 MAX_CANDIDATES = 20
+# Of each of packages added, removed and changed, the page and the API list this many (the
+# counts are whole): a manifest of 120k packages made a 20 MB page for the colleague comparing.
+MAX_PACKAGES_LISTED = 500
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from ..domain.failures import FailureSummary
 from ..domain.jobs import Job, JobStatus
 from ..domain.manifests import PackageCount
 from ..domain.progress import Progress
-from ..domain.comparison import Changed, Comparison, PackageChange
+from ..domain.comparison import MAX_PACKAGES_LISTED, Changed, Comparison, PackageChange
 from ..domain.provenance import Provenance, short_commit
 from .security import csrf_token, current_user, pop_flashes
 from .timing_chart import timing_chart
@@ -261,9 +261,11 @@ def comparison_json(result: Comparison, a: Job, b: Job, now: datetime,
             "delta": result.image_size.delta},
         "packages": {
             "compared": result.packages_compared, "sizes_compared": result.sizes_compared,
-            "added": [_package_json(c) for c in result.added],
-            "removed": [_package_json(c) for c in result.removed],
-            "changed": [_package_json(c) for c in result.changed]},
+            "added": [_package_json(c) for c in result.added[:MAX_PACKAGES_LISTED]],
+            "removed": [_package_json(c) for c in result.removed[:MAX_PACKAGES_LISTED]],
+            "changed": [_package_json(c) for c in result.changed[:MAX_PACKAGES_LISTED]],
+            "added_total": len(result.added), "removed_total": len(result.removed),
+            "changed_total": len(result.changed)},
         "timing": None if result.timing is None else timing_differences_json(list(result.timing)),
         "timing_elapsed": None if result.timing_wall is None else {
             "before": result.timing_wall[0], "after": result.timing_wall[1],

@@ -343,9 +343,12 @@ class PackageChanges(_Shape):
     compared: bool = Field(description="Both builds listed their packages (manifest or "
                                        "buildhistory)")
     sizes_compared: bool = Field(description="Both builds had buildhistory's package sizes")
-    added: list[PackageChange]
-    removed: list[PackageChange]
-    changed: list[PackageChange]
+    added: list[PackageChange] = Field(description="The first 500 (added_total says all)")
+    removed: list[PackageChange] = Field(description="The first 500 (removed_total says all)")
+    changed: list[PackageChange] = Field(description="The first 500 (changed_total says all)")
+    added_total: int
+    removed_total: int
+    changed_total: int
 
 
 class ElapsedChange(_Shape):
