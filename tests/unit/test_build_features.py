@@ -81,7 +81,7 @@ def test_every_job_gets_the_build_settings_and_a_rebuild_keeps_the_kas_file():
     commands = world.commands
 
     job = commands.submit("alice", URL, "main", "qemux86-64", "core-image", kas_file="kas/q.yml")
-    again = commands.rebuild(job.id, "bob")
+    again = commands.rebuild(job.id, "alice")
     plain = commands.submit("alice", URL, "main", "qemux86-64", "core-image")
     world.supervisor.tick()
 

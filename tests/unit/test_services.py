@@ -256,12 +256,31 @@ def test_only_the_owner_may_cancel(world):
     assert world.repo.get(job.id).status is JobStatus.PENDING
 
 
-def test_rebuild_makes_a_new_job_owned_by_the_clicker(world):
+def test_rebuild_makes_a_new_job_with_the_same_parameters(world):
     job = submit(world, owner="alice")
-    again = world.commands.rebuild(job.id, "bob")
-    assert again.id != job.id and again.owner == "bob"
+    again = world.commands.rebuild(job.id, "alice")
+    assert again.id != job.id and again.owner == "alice"
     assert (again.repo_url, again.ref, again.machine, again.target) == (
         job.repo_url, job.ref, job.machine, job.target)
+
+
+def test_a_colleagues_build_is_not_rebuilt_in_one_step(world):
+    """It would clone their URL with the rebuilder's token: the New build form, which names
+    the host, is the way; nothing is queued."""
+    job = submit(world, owner="alice")
+    for exact in (False, True):
+        with pytest.raises(NotAllowed, match=r"alice's: build it as yours .*/new\?from="):
+            world.commands.rebuild(job.id, "bob", exact=exact)
+    assert world.repo.count() == 1
+
+
+def test_a_rebuild_is_validated_as_a_new_build_is(world):
+    """A host the admin has stopped allowing since is refused, not cloned again."""
+    job = submit(world, owner="alice")
+    world.commands._allowed_hosts = frozenset({"gitlab.example.com"})  # as after a restart
+    with pytest.raises(InvalidRequest) as refused:
+        world.commands.rebuild(job.id, "alice")
+    assert "repo_url" in refused.value.errors and world.repo.count() == 1
 
 
 def test_unknown_job(world):
@@ -353,10 +372,10 @@ def test_rebuild_exact_queues_the_built_commit_as_the_ref_with_the_same_paramete
     job = world.commands.submit("alice", URL, "main", "qemux86-64", "core-image-minimal",
                                 kas_file="kas/q.yml")
     _built(world, job)
-    again = world.commands.rebuild(job.id, "bob", exact=True)
+    again = world.commands.rebuild(job.id, "alice", exact=True)
     assert (again.owner, again.ref, again.repo_url, again.machine, again.target,
-            again.kas_file) == ("bob", SHA, URL, "qemux86-64", "core-image-minimal", "kas/q.yml")
-    assert world.commands.rebuild(job.id, "bob").ref == "main"
+            again.kas_file) == ("alice", SHA, URL, "qemux86-64", "core-image-minimal", "kas/q.yml")
+    assert world.commands.rebuild(job.id, "alice").ref == "main"
 
 
 def test_rebuild_exact_of_a_job_without_a_commit_is_refused_and_queues_nothing(world):

@@ -222,9 +222,18 @@ def test_api_cancel_by_owner_and_by_someone_else(alice, bob, job, fakes):
 
 
 def test_api_rebuild_creates_a_job_for_the_caller(bob, alice, job, fakes):
-    response = api_post(bob, "/api/jobs/1/rebuild")
+    response = api_post(alice, "/api/jobs/1/rebuild")
 
     assert response.status_code == 201
     assert response.headers["location"] == "/api/jobs/2"
-    assert response.json()["owner"] == "bob"
-    assert fakes.jobs.get(2).owner == "bob"
+    assert response.json()["owner"] == "alice"
+    assert fakes.jobs.get(2).owner == "alice"
+
+
+def test_api_rebuild_of_a_colleagues_build_says_to_use_the_form(bob, alice, job, fakes):
+    """One call would clone alice's URL with bob's token; the form names the host first."""
+    response = api_post(bob, "/api/jobs/1/rebuild")
+
+    assert response.status_code == 403
+    assert "/new?from=1" in response.json()["detail"]
+    assert fakes.jobs.get(2) is None

@@ -225,20 +225,23 @@ def test_someone_else_cannot_cancel(alice, bob, fakes):
     assert fakes.jobs.get(1).status is JobStatus.PENDING
 
 
-def test_rebuild_queues_a_new_build_owned_by_whoever_clicked(alice, bob, fakes, supervisor):
+def test_rebuild_queues_a_new_build_with_the_same_parameters(alice, bob, fakes, supervisor):
     submit(alice, ref="v3.1")
     run_to_end(supervisor, fakes.runner, 1, exit_code=1)
 
-    response = bob.post("/jobs/1/rebuild", data={"csrf_token": page_csrf(bob, "/jobs/1")})
+    response = alice.post("/jobs/1/rebuild", data={"csrf_token": page_csrf(alice, "/jobs/1")})
 
     assert response.status_code == 303
     assert response.headers["location"] == "/jobs/2"
     new = fakes.jobs.get(2)
-    assert new.owner == "bob"
+    assert new.owner == "alice"
     assert new.status is JobStatus.PENDING
     assert new.ref == "v3.1"
     assert fakes.jobs.get(1).status is JobStatus.FAILED
-    assert "a rebuild of #1" in bob.get("/jobs/2").text
+    assert "a rebuild of #1" in alice.get("/jobs/2").text
+    forged = bob.post("/jobs/1/rebuild", data={"csrf_token": page_csrf(bob, "/jobs/1")})
+    assert forged.status_code == 403 and "/new?from=1" in forged.text  # the form, not a click
+    assert fakes.jobs.get(3) is None
 
 
 @pytest.mark.parametrize("path", ["/jobs/abc", "/jobs/1.5", "/jobs/-1", "/jobs/99",

@@ -115,20 +115,23 @@ def test_an_exact_rebuild_of_a_job_without_a_commit_is_a_clear_422(alice, two_co
 
 def test_the_api_rebuilds_the_exact_commit_or_the_ref(alice, bob, two_commits, fakes):
     first, _, _ = two_commits
-    token = page_csrf(bob, "/")
-    exact = bob.post(f"/api/jobs/{first}/rebuild", json={"exact": True},
+    token = page_csrf(alice, "/")
+    exact = alice.post(f"/api/jobs/{first}/rebuild", json={"exact": True},
                      headers={"X-CSRF-Token": token})
     assert exact.status_code == 201
-    assert (exact.json()["ref"], exact.json()["owner"]) == (SHA, "bob")
-    same = bob.post(f"/api/jobs/{first}/rebuild", json={"exact": False},
+    assert (exact.json()["ref"], exact.json()["owner"]) == (SHA, "alice")
+    same = alice.post(f"/api/jobs/{first}/rebuild", json={"exact": False},
                     headers={"X-CSRF-Token": token})
     assert same.status_code == 201 and same.json()["ref"] == "main"
-    bad = bob.post(f"/api/jobs/{first}/rebuild", json={"exact": "yes please"},
+    bad = alice.post(f"/api/jobs/{first}/rebuild", json={"exact": "yes please"},
                    headers={"X-CSRF-Token": token})
     assert bad.status_code == 400 and "detail" in bad.json()
-    extra = bob.post(f"/api/jobs/{first}/rebuild", json={"exact": True, "ref": "evil"},
+    extra = alice.post(f"/api/jobs/{first}/rebuild", json={"exact": True, "ref": "evil"},
                      headers={"X-CSRF-Token": token})
     assert extra.status_code == 400
+    theirs = bob.post(f"/api/jobs/{first}/rebuild", json={"exact": True},
+                      headers={"X-CSRF-Token": page_csrf(bob, "/")})
+    assert theirs.status_code == 403 and f"/new?from={first}" in theirs.json()["detail"]
 
 
 def test_a_colleague_builds_the_exact_commit_through_the_filled_in_form(alice, bob, fakes,

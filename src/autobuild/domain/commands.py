@@ -15,11 +15,10 @@ Business rules:
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 
 from .jobs import Job, JobStatus, Submission
 from .limits import LimitReached
-from .permissions import Permissions
+from .permissions import NotAllowed, Permissions
 from .ports import BuildRunner, Checkpoints, Clock, JobEvents, JobRepository, NoCheckpoints
 from .queries import JobNotFound
 from .requests import BuildRequest, InvalidRequest
@@ -53,16 +52,20 @@ class JobCommands:
         return self._queue(owner, request)
 
     def rebuild(self, job_id: int, user: str, exact: bool = False) -> Job:
-        """A new PENDING job with the same parameters, owned by ``user``; ``exact``: with the
-        commit the job built as its ref (InvalidRequest when it recorded none), so a branch
-        that moved on since does not change what is built."""
+        """A new PENDING job with the same parameters of ``user``'s own build; ``exact``: with
+        the commit the job built as its ref (InvalidRequest when it recorded none), so a branch
+        that moved on since does not change what is built. NotAllowed for a colleague's build."""
         job = self._get(job_id)
-        if not exact:
-            return self._queue(user, job.request())
-        if job.commit is None:
+        if job.owner != user:
+            # One click would clone THEIR URL with YOUR token: the form names the host first.
+            raise NotAllowed(f"build #{job.id} is {job.owner}'s: build it as yours from the New "
+                             f"build form (/new?from={job.id}), which says where your token goes")
+        if exact and job.commit is None:
             raise InvalidRequest({"ref": f"build #{job.id} recorded no commit (it has not "
                                          "ended, or it ended before the checkout)"})
-        return self._queue(user, replace(job, ref=job.commit).request())
+        # Validated again as a new build is: a host the admin no longer allows is refused.
+        return self.submit(user, job.repo_url, job.commit if exact else job.ref, job.machine,
+                           job.target, kas_file=job.kas_file)
 
     def _queue(self, owner: str, request: BuildRequest) -> Job:
         with self._lock:  # the count and the add are one step: two tabs cannot both slip in
