@@ -156,6 +156,8 @@ def test_the_build_configuration_that_kas_logs_is_read_as_bitbake_printed_it():
     f"==> Kas repo <b>x</b> {REV} https://example.com/x.git",
     f"==> Kas repo x {REV[:12]} https://example.com/x.git",
     f"==> Kas repo x {REV} javascript:alert(1)",
+    f"==> Kas repo x {REV} javascript://x/%0aalert(1)",  # only the schemes git clones
+    f"==> Kas repo x {REV} https://example.com/\x1b]0;owned\x07",  # no escapes for a terminal
     "==> Kas repo x",
     "==> Kas file ../../etc/passwd", "==> Kas file a b.yml", "==> Kas file ",
 ])
