@@ -65,6 +65,7 @@ def test_a_repository_url_with_credentials_or_a_query_is_never_offered():
 def test_a_colleagues_repository_is_offered_only_on_a_host_you_already_clone_from():
     own = [build(1)]
     team = [build(5, "mallory", repo="https://evil.example.net/steal/tokens.git"),
+            build(6, "mallory", repo="https://gitlab.example.com:8443/steal/tokens.git"),
             build(4, "bob", repo="https://gitlab.example.com/bob/meta-board.git")]
 
     result = suggest("alice", own, team)

@@ -57,8 +57,14 @@ def _accepts(parse: Callable[[str], object], value: str) -> bool:
     return True
 
 
-def _host(url: str) -> str:
-    return (urlsplit(url).hostname or "").lower()
+def _host(url: str) -> tuple[str, int]:
+    """Where a URL sends the token: host and port (another port may be another server)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or 443
+    except ValueError:
+        port = -1
+    return (parts.hostname or "").lower(), port
 
 
 def _distinct(builds: Iterable[RecentBuild], value_of: Callable[[RecentBuild], str],
