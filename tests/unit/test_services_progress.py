@@ -173,3 +173,28 @@ def test_without_a_digest_a_summary_read_from_the_end_says_so(world, monkeypatch
 def test_without_a_digest_a_short_log_is_read_whole_and_complete(world):
     world.files.append_log(world.job.id, FAILED_BUILD)
     assert world.queries.failure_summary(world.job.id).incomplete is None
+
+
+def test_a_digest_far_behind_its_log_is_brought_up_to_date_once_for_all_that_reads_it(world):
+    """A job page reads the digest for progress, failure, provenance and cache reuse: a
+    build whose digest stays megabytes behind must not cost each of them the replay."""
+    digested(world, b"==> bitbake x (MACHINE=m)\n")
+    noise = b"NOTE: Running task 9 of 12 (/j/1/work/src/meta/recipes-core/x/x.bb:do_compile)\n"
+    world.files.append_log(world.job.id, noise * (2 * queries.REPLAY_KEPT_FROM_BYTES // len(noise))
+                           + FAILED_BUILD)
+    reads = []
+    read_log = world.files.read_log
+    world.files.read_log = lambda job, offset, limit: reads.append(limit) or read_log(job, offset, limit)
+
+    tracker = world.queries.track_progress(world.job.id, world.files.log_size(world.job))
+    replayed = sum(reads)
+    summary = world.queries.failure_summary(world.job.id)
+    world.queries.provenance(world.job.id)
+    world.queries.cache_reuse(world.job.id)
+
+    assert replayed >= 2 * queries.REPLAY_KEPT_FROM_BYTES and sum(reads) == replayed
+    assert [t.label for t in summary.tasks] == ["fail-image-1.0-r0 do_compile"]
+    before = world.queries.progress(world.job.id).tasks_done
+    tracker.feed("NOTE: Running task 12 of 12 (/a/b.bb:do_build)\n")  # a copy: fed alone
+    assert tracker.progress.tasks_done == 12
+    assert world.queries.progress(world.job.id).tasks_done == before < 12

@@ -4,6 +4,9 @@ Nothing here changes a job."""
 
 from __future__ import annotations
 
+import copy
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import BinaryIO
 
@@ -29,6 +32,11 @@ PROGRESS_SCAN_BYTES = 4 * 1024 * 1024
 FAILURE_SCAN_BYTES = 8 * 1024 * 1024
 PROVENANCE_SCAN_BYTES = 4 * 1024 * 1024  # the commit and Build Configuration come early
 CACHE_SCAN_BYTES = 8 * 1024 * 1024  # the sstate summary comes early, the task summary last
+# A digest brought up to date over at least this many bytes is kept (the last few): a job page
+# reads the digest four times (progress, failure, provenance, cache reuse), and a build whose
+# digest stays far behind its log would cost each viewer four replays of megabytes.
+REPLAY_KEPT_FROM_BYTES = 1024 * 1024
+REPLAYS_KEPT = 16
 
 
 class JobNotFound(Exception):
@@ -60,6 +68,8 @@ class JobQueries:
     def __init__(self, jobs: JobRepository, files: JobFiles) -> None:
         self._jobs = jobs
         self._files = files
+        self._replays: OrderedDict[tuple[int, int, int, int], LogDigest] = OrderedDict()
+        self._replays_lock = threading.Lock()
 
     def get(self, job_id: int) -> Job:
         job = self._jobs.get(job_id)
@@ -189,6 +199,13 @@ class JobQueries:
             return None
         if not digest.offset <= upto <= digest.offset + gap_bytes:
             return None
+        kept = upto - digest.offset >= REPLAY_KEPT_FROM_BYTES
+        key = (job.id, upto, len(raw), hash(raw))
+        if kept:
+            with self._replays_lock:
+                if key in self._replays:
+                    self._replays.move_to_end(key)
+                    return copy.deepcopy(self._replays[key])  # callers feed what they get
         position = digest.offset
         while position < upto:
             data = self._files.read_log(job, position, min(DIGEST_READ_BYTES, upto - position))
@@ -196,6 +213,11 @@ class JobQueries:
                 break
             digest.feed(data)
             position += len(data)
+        if kept:
+            with self._replays_lock:
+                self._replays[key] = copy.deepcopy(digest)
+                while len(self._replays) > REPLAYS_KEPT:
+                    self._replays.popitem(last=False)
         return digest
 
     def _log_tail(self, job: Job, upto: int, limit: int) -> tuple[str, bool]:
