@@ -140,8 +140,11 @@ def test_a_runner_from_before_the_upgrade_is_cancelled_through_its_runner_pid(
     old.write_text("#!/bin/bash\ntrap 'echo INT; exit 130' INT\necho ready\n"
                    "while :; do sleep 0.05; done\n")
     old.chmod(0o755)
+    # bash cannot trap a signal ignored when it started, as SIGINT is under a shell's
+    # background job (the real runner sets its own handlers): this stand-in starts with it on.
     process = subprocess.Popen([str(old), "4", "https://x/y.git"], stdout=subprocess.PIPE,
-                               text=True, start_new_session=True)
+                               text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert process.stdout.readline() == "ready\n"
         with open(os.path.join(job_dir, control.LEGACY_RUNNER_PID), "w") as f:
