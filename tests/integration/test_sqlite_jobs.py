@@ -13,6 +13,7 @@ from autobuild.domain.jobs import Job, JobStatus, Submission
 from autobuild.domain.orders import BuildSettings
 from autobuild.domain.ports import JobFilter
 from autobuild.domain.requests import BuildRequest
+from tests.support.query_plans import traced_plans
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -153,19 +154,7 @@ def test_the_text_index_follows_inserts_updates_and_deletes(repo, db_path):
                                    JobFilter(text="sato", status=JobStatus.RUNNING)])
 def test_list_keyset_walks_an_index_in_id_order(repo, db_path, where):
     repo.count()  # migrated
-    plans: list[str] = []
-    real_execute = sqlite3.Connection.execute
-
-    class Tracing(sqlite3.Connection):  # records the plan of the repository's own query
-        def execute(self, sql, params=()):
-            if sql.startswith("SELECT"):
-                plans.append(" ".join(row[-1] for row in real_execute(
-                    self, f"EXPLAIN QUERY PLAN {sql}", params)))
-            return real_execute(self, sql, params)
-
-    repo._local.conn = sqlite3.connect(db_path, factory=Tracing, isolation_level=None)
-    repo._local.conn.row_factory = sqlite3.Row
-    repo._local.depth = 0
+    plans = traced_plans(repo, db_path)
     repo.list_keyset(where, 25, before=100)
     repo.list_keyset(where, 25, after=100)
     assert "TEMP B-TREE" not in plans[-1], plans[-1]
@@ -352,19 +341,7 @@ def test_the_built_commit_is_stored_and_a_prefix_of_it_filters_through_its_index
     assert ids(commit="0f14568") == [2] and ids(commit="1234567") == []
     assert ids(commit=sha[:7], owner="alice") == [4, 1]
     assert ids(commit=sha[:7], text="poky") == [4, 1]  # with the trigram index too
-    plans: list[str] = []
-    real_execute = sqlite3.Connection.execute
-
-    class Tracing(sqlite3.Connection):  # records the plan of the repository's own query
-        def execute(self, sql, params=()):
-            if sql.startswith("SELECT"):
-                plans.append(" ".join(row[-1] for row in real_execute(
-                    self, f"EXPLAIN QUERY PLAN {sql}", params)))
-            return real_execute(self, sql, params)
-
-    repo._local.conn = sqlite3.connect(db_path, factory=Tracing, isolation_level=None)
-    repo._local.conn.row_factory = sqlite3.Row
-    repo._local.depth = 0
+    plans = traced_plans(repo, db_path)
     repo.list_keyset(JobFilter(commit=sha[:7]), 25, before=100)
     # A range of the index (the few builds of one commit are then put in id order).
     assert "INDEX jobs_built_commit (built_commit>? AND built_commit<?)" in plans[-1], plans[-1]

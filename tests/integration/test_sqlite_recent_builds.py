@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
 
 import pytest
@@ -11,6 +10,7 @@ from autobuild.adapters.sqlite_jobs import SqliteJobRepository
 from autobuild.domain.jobs import Submission
 from autobuild.domain.ports import RecentBuild
 from autobuild.domain.requests import BuildRequest
+from tests.support.query_plans import traced_plans
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -49,19 +49,7 @@ def test_recent_builds_newest_first_by_owner_and_bounded(repo):
 @pytest.mark.parametrize("owner", [None, "alice"])
 def test_recent_builds_walk_an_index_backwards_without_sorting(repo, db_path, owner):
     repo.count()  # migrated
-    plans: list[str] = []
-    real_execute = sqlite3.Connection.execute
-
-    class Tracing(sqlite3.Connection):  # records the plan of the repository's own query
-        def execute(self, sql, params=()):
-            if sql.startswith("SELECT"):
-                plans.append(" ".join(row[-1] for row in real_execute(
-                    self, f"EXPLAIN QUERY PLAN {sql}", params)))
-            return real_execute(self, sql, params)
-
-    repo._local.conn = sqlite3.connect(db_path, factory=Tracing, isolation_level=None)
-    repo._local.conn.row_factory = sqlite3.Row
-    repo._local.depth = 0
+    plans = traced_plans(repo, db_path)
     repo.recent_builds(owner, 200)
     plan = plans[-1]
     assert "TEMP B-TREE" not in plan, plan  # the rowid or the owner index gives id order

@@ -98,3 +98,12 @@ def assert_fits(page: Page, viewport: dict[str, int] = NARROW) -> None:
     finally:
         if before:
             page.set_viewport_size(before)
+
+
+def sign_in(page: Page, account) -> None:
+    """Sign in through the login form as ``account`` (tests/system/helpers.Account)."""
+    page.goto("/login")
+    page.fill("#f-username", account.name)
+    page.fill("#f-password", account.password)
+    page.click("button[type=submit]:has-text('Sign in')")
+    page.wait_for_url(f"{BASE_URL}/")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from tests.system.browsing import SCREENSHOTS, shot
+from tests.system.browsing import SCREENSHOTS, shot, sign_in
 from tests.system.helpers import BASE_URL, MACHINE, job_dir
 
 
@@ -112,11 +112,7 @@ README_VIEWPORT = {"width": 1280, "height": 1200}  # status, progress and a scre
 
 
 def _sign_in_with_token(page: Page, account, token: str) -> None:
-    page.goto("/login")
-    page.fill("#f-username", account.name)
-    page.fill("#f-password", account.password)
-    page.click("button[type=submit]:has-text('Sign in')")
-    page.wait_for_url(f"{BASE_URL}/")
+    sign_in(page, account)
     page.goto("/settings")
     page.fill("#f-token", token)
     page.click("button:has-text('Save token')")
@@ -198,14 +194,7 @@ def _shown(page: Page) -> str:
 def test_a_20_mb_log_opens_at_its_end_loads_earlier_and_keeps_the_page_bounded(
         installs, accounts, git, page):
     alice = accounts.alice
-    page.goto("/login")
-    page.fill("#f-username", alice.name)
-    page.fill("#f-password", alice.password)
-    page.click("button[type=submit]:has-text('Sign in')")
-    page.wait_for_url(f"{BASE_URL}/")
-    page.goto("/settings")
-    page.fill("#f-token", git.token)
-    page.click("button:has-text('Save token')")
+    _sign_in_with_token(page, alice, git.token)
     page.goto("/new")
     page.fill("#f-repo_url", git.url)
     page.fill("#f-ref", "main")

@@ -11,8 +11,8 @@ import re
 from playwright.sync_api import expect
 
 from tests.support.standin import commit_packages, create_standin_repo, enable_buildhistory
-from tests.system.browsing import assert_fits, shot
-from tests.system.helpers import BASE_URL, fresh_machine, submit, wait_for_end
+from tests.system.browsing import assert_fits, shot, sign_in
+from tests.system.helpers import fresh_machine, submit, wait_for_end
 
 REPO = "poky-compare.git"
 
@@ -32,11 +32,7 @@ def test_two_builds_of_different_commits_are_compared_in_the_browser(
     assert wait_for_end(alice, second)["status"] == "SUCCESS"
 
     who = accounts.alice
-    page.goto("/login")
-    page.fill("#f-username", who.name)
-    page.fill("#f-password", who.password)
-    page.click("button[type=submit]:has-text('Sign in')")
-    page.wait_for_url(f"{BASE_URL}/")
+    sign_in(page, who)
     page.goto(f"/jobs/{second}")
     chosen = page.locator("#compare-a")
     expect(chosen).to_have_value(str(first))  # the build before this one, chosen already

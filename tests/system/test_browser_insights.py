@@ -11,7 +11,7 @@ import re
 from playwright.sync_api import expect
 
 from tests.support.standin import commit_packages, create_standin_repo
-from tests.system.browsing import assert_fits, shot
+from tests.system.browsing import assert_fits, shot, sign_in
 from tests.system.helpers import BASE_URL, fresh_machine, submit, wait_for_end
 
 BUILDS = 3
@@ -41,11 +41,7 @@ def test_builds_of_one_target_reuse_sstate_and_their_trends_are_plotted(
         (0, 16, 0), (16, 16, 100), (16, 16, 100)]
     assert [c["setscene_tasks"] for c in caches] == [0, 16, 16]
 
-    page.goto("/login")
-    page.fill("#f-username", accounts.alice.name)
-    page.fill("#f-password", accounts.alice.password)
-    page.click("button[type=submit]:has-text('Sign in')")
-    page.wait_for_url(f"{BASE_URL}/")
+    sign_in(page, accounts.alice)
 
     page.goto(f"/jobs/{ids[-1]}")
     expect(page.locator("#cache-summary")).to_contain_text(

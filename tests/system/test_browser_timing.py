@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from playwright.sync_api import expect
 
-from tests.system.browsing import assert_fits, shot
-from tests.system.helpers import BASE_URL, fresh_machine, job_dir, submit, wait_for_end
+from tests.system.browsing import assert_fits, shot, sign_in
+from tests.system.helpers import fresh_machine, job_dir, submit, wait_for_end
 
 
 def test_a_finished_build_shows_where_its_time_went(installs, accounts, git, alice, page):
@@ -15,11 +15,7 @@ def test_a_finished_build_shows_where_its_time_went(installs, accounts, git, ali
     assert wait_for_end(alice, job_id)["status"] == "SUCCESS"
     assert (job_dir(job_id, accounts.alice.name) / "buildstats.tsv").is_file()
 
-    page.goto("/login")
-    page.fill("#f-username", accounts.alice.name)
-    page.fill("#f-password", accounts.alice.password)
-    page.click("button[type=submit]:has-text('Sign in')")
-    page.wait_for_url(f"{BASE_URL}/")
+    sign_in(page, accounts.alice)
     page.goto(f"/jobs/{job_id}")
 
     section = page.locator("#timing")

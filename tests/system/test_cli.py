@@ -22,7 +22,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.support.standin import create_kas_repo
-from tests.system.browsing import SCREENSHOTS, shot
+from tests.system.browsing import SCREENSHOTS, shot, sign_in
 from tests.system.helpers import BASE_URL, MACHINE, Account, job, wait_for_end
 from tests.web.helpers import csrf_from
 
@@ -291,11 +291,7 @@ def test_a_kas_build_says_what_it_built_on_its_page(cli, git, alice, accounts, p
                                         "url": None}]
     assert provenance["variables"]["DISTRO_VERSION"] == "2.0" and provenance["layers"]
 
-    page.goto("/login")
-    page.fill("#f-username", accounts.alice.name)
-    page.fill("#f-password", accounts.alice.password)
-    page.click("button[type=submit]:has-text('Sign in')")
-    page.wait_for_url(f"{BASE_URL}/")
+    sign_in(page, accounts.alice)
     page.goto(f"/jobs/{job_id}")
     section = page.locator("#provenance")
     expect(section.locator("#kas-repos")).to_contain_text("this repository")

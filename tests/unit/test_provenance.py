@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from autobuild.domain.digest import LogDigest
 from autobuild.domain.provenance import Layer, ProvenanceCollector
+from tests.unit.test_digest import pieces
 
 SHA = "0f14567a2c1d6e0e7e1d2c3b4a5968778695a4b3"
 REV = "2034fc38eb4e63984d9bd6b260aa1bf95ce562e4"
@@ -68,13 +69,9 @@ def test_only_a_full_hex_commit_on_the_runners_own_line_counts(line):
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.integers(0, len(LOG.encode())), max_size=6))
 def test_read_through_the_digest_in_any_pieces_it_is_the_same(cuts):
-    data = LOG.encode()
     digest = LogDigest()
-    start = 0
-    for cut in sorted(cuts):
-        digest.feed(data[start:cut])
-        start = cut
-    digest.feed(data[start:])
+    for piece in pieces(LOG.encode(), cuts):
+        digest.feed(piece)
     again = LogDigest.parse(digest.to_json())
     assert again.provenance == digest.provenance == collected(LOG)
 

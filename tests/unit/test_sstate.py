@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from autobuild.domain.digest import LogDigest
 from autobuild.domain.sstate import MAX_COUNT, CacheReuse, SstateCollector
+from tests.unit.test_digest import pieces
 
 BB = "/w/src/meta/recipes-core/busybox/busybox_1.36.1.bb"
 IMAGE = "/w/src/meta/recipes-core/images/core-image-minimal.bb"
@@ -148,13 +149,9 @@ def test_a_bad_state_is_refused(bad):
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.integers(0, len(LOG.encode())), max_size=6))
 def test_read_through_the_digest_in_any_pieces_it_is_the_same(cuts):
-    data = LOG.encode()
     digest = LogDigest()
-    start = 0
-    for cut in sorted(cuts):
-        digest.feed(data[start:cut])
-        start = cut
-    digest.feed(data[start:])
+    for piece in pieces(LOG.encode(), cuts):
+        digest.feed(piece)
     again = LogDigest.parse(digest.to_json())
     assert again.cache_reuse == digest.cache_reuse == reuse_of(LOG)
     assert again.sstate_known
