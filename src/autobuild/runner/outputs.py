@@ -138,11 +138,14 @@ def _open_artifact(deploy_fd: int, deploy: str, tree: str, name: str, say: Say) 
 
 
 def _copy(source: int, dir_fd: int, name: str, offset: int = 0,
-          web_gid: int | None = None) -> tuple[str, int]:
+          web_gid: int | None = None, limit: int | None = None) -> tuple[str, int]:
+    """Copy ``source`` from ``offset`` on (at most ``limit`` bytes: a file still growing is
+    cut there) into ``dir_fd/name`` atomically; its sha256 and size."""
     digest, size = hashlib.sha256(), 0
     with atomic_file(dir_fd, name, FILE_MODE) as out:
         grant_group(out, web_gid, 0o4)  # before the rename: published with it
-        while chunk := os.pread(source, CHUNK, offset + size):
+        while chunk := os.pread(source, CHUNK if limit is None else min(CHUNK, limit - size),
+                                offset + size):
             digest.update(chunk)
             write_all(out, chunk)
             size += len(chunk)
@@ -304,7 +307,7 @@ def _copy_buildhistory(image_fd: int, job_fd: int, say: Say) -> list[str]:
                     continue
                 if dest_fd is None:
                     dest_fd = make_dir(job_fd, BUILDHISTORY_DIR, JOB_DIR_MODE)
-                _copy_bounded(source, dest_fd, name, MAX_BUILDHISTORY_FILE_BYTES)
+                _copy(source, dest_fd, name, limit=MAX_BUILDHISTORY_FILE_BYTES)
                 copied.append(name)
             except OSError as exc:
                 say(f"could not keep buildhistory's {name}: {exc.strerror or exc}")
@@ -316,12 +319,3 @@ def _copy_buildhistory(image_fd: int, job_fd: int, say: Say) -> list[str]:
     if copied:
         say(f"kept buildhistory's {' '.join(copied)} in {BUILDHISTORY_DIR}/")
     return copied
-
-
-def _copy_bounded(source: int, dir_fd: int, name: str, limit: int) -> None:
-    """Copy at most ``limit`` bytes (a file still growing is cut there)."""
-    size = 0
-    with atomic_file(dir_fd, name, FILE_MODE) as out:
-        while size < limit and (chunk := os.pread(source, min(CHUNK, limit - size), size)):
-            write_all(out, chunk)
-            size += len(chunk)

@@ -14,7 +14,6 @@ the service parses and ranks (critical path included) in under 0.1 s.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable, Iterator
 
 from autobuild.domain.buildstats import (
@@ -23,7 +22,7 @@ from autobuild.domain.buildstats import (
 )
 from autobuild.domain.layout import BUILDSTATS_PATH, BUILDSTATS_SUMMARY, TIMING
 
-from .fsops import READ_FLAGS, listdir, open_dir, read_fd, write_atomically
+from .fsops import Refused, listdir, open_dir, open_regular, read_fd, write_atomically
 
 Say = Callable[[str], None]
 MAX_RUNS = 16  # bitbake runs (BUILDNAME directories) looked at; one per build here
@@ -47,13 +46,12 @@ def _open_path(dir_fd: int, parts: tuple[str, ...]) -> int | None:
 def _read_small(dir_fd: int, name: str, limit: int) -> str | None:
     """The text of regular file ``name`` if it has at most ``limit`` bytes, else None."""
     try:
-        fd = os.open(name, READ_FLAGS, dir_fd=dir_fd)
-    except OSError:
+        fd = open_regular(dir_fd, name, max_size=limit)
+    except (Refused, OSError):
+        return None
+    if fd is None:
         return None
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
-            return None
         data = read_fd(fd, limit + 1)
     except OSError:
         return None
