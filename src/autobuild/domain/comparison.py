@@ -251,7 +251,8 @@ class BuildComparisons:
                                     round(timing_b.wall_seconds, 2)))
 
     def facts(self, job: Job) -> BuildFacts:
-        manifest = self._queries.manifest_text(job.id)
+        listed = self._files.list_artifacts(job)  # once: the manifest is chosen among them
+        manifest = self._queries.manifest_text(job.id, artifacts=listed)
         packages: dict[str, str | None] | None = None
         if manifest is not None:
             packages = dict(parse_manifest(manifest[1]))
@@ -263,7 +264,7 @@ class BuildComparisons:
         return BuildFacts(
             job_id=job.id, repo_url=job.repo_url, machine=job.machine, target=job.target,
             provenance=self._queries.provenance(job.id),
-            artifacts=tuple((a.name, a.size) for a in self._files.list_artifacts(job)),
+            artifacts=tuple((a.name, a.size) for a in listed),
             packages=packages,
             package_sizes=None if sizes is None else parse_package_sizes(sizes),
             image_size_kib=None if info is None else image_size_kib(parse_image_info(info)))
