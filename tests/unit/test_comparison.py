@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from autobuild.domain.buildstats import TimingDifference
 from autobuild.domain.comparison import (
-    BuildComparisons, BuildFacts, Changed, PackageChange, SizeChange, artifact_key, compare,
+    CANDIDATE_SCAN, BuildComparisons, BuildFacts, Changed, PackageChange, SizeChange, artifact_key, compare,
     previous,
 )
 from autobuild.domain.provenance import Layer, Provenance
@@ -207,3 +207,14 @@ def test_swapping_the_builds_swaps_their_timing_too():
     assert mirrored.timing_wall == (200.0, 1800.0)
     assert mirrored.timing == (TimingDifference("linux-yocto", "do_compile", None, 960.0),)
     assert mirrored.mirrored().timing_wall == result.timing_wall
+
+
+def test_builds_of_other_targets_in_between_do_not_hide_the_earlier_build_of_the_same():
+    world = FakeWorld()
+    comparisons = BuildComparisons(world.repo, world.queries, world.files)
+    first = _build(world)
+    for _ in range(CANDIDATE_SCAN + 1):  # a busy team builds other images meanwhile
+        _build(world, target="core-image-base")
+    second = _build(world)
+
+    assert [job.id for job in comparisons.candidates(second)] == [first.id]

@@ -26,7 +26,7 @@ from .queries import JobQueries
 # A date stamp in a deployed file's name (IMAGE_NAME's DATETIME): "-20260101120000" before a
 # dot or the end. Without it the names of two builds' images match (their link names).
 _STAMP = re.compile(r"-\d{14}(?=\.|$)")
-CANDIDATE_SCAN = 500  # recent builds looked through for ones of the same repo/MACHINE/target
+CANDIDATE_SCAN = 500  # recent builds of the target looked through for the same repo/MACHINE
 MAX_CANDIDATES = 20
 # Of each of packages added, removed and changed, the page and the API list this many (the
 # counts are whole): a manifest of 120k packages made a 20 MB page for the colleague comparing.
@@ -275,9 +275,12 @@ class BuildComparisons:
 
     def candidates(self, job: Job) -> list[Job]:
         """The recent builds of the same repository, MACHINE and target as ``job`` (among the
-        last CANDIDATE_SCAN), newest first, without ``job``; at most MAX_CANDIDATES."""
+        last CANDIDATE_SCAN that mention its target), newest first, without ``job``; at most
+        MAX_CANDIDATES."""
         found = []
-        for other in self._jobs.list_keyset(JobFilter(), CANDIDATE_SCAN):
+        # The text filter narrows through the database's index (as Insights' trends do), so
+        # builds of other targets in between do not push the candidates out of the scan.
+        for other in self._jobs.list_keyset(JobFilter(text=job.target), CANDIDATE_SCAN):
             if other.id != job.id and (other.repo_url, other.machine, other.target) == (
                     job.repo_url, job.machine, job.target):
                 found.append(other)
