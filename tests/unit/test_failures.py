@@ -297,6 +297,20 @@ def test_lines_of_blanks_a_build_writes_cost_no_more_than_reading_them():
     logfile = f"ERROR: Logfile of failure stored in: x{blanks}y"
     block = f"Summary: 1 task failed:\n  /a.bb:do_compile\n    log: /t/log{blanks}z\n  /{'/ ' * 500_000}\n"
 
-    assert failures.failure_logfile(logfile) == f"x{blanks}y"
+    # A line is read up to MAX_LINE characters (a path is at most 4096): the blanks after
+    # the path are all it reads of the rest.
+    assert failures.failure_logfile(logfile) == "x"
     [task] = summarize(block).tasks
-    assert task.tid == "/a.bb:do_compile" and task.logfile == f"/t/log{blanks}z"
+    assert task.tid == "/a.bb:do_compile" and task.logfile == "/t/log"
+
+
+def test_a_long_line_of_task_failures_costs_no_more_than_reading_it():
+    """"ERROR: Task (" repeated over a megabyte-long line: the pattern looked for the end of
+    the task id from each one to the end of the line (minutes per view of the page)."""
+    text = "ERROR: Task (" * 200_000 + "\nERROR: Task (/a.bb:do_compile) failed with exit code '1'\n"
+    notes = failures.FailureNotes()
+    notes.feed(text)
+
+    for summary in (summarize(text), summarize(notes.text())):
+        assert [task.tid for task in summary.tasks] == ["/a.bb:do_compile"]
+    assert max(len(line) for line in notes.lines) <= failures.MAX_LINE

@@ -260,3 +260,15 @@ def test_phases_only_move_forward(text):
         tracker.feed(line)
         assert tracker.progress.phase.rank >= rank
         rank = tracker.progress.phase.rank
+
+
+def test_a_long_line_of_task_starts_costs_no_more_than_reading_it():
+    """"Running task" repeated along a line a build made long: the task id pattern went over
+    the rest of the line from each one (time squared in the line's length, GIL held)."""
+    tracker = ProgressTracker()
+    tracker.feed("NOTE: Running task 1 of 2 (" * 2400 + "\n")  # 64 KiB, the longest line read
+    tracker.feed("NOTE: Running task 2 of 4 (/poky/meta/recipes/a.bb:do_compile)\n")
+
+    progress = tracker.progress
+    assert (progress.tasks_done, progress.tasks_total) == (2, 4)
+    assert progress.current == "a.bb:do_compile"

@@ -86,13 +86,18 @@ class FailureSummary:
                     or self.incomplete)
 
 
+# What of one log line the summary reads and keeps: a bitbake error line is far shorter, and
+# no pattern may spend more than linear time on a line a build made as long as it liked.
+MAX_LINE = 4096
 _ESCAPES = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b\[[0-9;?]*[A-Za-z]")
 _TASK_ERROR = re.compile(r"ERROR: (\S+) (do_[A-Za-z0-9_]+): (.*)$")
 # Greedy to the end and rstrip()ped after: a lazy group before \s*$ took seconds on a line of
 # blanks (the log is the build's, so an engineer writes it for a colleague to open).
 _LOGFILE = re.compile(r"ERROR: Logfile of failure stored in: (\S.*)")
+# The task id stops at the next parenthesis: ".+?" ran to the end of the line from every
+# "ERROR: Task (", seconds of CPU for one long line of a colleague's log.
 _TASK_FAILED = re.compile(
-    r"ERROR: Task (?:\d+ )?\((.+?)(?:, (do_[A-Za-z0-9_]+))?\) failed with exit code '-?\d+'")
+    r"ERROR: Task (?:\d+ )?\(([^()]+?)(?:, (do_[A-Za-z0-9_]+))?\) failed with exit code '-?\d+'")
 _SUMMARY = re.compile(r"Summary: \d+ tasks? failed:\s*$")
 _SUMMARY_TID = re.compile(r"(?:mc:|virtual:|multiconfig:|/)\S*:do_[A-Za-z0-9_]+")  # the last word
 _SUMMARY_LOG = re.compile(r"(?:^|\s)log: (\S.*)")
@@ -205,6 +210,9 @@ def _match_score(draft: _Draft, task: str, pn: str | None) -> int:
 
 
 def _clean(line: str) -> str:
+    """The line cut to MAX_LINE characters (what any pattern here reads of it), without
+    terminal escape sequences."""
+    line = line[:MAX_LINE]
     return _ESCAPES.sub("", line) if "\x1b" in line else line
 
 
@@ -441,6 +449,7 @@ class FailureNotes:
         return "\n".join([*self.lines, self.pending] if self.pending else self.lines)
 
     def _line(self, raw: str) -> None:
+        raw = raw[:MAX_LINE]
         line = _clean(raw)
         keep = False
         if line.startswith(_ANY_STEP):

@@ -87,8 +87,11 @@ _STEPS = tuple((step_line(text), phase) for text, phase in (
     (STEP_COLLECTING, Phase.COLLECTING),
     (STEP_FINISHED, Phase.FINISHED),
 ))
-# bitbake's lines, anywhere in a line (a wrapper may put a timestamp before them).
-_TASK = re.compile(r"NOTE:\s+Running (setscene |noexec )?task (\d{1,9}) of (\d{1,9}) \((.*)\)")
+# bitbake's lines, anywhere in a line (a wrapper may put a timestamp before them). The task
+# id stops at a parenthesis: "(.*)\)" went back over the rest of the line from every
+# "Running task", time squared in the length of a line a build made long.
+_TASK = re.compile(
+    r"NOTE:\s+Running (setscene |noexec )?task (\d{1,9}) of (\d{1,9}) \(([^()]*)\)")
 _PARSING = re.compile(r"Loading cache|Parsing recipes(?::\s*(\d{1,3})%)?|"
                       r"(Parsing of \d+ \.bb files complete)")
 
