@@ -198,3 +198,68 @@ def test_a_digest_far_behind_its_log_is_brought_up_to_date_once_for_all_that_rea
     tracker.feed("NOTE: Running task 12 of 12 (/a/b.bb:do_build)\n")  # a copy: fed alone
     assert tracker.progress.tasks_done == 12
     assert world.queries.progress(world.job.id).tasks_done == before < 12
+
+
+def _counting_reads(world) -> list[int]:
+    """The bytes each read of the log returned, from now on."""
+    read = []
+    read_log = world.files.read_log
+
+    def counted(job, offset, limit):
+        data = read_log(job, offset, limit)
+        read.append(len(data))
+        return data
+    world.files.read_log = counted
+    return read
+
+
+def test_a_digest_left_megabytes_behind_costs_one_view_at_most_the_replay_budget(world):
+    """The owner can leave their build's digest behind its log (or make the runner unable to
+    save it): one view of the page reads at most REPLAY_BYTES of the log, says how far it
+    came, and the next views go on from there instead of starting again."""
+    digested(world, b"==> bitbake x (MACHINE=m)\n")
+    noise = b"NOTE: Running task 9 of 12 (/j/1/work/src/meta/recipes-core/x/x.bb:do_compile)\n"
+    world.files.append_log(world.job.id, noise * (3 * queries.REPLAY_BYTES // len(noise))
+                           + FAILED_BUILD)
+    size = world.files.log_size(world.job)
+    read = _counting_reads(world)
+
+    first = world.queries.failure_summary(world.job.id)
+
+    assert sum(read) <= queries.REPLAY_BYTES
+    assert first.tasks == () and first.incomplete and "reload" in first.incomplete
+    views = 1
+    while (summary := world.queries.failure_summary(world.job.id)).incomplete:
+        views += 1
+        assert views <= 4
+    assert [t.label for t in summary.tasks] == ["fail-image-1.0-r0 do_compile"]
+    assert sum(read) <= size + len(FAILED_BUILD)  # each byte read about once, not per view
+
+
+def test_a_log_of_blank_lines_costs_one_view_its_budget_of_lines(world, monkeypatch):
+    """The readers of a log cost per line: a megabyte of blank lines is a million of them."""
+    digested(world, b"==> bitbake x (MACHINE=m)\n")
+    world.files.append_log(world.job.id, b"\n" * (4 * queries.REPLAY_BYTES))
+    fed = []
+    feed = LogDigest.feed
+    monkeypatch.setattr(LogDigest, "feed", lambda self, data: fed.append(data.count(b"\n"))
+                        or feed(self, data))
+
+    world.queries.progress(world.job.id)
+
+    assert 0 < sum(fed) <= queries.REPLAY_BYTES // queries.BYTES_PER_LINE
+
+
+def test_without_a_digest_the_end_of_a_log_of_blank_lines_is_read_by_its_budget(world,
+                                                                                monkeypatch):
+    world.files.append_log(world.job.id, b"\n" * (2 * queries.REPLAY_BYTES) + FAILED_BUILD)
+    read = []
+    summarize = queries.summarize
+    monkeypatch.setattr(queries, "summarize", lambda text, logs=None: read.append(
+        text.count("\n")) or summarize(text, logs))
+
+    summary = world.queries.failure_summary(world.job.id)
+
+    assert [t.label for t in summary.tasks] == ["fail-image-1.0-r0 do_compile"]
+    assert summary.incomplete  # what was not read is said
+    assert read[0] <= queries.FAILURE_SCAN_BYTES // queries.BYTES_PER_LINE

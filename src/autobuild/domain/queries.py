@@ -32,10 +32,16 @@ PROGRESS_SCAN_BYTES = 4 * 1024 * 1024
 FAILURE_SCAN_BYTES = 8 * 1024 * 1024
 PROVENANCE_SCAN_BYTES = 4 * 1024 * 1024  # the commit and Build Configuration come early
 CACHE_SCAN_BYTES = 8 * 1024 * 1024  # the sstate summary comes early, the task summary last
-# A digest brought up to date over at least this many bytes is kept (the last few): a job page
-# reads the digest four times (progress, failure, provenance, cache reuse), and a build whose
-# digest stays far behind its log would cost each viewer four replays of megabytes.
-REPLAY_KEPT_FROM_BYTES = 1024 * 1024
+# What one call reads of a log line by line: at most this many bytes, and a line for every
+# BYTES_PER_LINE of them. A build writes its own log (and could leave its digest behind or
+# remove it), and the readers cost per line, so a log of blank lines must not cost more than
+# one of bitbake's (whose lines are longer than that on average).
+REPLAY_BYTES = 1024 * 1024
+BYTES_PER_LINE = 32
+# A digest brought up to date over at least this many bytes is kept (the last few), and one
+# that a call could not bring up to date (REPLAY_BYTES): the next call goes on from where it
+# stopped. A job page reads the digest four times (progress, failure, provenance, cache reuse).
+REPLAY_KEPT_FROM_BYTES = 256 * 1024
 REPLAYS_KEPT = 16
 
 
@@ -68,7 +74,7 @@ class JobQueries:
     def __init__(self, jobs: JobRepository, files: JobFiles) -> None:
         self._jobs = jobs
         self._files = files
-        self._replays: OrderedDict[tuple[int, int, int, int], LogDigest] = OrderedDict()
+        self._replays: OrderedDict[tuple[int, int, int], LogDigest] = OrderedDict()
         self._replays_lock = threading.Lock()
 
     def get(self, job_id: int) -> Job:
@@ -144,7 +150,12 @@ class JobQueries:
         task_logs = self._files.read_task_logs(job)
         digest = self._digest(job, size)
         if digest is not None:
-            return digest.failure(task_logs)
+            summary = digest.failure(task_logs)
+            if digest.offset < size and summary.incomplete is None:
+                summary = replace(summary, incomplete=(
+                    f"The log is read up to {digest.offset >> 20} of {size >> 20} MiB so far: "
+                    "reload the page for the rest"))
+            return summary
         text, cut = self._log_tail(job, size, FAILURE_SCAN_BYTES)
         summary = summarize(text, task_logs)
         if cut:
@@ -163,7 +174,8 @@ class JobQueries:
             return digest.provenance
         collector = ProvenanceCollector()
         head = self._files.read_log(job, 0, PROVENANCE_SCAN_BYTES)
-        collector.add_lines(head.decode("utf-8", errors="replace").splitlines())
+        lines = head.split(b"\n", _line_budget(len(head)))[:_line_budget(len(head))]
+        collector.add_lines(line.decode("utf-8", errors="replace") for line in lines)
         return collector.provenance
 
     def cache_reuse(self, job_id: int, digest_bytes: int = MAX_DIGEST_BYTES,
@@ -181,15 +193,19 @@ class JobQueries:
         if size > scan_bytes:
             return CacheReuse()
         collector = SstateCollector()
-        data = self._files.read_log(job, 0, size)
-        collector.add_lines(data.decode("utf-8", errors="replace").splitlines())
+        text, cut = self._log_tail(job, size, scan_bytes)
+        if cut:  # more lines than are read: a partial count would mislead
+            return CacheReuse()
+        collector.add_lines(text.splitlines())
         return collector.reuse
 
     def _digest(self, job: Job, upto: int, digest_bytes: int = MAX_DIGEST_BYTES,
                 gap_bytes: int = DIGEST_GAP_BYTES) -> LogDigest | None:
-        """The runner's digest of the log brought up to byte ``upto``; None when there is
+        """The runner's digest of the log brought toward byte ``upto``; None when there is
         none, it cannot be read, it is bigger than ``digest_bytes``, or it is not within
-        ``gap_bytes`` before ``upto``."""
+        ``gap_bytes`` before ``upto``. One call reads at most REPLAY_BYTES of the log (and
+        its budget of lines): the digest's ``offset`` says how far it came, and the next
+        call goes on from there."""
         raw = self._files.read_digest(job, min(digest_bytes, MAX_DIGEST_BYTES))
         if raw is None:
             return None
@@ -199,23 +215,32 @@ class JobQueries:
             return None
         if not digest.offset <= upto <= digest.offset + gap_bytes:
             return None
-        kept = upto - digest.offset >= REPLAY_KEPT_FROM_BYTES
-        key = (job.id, upto, len(raw), hash(raw))
-        if kept:
-            with self._replays_lock:
-                if key in self._replays:
-                    self._replays.move_to_end(key)
-                    return copy.deepcopy(self._replays[key])  # callers feed what they get
-        position = digest.offset
-        while position < upto:
-            data = self._files.read_log(job, position, min(DIGEST_READ_BYTES, upto - position))
+        saved_at = digest.offset
+        key = (job.id, len(raw), hash(raw))  # the same digest file, replayed further
+        with self._replays_lock:
+            if key in self._replays and self._replays[key].offset <= upto:
+                self._replays.move_to_end(key)
+                digest = copy.deepcopy(self._replays[key])  # callers feed what they get
+        start = position = digest.offset
+        budget = min(REPLAY_BYTES, gap_bytes)
+        lines = _line_budget(budget)
+        while position < upto and budget > 0 and lines > 0:
+            data = self._files.read_log(job, position, min(DIGEST_READ_BYTES, budget,
+                                                           upto - position))
+            if not data:
+                break
+            data, counted = _within_lines(data, lines)
             if not data:
                 break
             digest.feed(data)
             position += len(data)
-        if kept:
+            budget -= len(data)
+            lines -= counted
+        if position > start and (position < upto
+                                 or position - saved_at >= REPLAY_KEPT_FROM_BYTES):
             with self._replays_lock:
                 self._replays[key] = copy.deepcopy(digest)
+                self._replays.move_to_end(key)
                 while len(self._replays) > REPLAYS_KEPT:
                     self._replays.popitem(last=False)
         return digest
@@ -228,7 +253,12 @@ class JobQueries:
         data = self._files.read_log(job, start, upto - start)
         if start > 0:
             data = data[data.find(b"\n") + 1:]  # drop the line cut in the middle
-        return data.decode("utf-8", errors="replace"), start > 0
+        cut = start > 0
+        while data.count(b"\n") > _line_budget(limit):  # the end of a log of short lines
+            data = data[len(data) // 2:]
+            data = data[data.find(b"\n") + 1:]
+            cut = True
+        return data.decode("utf-8", errors="replace"), cut
 
     def artifacts(self, job_id: int) -> list[ArtifactInfo]:
         return self._files.list_artifacts(self.get(job_id))
@@ -295,3 +325,21 @@ class JobQueries:
     def log_size(self, job_id: int) -> int:
         """How many bytes the build log has now (0 before it exists)."""
         return self._files.log_size(self.get(job_id))
+
+
+def _line_budget(nbytes: int) -> int:
+    """How many lines a call reading ``nbytes`` of a log reads at most."""
+    return max(1024, nbytes // BYTES_PER_LINE)
+
+
+def _within_lines(data: bytes, lines: int) -> tuple[bytes, int]:
+    """``data`` cut after a line end so that it holds at most ``lines`` (at least 1) of them,
+    but never less than its first line; and how many it holds. Halving keeps the counting in
+    C, whatever the number of lines."""
+    count = data.count(b"\n")
+    first = data.find(b"\n") + 1
+    while count > lines:
+        data = data[:max(first, len(data) // 2)]
+        data = data[:data.rfind(b"\n") + 1]
+        count = data.count(b"\n")
+    return data, count
