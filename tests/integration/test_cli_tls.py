@@ -1,8 +1,9 @@
-"""The command-line client against the real app over HTTPS with a private CA, as a team runs it
-behind nginx with an internal CA: ``login --ca-file`` verifies the service with that CA and
-remembers it (absolute, in the 0600 config) for every later command; without it, with another
-CA or for another name, the client refuses in one line that names the certificate problem and
-``--ca-file``, before the token leaves the machine.
+"""The command-line client against the real app over HTTPS with a private CA (uvicorn's TLS,
+and the shipped nginx HTTPS site as a team runs it with an internal CA): ``login --ca-file``
+verifies the service with that CA and remembers it (absolute, in the 0600 config) for every
+later command (JSON, the live log, downloads); without it, with another CA or for another name,
+the client refuses in one line that names the certificate problem and the fix, before the
+token leaves the machine.
 
 Only loopback ports of its own and temporary homes: no shared state, so no lock needed. The
 client runs as an engineer runs it: ``/usr/bin/python3 autobuild-cli``, the token on stdin.
@@ -10,17 +11,15 @@ client runs as an engineer runs it: ``/usr/bin/python3 autobuild-cli``, the toke
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pwd
 import re
 import shutil
-import socket
 import ssl
 import stat
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,16 +27,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 import autobuild.web
 from autobuild.config import Settings
-from autobuild.domain.jobs import Job
+from autobuild.domain.jobs import Job, JobStatus
 from autobuild.web.app import create_app
 from tests.fakes import (
     FakeAuthenticator, FakeClock, FakeJobFiles, FakeJobRepository, FakeMembers, FakeRunner,
 )
 from tests.support.git_https_server import make_tls_files
+from tests.support.loopback import free_port, serving
+from tests.support.nginx_site import Nginx, tls_site_config
 from tests.web.helpers import csrf_from
 
 pytestmark = pytest.mark.skipif(not (shutil.which("openssl") and os.path.exists(
@@ -50,23 +50,9 @@ PASSWORD = "pw"
 REPO = "https://git.example.com/bsp/poky.git"
 TOKENS_PAGE = "/settings/api-tokens"
 _SHOWN = re.compile(r'value="(abt_[A-Za-z0-9_-]{43})"')
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_port(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise AssertionError(f"nothing listens on {port}")
+LOG = "NOTE: Executing Tasks\nNOTE: Tasks Summary: all succeeded\n"
+IMAGE = "core-image-minimal-qemux86-64.wic"
+IMAGE_BYTES = os.urandom(300_000)
 
 
 @dataclass(frozen=True)
@@ -75,32 +61,35 @@ class Service:
     ca_file: Path
 
 
-def _serve(directory: Path, names: str) -> Iterator[Service]:
-    """The real app (fakes only behind its ports: builds, PAM) over HTTPS on a loopback port,
-    with a certificate for ``names`` from a CA of its own."""
-    ca_file, cert, key = make_tls_files(directory / "tls", names)
+def _app(directory: Path):
+    """The real app; fakes only behind its ports for builds and PAM: build #1 succeeded, with a
+    log and an image."""
     jobs = FakeJobRepository()
     jobs.rows[1] = Job(id=1, owner=OWNER, repo_url=REPO, ref="main", machine="qemux86-64",
-                       target="core-image-minimal", created_at=datetime(2026, 1, 1, tzinfo=UTC))
-    (directory / "data").mkdir()
-    (directory / "jobs").mkdir()
+                       target="core-image-minimal", created_at=datetime(2026, 1, 1, tzinfo=UTC),
+                       status=JobStatus.SUCCESS, exit_code=0,
+                       started_at=datetime(2026, 1, 1, 0, 1, tzinfo=UTC),
+                       finished_at=datetime(2026, 1, 1, 0, 9, tzinfo=UTC))
+    files = FakeJobFiles()
+    files.logs[1] = LOG.encode()
+    files.artifacts[1] = {IMAGE: IMAGE_BYTES}
+    files.checksums[1] = {IMAGE: hashlib.sha256(IMAGE_BYTES).hexdigest()}
+    for name in ("data", "jobs"):
+        (directory / name).mkdir()
     settings = Settings(db_path=directory / "data" / "jobs.db", jobs_root=directory / "jobs",
                         runner_path=directory / "run_job.sh", secret_key_file=directory / "key",
                         dev_mode=True, use_sudo=False, poll_interval=0.05)
-    app = create_app(settings, overrides={
-        "jobs": jobs, "auth": FakeAuthenticator({OWNER: PASSWORD}),
-        "members": FakeMembers({OWNER}), "runner": FakeRunner(FakeJobFiles(), FakeClock())})
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           ssl_certfile=str(cert), ssl_keyfile=str(key)))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    _wait_for_port(port)
-    try:
+    return create_app(settings, overrides={
+        "jobs": jobs, "files": files, "auth": FakeAuthenticator({OWNER: PASSWORD}),
+        "members": FakeMembers({OWNER}), "runner": FakeRunner(files, FakeClock())})
+
+
+def _serve(directory: Path, names: str) -> Iterator[Service]:
+    """The app over HTTPS on a loopback port, with a certificate for ``names`` from a CA of
+    its own."""
+    ca_file, cert, key = make_tls_files(directory / "tls", names)
+    with serving(_app(directory), ssl_certfile=str(cert), ssl_keyfile=str(key)) as port:
         yield Service(f"https://127.0.0.1:{port}", ca_file)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -115,12 +104,10 @@ def elsewhere(tmp_path_factory) -> Iterator[Service]:
     yield from _serve(tmp_path_factory.mktemp("elsewhere"), "DNS:autobuild.example.com")
 
 
-@pytest.fixture(scope="module")
-def token(service) -> str:
+def _new_token(url: str, ca_file: Path) -> str:
     """An API token made as an engineer makes one: signed in, on Settings → API tokens."""
-    verify = ssl.create_default_context(cafile=str(service.ca_file))
-    with httpx.Client(base_url=service.url, verify=verify, follow_redirects=False,
-                      timeout=20) as web:
+    verify = ssl.create_default_context(cafile=str(ca_file))
+    with httpx.Client(base_url=url, verify=verify, follow_redirects=False, timeout=20) as web:
         signed_in = web.post("/login", data={"username": OWNER, "password": PASSWORD,
                                              "csrf_token": csrf_from(web.get("/login").text)})
         assert signed_in.status_code == 303, signed_in.text
@@ -128,6 +115,11 @@ def token(service) -> str:
                                            "csrf_token": csrf_from(web.get(TOKENS_PAGE).text)})
         assert made.status_code == 201, made.text
         return _SHOWN.search(made.text).group(1)
+
+
+@pytest.fixture(scope="module")
+def token(service) -> str:
+    return _new_token(service.url, service.ca_file)
 
 
 @dataclass(frozen=True)
@@ -187,13 +179,25 @@ def test_login_with_the_teams_ca_then_every_command_uses_it(engineer, service):
     assert stat.S_IMODE(engineer.config.stat().st_mode) == 0o600
     assert stat.S_IMODE(engineer.config.parent.stat().st_mode) == 0o700
 
-    elsewhere = engineer.home  # another directory: the saved path is absolute
-    listed = engineer.run("list", cwd=elsewhere)
+    _uses_the_saved_ca(engineer, cwd=engineer.home)  # elsewhere: the saved path is absolute
+
+
+def _uses_the_saved_ca(engineer: Engineer, cwd: Path) -> None:
+    """Every kind of request the client makes works without --ca-file: JSON, the live log
+    (Server-Sent Events), a download."""
+    listed = engineer.run("list", cwd=cwd)
     assert listed.returncode == 0, listed.stderr
-    assert re.search(rf"#1\s+[A-Z]+\s+{OWNER}\s+{re.escape(REPO)}@main", listed.stdout)
-    shown = engineer.run("status", "1", "--json", cwd=elsewhere)
+    assert re.search(rf"#1\s+SUCCESS\s+{OWNER}\s+{re.escape(REPO)}@main", listed.stdout)
+    shown = engineer.run("status", "1", "--json", cwd=cwd)
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["repo_url"] == REPO
+    followed = engineer.run("follow", "1", cwd=cwd)
+    assert (followed.returncode, followed.stdout) == (0, LOG), followed.stderr
+    assert "Build #1 SUCCESS" in followed.stderr
+    downloaded = engineer.run("artifacts", "1", "--download", "out", cwd=cwd)
+    assert downloaded.returncode == 0, downloaded.stderr
+    assert f"{IMAGE}: downloaded, sha256 OK" in downloaded.stderr
+    assert (cwd / "out" / IMAGE).read_bytes() == IMAGE_BYTES
 
 
 def test_without_the_ca_file_the_client_says_so_and_saves_nothing(engineer, service):
@@ -259,3 +263,29 @@ def test_a_login_elsewhere_does_not_take_the_saved_ca_along(engineer, service, e
     again = engineer.login(service.url)
     assert again.returncode == 0, again.stderr
     assert json.loads(engineer.config.read_text())["ca_file"] == str(engineer.work / "ca.pem")
+
+
+@pytest.mark.skipif(not shutil.which("nginx"), reason="nginx not installed")
+def test_behind_the_shipped_nginx_tls_site(tmp_path, engineer):
+    """As install.sh --tls-cert sets a team's service up: the shipped HTTPS site of nginx in
+    front of the app, with a certificate from the team's CA; plain HTTP redirects there."""
+    directory = tmp_path / "nginx-service"
+    directory.mkdir()
+    ca_file, cert, key = make_tls_files(directory / "tls")
+    shutil.copy(ca_file, engineer.work / "team-ca.pem")
+    with serving(_app(directory), proxy_headers=True,
+                 forwarded_allow_ips="127.0.0.1") as app_port:
+        port, redirect_port = free_port(), free_port()
+        site = tls_site_config(app_port, port, redirect_port, directory / "jobs", cert, key)
+        nginx = Nginx(tmp_path / "nginx", site, port)
+        try:
+            url = f"https://127.0.0.1:{port}"
+            behind = Engineer(engineer.home, engineer.work, _new_token(url, ca_file))
+            logged_in = behind.login(url, "--ca-file", "team-ca.pem")
+            assert logged_in.returncode == 0, logged_in.stderr
+            _uses_the_saved_ca(behind, cwd=behind.home)
+
+            line = _refused(behind.run("--url", f"http://127.0.0.1:{redirect_port}", "list"))
+            assert "redirect to https://127.0.0.1/api/jobs" in line and "https://" in line
+        finally:
+            nginx.stop()
