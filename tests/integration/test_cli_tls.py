@@ -20,6 +20,7 @@ import shutil
 import ssl
 import stat
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,6 +46,7 @@ pytestmark = pytest.mark.skipif(not (shutil.which("openssl") and os.path.exists(
 
 CLI_FILE = Path(autobuild.web.__file__).parent / "static" / "autobuild-cli"
 PYTHON = "/usr/bin/python3"
+RUNUSER = shutil.which("runuser") or "/usr/sbin/runuser"
 OWNER = pwd.getpwuid(os.getuid()).pw_name
 PASSWORD = "pw"
 REPO = "https://git.example.com/bsp/poky.git"
@@ -240,11 +242,27 @@ def test_a_missing_or_unusable_ca_file_is_one_clear_line(engineer, service):
     assert not engineer.config.exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
 def test_an_unreadable_ca_file_is_one_clear_line(engineer, service):
-    (engineer.work / "ca.pem").chmod(0)
-    line = _refused(engineer.login(service.url, "--ca-file", "ca.pem"))
-    assert "ca.pem" in line and "cannot be read" in line
+    if os.geteuid() != 0:
+        (engineer.work / "ca.pem").chmod(0)
+        line = _refused(engineer.login(service.url, "--ca-file", "ca.pem"))
+    else:  # root reads any file: the engineer is nobody, and the CA file root's alone
+        shared = Path(tempfile.mkdtemp(prefix="cli-tls-"))
+        try:
+            shared.chmod(0o755)
+            shutil.copy(service.ca_file, shared / "ca.pem")
+            (shared / "ca.pem").chmod(0o600)
+            result = subprocess.run(
+                [RUNUSER, "-u", "nobody", "--", PYTHON, str(CLI_FILE), "--url", service.url,
+                 "--ca-file", str(shared / "ca.pem"), "list"],
+                cwd="/", capture_output=True, text=True, timeout=60,
+                env={"HOME": str(shared), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
+                     "AUTOBUILD_TOKEN": engineer.token})
+        finally:
+            shutil.rmtree(shared)
+        assert "Traceback" not in result.stderr and engineer.token not in result.stderr
+        line = _refused(result)
+    assert "ca.pem" in line and "cannot be read (permission denied)" in line
 
 
 def test_a_saved_ca_file_that_went_away_says_where_it_was_saved(engineer, service):
