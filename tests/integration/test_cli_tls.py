@@ -226,6 +226,9 @@ def test_a_certificate_for_another_name_is_refused(engineer, elsewhere):
     assert "127.0.0.1" in line and "certificate" in line
     assert "not valid for" in line or "mismatch" in line
     assert "--url" in line  # the fix: the name the certificate was made for
+    by_name = elsewhere.url.replace("127.0.0.1", "localhost")
+    line = _refused(engineer.login(by_name, "--ca-file", str(elsewhere.ca_file)))
+    assert "Hostname mismatch" in line and "another name than localhost" in line
     assert not engineer.config.exists()
 
 
