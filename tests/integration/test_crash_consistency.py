@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import socket
 import subprocess
 import sys
 import time
@@ -24,17 +23,12 @@ from autobuild.adapters.crash_points import CrashAt
 from autobuild.adapters.local_runner import LAUNCH_LOCKED
 from autobuild.domain import commands, layout, supervision
 from tests.integration.conftest import RUNNER
+from tests.support.loopback import free_port
 from tests.web.helpers import csrf_from
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 USER = pwd.getpwuid(os.getuid()).pw_name
 PASSWORD = "crash-test-password"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Service:

@@ -9,16 +9,11 @@ import os
 import pwd
 import re
 import shutil
-import socket
-import subprocess
-import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from autobuild.config import Settings
 from autobuild.domain.jobs import Job
@@ -26,29 +21,13 @@ from autobuild.web.app import create_app
 from tests.fakes import (
     FakeAuthenticator, FakeClock, FakeJobFiles, FakeJobRepository, FakeMembers, FakeRunner,
 )
-from tests.support.nginx_site import site_config
+from tests.support.loopback import free_port, serving
+from tests.support.nginx_site import Nginx, site_config
 
 pytestmark = pytest.mark.skipif(not shutil.which("nginx"), reason="nginx not installed")
 
 OWNER = pwd.getpwuid(os.getuid()).pw_name
 PASSWORD = "pw"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise AssertionError(f"nothing listens on {port}")
 
 
 @pytest.fixture
@@ -76,51 +55,18 @@ def app_port(tmp_path, tree):
     app = create_app(settings, overrides={
         "jobs": jobs, "auth": FakeAuthenticator({OWNER: PASSWORD}),
         "members": FakeMembers({OWNER}), "runner": FakeRunner(FakeJobFiles(), FakeClock())})
+    with serving(app, proxy_headers=True, forwarded_allow_ips="127.0.0.1") as port:
+        yield port
+
+
+def start_nginx(tmp: Path, app_port: int, jobs_root: Path) -> Nginx:
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           proxy_headers=True, forwarded_allow_ips="127.0.0.1"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for_port(port)
-    yield port
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-class Nginx:
-    def __init__(self, tmp: Path, app_port: int, jobs_root: Path) -> None:
-        tmp.mkdir(parents=True)
-        self.port = free_port()
-        temp = "\n".join(f"    {kind}_temp_path {tmp / kind};"
-                         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-        # As root, workers would run as nobody, who cannot enter the test's tmp directory.
-        user = "user root root;" if os.getuid() == 0 else ""
-        (tmp / "nginx.conf").write_text(f"""daemon off;
-{user}
-pid {tmp / 'nginx.pid'};
-error_log {tmp / 'error.log'} warn;
-events {{ worker_connections 64; }}
-http {{
-    include /etc/nginx/mime.types;
-    default_type application/octet-stream;
-    sendfile on;
-    access_log off;
-{temp}
-{site_config(app_port, self.port, jobs_root)}
-}}
-""")
-        self.process = subprocess.Popen(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)],
-                                        stderr=subprocess.PIPE)
-        wait_for_port(self.port)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
+    return Nginx(tmp, site_config(app_port, port, jobs_root), port)
 
 
 @pytest.fixture
 def nginx(tmp_path, app_port, tree):
-    server = Nginx(tmp_path / "nginx", app_port, tree)
+    server = start_nginx(tmp_path / "nginx", app_port, tree)
     yield server
     server.stop()
 
@@ -229,7 +175,7 @@ def test_what_nginx_cannot_open_is_served_by_the_app(tmp_path, app_port, tree):
     (tree / OWNER / "1" / "logs" / "build.log").write_bytes(b"log line\n")
     empty = tmp_path / "empty"
     empty.mkdir()
-    server = Nginx(tmp_path / "nginx-empty", app_port, empty)
+    server = start_nginx(tmp_path / "nginx-empty", app_port, empty)
     try:
         web = signed_in(server.port)
         whole = web.get("/api/jobs/1/artifacts/a.bin")

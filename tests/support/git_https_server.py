@@ -53,13 +53,15 @@ class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def make_tls_files(directory: Path) -> tuple[Path, Path, Path]:
-    """Create a CA and a server certificate for 127.0.0.1/localhost; returns (ca, cert, key)."""
+def make_tls_files(directory: Path, names: str = "IP:127.0.0.1,DNS:localhost"
+                   ) -> tuple[Path, Path, Path]:
+    """Create a CA and a server certificate for ``names`` (a subjectAltName, by default
+    127.0.0.1 and localhost); returns (ca, cert, key)."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key, ca_pem = directory / "ca.key", directory / "ca.pem"
     key, csr, cert = directory / "server.key", directory / "server.csr", directory / "server.pem"
     ext = directory / "server.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+    ext.write_text(f"subjectAltName={names}\n"
                    "basicConstraints=critical,CA:FALSE\n"
                    "keyUsage=critical,digitalSignature,keyEncipherment\n"
                    "extendedKeyUsage=serverAuth\n")

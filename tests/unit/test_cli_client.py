@@ -117,6 +117,15 @@ def test_an_unreachable_service_is_one_line_and_exit_1(tmp_path, monkeypatch, ca
     assert err.count("\n") == 1 and "abt_secret" not in err
 
 
+def test_the_help_says_how_to_trust_an_internal_ca(capsys):
+    for argv in (["--help"], ["login", "--help"]):
+        with pytest.raises(SystemExit):
+            cli.main(argv)
+        text = " ".join(capsys.readouterr().out.split())
+        assert "--ca-file FILE" in text and "internal CA" in text
+    assert "absolute path of --ca-file" in text  # login's own help: what it saves
+
+
 # --- the config file ---------------------------------------------------------------------------
 
 def test_the_config_file_is_0600_in_a_0700_directory(tmp_path, monkeypatch):
@@ -140,11 +149,35 @@ def test_the_environment_token_wins_and_url_is_checked(monkeypatch):
     monkeypatch.delenv("AUTOBUILD_URL", raising=False)
     args = cli.build_parser().parse_args(["list"])
     assert cli.settings_from(args, {"url": "https://a/", "token": "abt_file"}) == (
-        "https://a", "abt_env", None)
+        "https://a", "abt_env", None, False)
     with pytest.raises(cli.CliError):
         cli.normalise_url("ftp://a")
     with pytest.raises(cli.CliError):
         cli.normalise_url("https://user:pw@a")
+
+
+def test_a_ca_file_is_absolute_and_known_as_saved_when_it_comes_from_login(tmp_path, monkeypatch):
+    monkeypatch.delenv("AUTOBUILD_URL", raising=False)
+    monkeypatch.delenv("AUTOBUILD_TOKEN", raising=False)
+    monkeypatch.chdir(tmp_path)
+    config = {"url": "https://a", "token": "abt_x", "ca_file": "/etc/team/ca.pem"}
+    given = cli.build_parser().parse_args(["list", "--ca-file", "ca.pem"])
+    assert cli.settings_from(given, config)[2:] == (str(tmp_path / "ca.pem"), False)
+    saved = cli.build_parser().parse_args(["list"])
+    assert cli.settings_from(saved, config)[2:] == ("/etc/team/ca.pem", True)
+
+
+def test_a_refused_certificate_is_not_retried_by_follow(monkeypatch):
+    class RefusingApi:
+        def open(self, *args, **kwargs):
+            raise cli.CliError("refused the TLS certificate", lasting=True)
+
+    def no_sleep(seconds):
+        raise AssertionError("retried a certificate that cannot pass")
+
+    monkeypatch.setattr(cli.time, "sleep", no_sleep)
+    with pytest.raises(cli.CliError, match="refused the TLS certificate"):
+        cli.follow(RefusingApi(), 3, io.StringIO(), io.StringIO())
 
 
 # --- exit codes and artifact names -------------------------------------------------------------
