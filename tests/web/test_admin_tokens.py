@@ -143,6 +143,7 @@ def test_every_form_needs_the_csrf_token(admin, bob, script, path, data):
 
     response = admin.post(path, data=data)
     assert response.status_code == 403 and "Form expired" in response.text
+    assert f'href="{ALL}"' in response.text  # "Go back" to the page the form was on
     response = admin.post(path, data={**data, "csrf_token": "forged"})
     assert response.status_code == 403
     assert script.get("/api/jobs", headers=bearer(token)).status_code == 200
