@@ -386,6 +386,13 @@ class FakeApiTokenStore:
         mine = [t for t in self.rows.values() if t.owner == owner]
         return sorted(mine, key=lambda t: t.created_at, reverse=True)
 
+    def live_at(self, moment: datetime, owner: str | None = None) -> list[StoredApiToken]:
+        live = [t for t in self.rows.values() if (owner is None or t.owner == owner)
+                and t.revoked_at is None and (t.expires_at is None or t.expires_at > moment)]
+        by_id = sorted(live, key=lambda t: t.id)  # stable sorts: owner, newest first, id
+        newest_first = sorted(by_id, key=lambda t: t.created_at, reverse=True)
+        return sorted(newest_first, key=lambda t: t.owner)
+
     def mark_used(self, token_id: str, moment: datetime) -> None:
         self.rows[token_id] = dataclasses.replace(self.rows[token_id], last_used_at=moment)
         self.writes += 1

@@ -125,7 +125,7 @@ class Settings:
     allowed_git_hosts: frozenset[str] = field(default_factory=frozenset)
     disabled_plugins: frozenset[str] = field(default_factory=frozenset)
     users_group: str = "autobuild-users"
-    admin_group: str | None = None  # members may cancel anyone's build; None: nobody
+    admin_group: str | None = None  # may cancel any build, revoke any API token; None: nobody
     cookie_secure: bool = False  # Secure even over plain HTTP (it is set over HTTPS anyway)
     session_hours: int = 8  # a session ends this long after sign-in, or after its last use
     max_streams_per_user: int = 20  # live-log streams one user may hold open at once

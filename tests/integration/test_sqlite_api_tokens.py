@@ -7,9 +7,9 @@ import pytest
 
 from autobuild.adapters.sqlite_api_tokens import SqliteApiTokenStore
 from autobuild.adapters.sqlite_jobs import MIGRATIONS, SCHEMA_VERSION, SqliteJobRepository
-from autobuild.domain.api_tokens import ApiTokens
+from autobuild.domain.api_tokens import ApiTokens, TokenAdministration
 from autobuild.domain.ports import StoredApiToken
-from tests.fakes import FakeClock, FakeMembers
+from tests.fakes import FakeAdministrators, FakeClock, FakeMembers
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -46,6 +46,33 @@ def test_only_the_owner_revokes_and_only_once(store):
     assert store.get("t1").revoked_at == T0 + timedelta(hours=1)
     assert not store.revoke("t1", "alice", T0 + timedelta(hours=2))
     assert store.get("t1").revoked_at == T0 + timedelta(hours=1)
+
+
+def test_live_tokens_of_everybody_or_one_owner_by_owner_newest_first(store):
+    store.add(token("a1", at=T0))
+    store.add(token("a2", at=T0 + timedelta(minutes=1), expires_at=T0 + timedelta(days=1)))
+    store.add(token("b1", owner="bob", at=T0 - timedelta(days=1)))
+    store.add(token("gone", revoked_at=T0 + timedelta(minutes=2)))
+    store.add(token("old", expires_at=T0 + timedelta(hours=1)))
+    store.add(token("ends", owner="bob", expires_at=T0 + timedelta(days=1)))
+
+    later = T0 + timedelta(hours=1)  # "old" expires at this very moment
+    assert [t.id for t in store.live_at(later)] == ["a2", "a1", "ends", "b1"]
+    assert [t.id for t in store.live_at(later, "bob")] == ["ends", "b1"]
+    assert [t.id for t in store.live_at(T0 + timedelta(days=1), "bob")] == ["b1"]
+    assert store.live_at(later, "carol") == []
+    assert store.live_at(later)[0] == store.get("a2")
+
+
+def test_the_admin_revokes_a_colleagues_token_on_the_real_store(store):
+    tokens = ApiTokens(store, FakeMembers({"alice", "bob"}), FakeClock())
+    made = tokens.create("bob", "ci")
+    admin = TokenAdministration(store, FakeAdministrators({"alice"}), FakeClock())
+
+    assert admin.find("alice", made.token) == made.stored
+    assert admin.revoke("alice", made.stored.id).owner == "bob"
+    assert tokens.authenticate(made.token) is None
+    assert admin.live("alice") == []
 
 
 def test_ended_tokens_of_one_owner_are_forgotten(store):

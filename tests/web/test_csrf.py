@@ -6,12 +6,15 @@ from autobuild.web.app import ROUTE_MODULES
 from tests.web.helpers import VALID_JOB, page_csrf, submit
 
 FORM_POSTS = ["/login", "/logout", "/new", "/settings", "/profile", "/jobs/1/cancel",
-              "/jobs/1/rebuild", "/settings/api-tokens", "/settings/api-tokens/revoke"]
-API_POSTS = ["/api/jobs", "/api/jobs/1/cancel", "/api/jobs/1/rebuild"]
+              "/jobs/1/rebuild", "/settings/api-tokens", "/settings/api-tokens/revoke",
+              "/settings/api-tokens/all/find", "/settings/api-tokens/all/revoke",
+              "/settings/api-tokens/all/revoke-owner"]
+API_POSTS = ["/api/jobs", "/api/jobs/1/cancel", "/api/jobs/1/rebuild", "/api/admin/tokens/find",
+             "/api/admin/tokens/1/revoke", "/api/admin/tokens/revoke-owner"]
 
 
 def all_post_paths() -> set[str]:
-    return {route.path.replace("{job_id:jobid}", "1")
+    return {route.path.replace("{job_id:jobid}", "1").replace("{token_id}", "1")
             for module in ROUTE_MODULES for route in module.router.routes
             if "POST" in route.methods}
 
@@ -27,13 +30,14 @@ def queued_job(alice, fakes):
 
 
 FORM_FIELDS = {"username": "alice", "password": "alice-pw", "token": "glpat-abc",
-               "name": "nightly", **VALID_JOB}
+               "name": "nightly", "owner": "alice", **VALID_JOB}
 
 
 @pytest.mark.parametrize("path", FORM_POSTS)
 @pytest.mark.parametrize("sent", [None, "", "wrong-token", "tökén-ü"], ids=["missing", "empty",
                                                                             "wrong", "non-ascii"])
 def test_form_posts_without_the_right_token_get_403(app, alice, fakes, queued_job, path, sent):
+    fakes.admins.admins.add("alice")  # who may revoke anyone's token, with the right token
     api_tokens = app.state.container.api_tokens()
     kept = api_tokens.create("alice", "kept")
     data = {**FORM_FIELDS, "id": kept.stored.id}

@@ -277,13 +277,43 @@ def test_every_json_answer_has_the_shape_the_schema_gives_its_status(
     get(compare, compare, params={"a": "1" * 30, "b": 1})  # 400 (too long)
     get(compare, compare, who=stranger)  # 401
 
+    admin = "/api/admin/tokens"  # every engineer's API tokens, administrators only
+    bobs = new_token(bob)
+    bob_csrf = {"X-CSRF-Token": page_csrf(bob, "/")}
+    get(admin, admin, who=bob)  # 403
+    get(admin, admin, who=stranger)  # 401
+    world.admins.admins.add("alice")
+    get(admin, admin)
+    get(admin, admin, params={"owner": "x" * 65})  # 400
+    find = admin + "/find"
+    post(find, find, json={"token": bobs})
+    post(find, find, json={"token": "abt_ZZZZZZZZ"})  # 404
+    post(find, find, json={"token": "not a token"})  # 400
+    post(find, find, who=bob, headers=bob_csrf, json={"token": bobs})  # 403
+    post(find, find, who=stranger, json={"token": bobs})  # 401
+    revoke = admin + "/{token_id}/revoke"
+    post(revoke, f"{admin}/{bobs[4:12]}/revoke", who=bob, headers=bob_csrf)  # 403
+    post(revoke, f"{admin}/{bobs[4:12]}/revoke")
+    post(revoke, f"{admin}/{bobs[4:12]}/revoke")  # 404: already revoked
+    post(revoke, f"{admin}/x/revoke", who=stranger)  # 401
+    everyone = admin + "/revoke-owner"
+    new_token(bob)
+    post(everyone, everyone, json={"owner": "bob"})
+    post(everyone, everyone, json={"owner": ""})  # 400
+    post(everyone, everyone, who=bob, headers=bob_csrf, json={"owner": "alice"})  # 403
+    post(everyone, everyone, who=stranger, json={"owner": "bob"})  # 401
+
     documented = {(path, method.upper()) for path, item in spec["paths"].items()
                   if path.startswith("/api/") for method in item}
     assert documented - checker.seen == set(), "documented API operations never called"
     expected = {(J, "POST", code) for code in (201, 400, 401, 403, 413, 422, 429)} | {
         (one, "GET", code) for code in (200, 206, 404, 416)} | {
         (cancel, "POST", code) for code in (200, 403, 404)} | {
-        (stream, "GET", code) for code in (200, 401, 404)} | {(chunk, "GET", 400)}
+        (stream, "GET", code) for code in (200, 401, 404)} | {(chunk, "GET", 400)} | {
+        (find, "POST", code) for code in (200, 400, 401, 403, 404)} | {
+        (revoke, "POST", code) for code in (200, 401, 403, 404)} | {
+        (everyone, "POST", code) for code in (200, 400, 401, 403)} | {
+        (admin, "GET", code) for code in (200, 400, 401, 403)}
     assert expected - checker.answers == set()
     stranger.close()
 

@@ -50,6 +50,17 @@ class SqliteApiTokenStore:
                                 "ORDER BY created_at DESC, id", (owner,)).fetchall()
         return [_row_to_token(row) for row in rows]
 
+    def live_at(self, moment: datetime, owner: str | None = None) -> list[StoredApiToken]:
+        # Timestamps are stored as fixed-width UTC ISO text: they compare as text in order.
+        where = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
+        arguments: tuple[str, ...] = (_to_text(moment) or "",)
+        if owner is not None:
+            where, arguments = f"owner = ? AND {where}", (owner, *arguments)
+        with self._db.connection() as conn:
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM api_tokens WHERE {where} "
+                                "ORDER BY owner, created_at DESC, id", arguments).fetchall()
+        return [_row_to_token(row) for row in rows]
+
     def mark_used(self, token_id: str, moment: datetime) -> None:
         with self._db.connection() as conn:
             conn.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?",

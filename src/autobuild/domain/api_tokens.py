@@ -14,17 +14,24 @@ Business rules:
 - its last use is recorded at most once a minute (reading the API does not write the
   database on every request);
 - a refusal never says why: unknown, malformed, revoked and expired look the same.
+
+TokenAdministration: what an administrator does with every engineer's tokens (a token pasted
+in a public chat, an engineer leaving); its rules are in its docstring.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
+import dataclasses
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Literal
 
-from .ports import ApiTokenStore, Clock, Members, StoredApiToken
+from .permissions import NotAllowed
+from .ports import Administrators, ApiTokenStore, Clock, Members, StoredApiToken
 
 PREFIX = "abt_"
 ID_LENGTH = 8
@@ -34,6 +41,14 @@ MAX_PER_USER = 20
 USE_RECORDED_EVERY = timedelta(seconds=60)
 FORGET_AFTER = timedelta(days=30)  # revoked or expired tokens are listed no more, then forgotten
 _TOKEN = re.compile(r"abt_[A-Za-z0-9_-]{43}")
+# What an administrator may paste to find a token: the token, its first part as Settings shows
+# it ("abt_" and the id, a "…" after it) or the bare id; surrounding blanks and quotes go.
+_ID_OR_PREFIX = re.compile(r"(?:abt_(?P<id>[A-Za-z0-9_-]{8})[A-Za-z0-9_-]{0,34}"
+                           r"|(?!abt_)(?P<bare>[A-Za-z0-9_-]{8}))(?:…|\.\.\.)?")
+_PASTE_NOISE = " \t\r\n\"'`<>"
+MAX_LOOKUP = 256
+
+log = logging.getLogger(__name__)
 
 
 class InvalidApiToken(Exception):
@@ -143,3 +158,94 @@ class ApiTokens:
 
     def _is_live(self, token: StoredApiToken) -> bool:
         return token.revoked_at is None and not self.is_expired(token)
+
+
+TokenState = Literal["live", "expired", "revoked"]
+
+
+class TokenAdministration:
+    """What an administrator (the Administrators port) does with every engineer's API tokens:
+    answer a leak ("a token of bob's was pasted in a public chat") or an engineer leaving.
+
+    Business rules:
+    - only administrators: anyone else gets NotAllowed for every method here (an engineer
+      sees and revokes only their own tokens, through ApiTokens);
+    - they list every live (unrevoked, unexpired) token of every engineer, or of one;
+    - they find a token from what was leaked: the whole token matches only by its sha256
+      (compared in constant time), its first part or bare id (``abt_1a2B3c4D…``) by the id;
+      the token itself is never kept, shown back or logged;
+    - they revoke any engineer's token, or all of one engineer's, at once: the API refuses
+      them from the next request on;
+    - every revoke is logged, naming the administrator, the owner and the token id.
+    """
+
+    NOT_ALLOWED = "Only build-server administrators may see or revoke other engineers' API tokens."
+
+    def __init__(self, store: ApiTokenStore, admins: Administrators, clock: Clock) -> None:
+        self._store = store
+        self._admins = admins
+        self._clock = clock
+
+    def may_administer(self, user: str | None) -> bool:
+        return user is not None and user != "" and self._admins.is_admin(user)
+
+    def check(self, user: str | None) -> None:
+        """NotAllowed unless ``user`` is an administrator."""
+        if not self.may_administer(user):
+            raise NotAllowed(self.NOT_ALLOWED)
+
+    def state(self, token: StoredApiToken) -> TokenState:
+        if token.revoked_at is not None:
+            return "revoked"
+        if token.expires_at is not None and self._clock.now() >= token.expires_at:
+            return "expired"
+        return "live"
+
+    def live(self, admin: str, owner: str | None = None) -> list[StoredApiToken]:
+        """Every live token (of ``owner`` only, when given), by owner, newest first."""
+        self.check(admin)
+        return self._store.live_at(self._clock.now(), owner)
+
+    def find(self, admin: str, pasted: str) -> StoredApiToken | None:
+        """The token ``pasted`` names, whatever its state (a leak may be found after it was
+        revoked), or None; InvalidApiToken when ``pasted`` is neither a token nor an id."""
+        self.check(admin)
+        text = pasted[:MAX_LOOKUP].strip(_PASTE_NOISE)
+        if looks_like_token(text):
+            stored = self._store.get(token_id(text))
+            if stored is None or not secrets.compare_digest(digest(text), stored.digest):
+                return None  # its id may exist, but this is not that token
+            return stored
+        match = _ID_OR_PREFIX.fullmatch(text)
+        if match is None:
+            raise InvalidApiToken(
+                "Paste a token (abt_ and 43 characters), or its id as Settings shows it "
+                "(abt_ and 8 characters).")
+        return self._store.get(match.group("id") or match.group("bare"))
+
+    def revoke(self, admin: str, token_id: str) -> StoredApiToken | None:
+        """Revoke token ``token_id`` whoever owns it; the token as it is now, or None when
+        there is no such unrevoked token."""
+        self.check(admin)
+        token = self._store.get(token_id)
+        if token is None or token.revoked_at is not None:
+            return None
+        return self._revoke(admin, token)
+
+    def revoke_all(self, admin: str, owner: str) -> list[StoredApiToken]:
+        """Revoke every unrevoked token of ``owner`` (expired ones too); those revoked."""
+        self.check(admin)
+        revoked = []
+        for token in self._store.of_owner(owner):
+            if token.revoked_at is None and (done := self._revoke(admin, token)) is not None:
+                revoked.append(done)
+        return revoked
+
+    def _revoke(self, admin: str, token: StoredApiToken) -> StoredApiToken | None:
+        now = self._clock.now()
+        if not self._store.revoke(token.id, token.owner, now):
+            return None  # revoked meanwhile
+        # The id only, never the token (it is not known here anyway, only its hash).
+        log.warning("autobuild: administrator '%s' revoked API token %s of '%s'",
+                    admin, token.id, token.owner)
+        return dataclasses.replace(token, revoked_at=now)

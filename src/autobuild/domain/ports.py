@@ -151,7 +151,7 @@ class BuildRunner(Protocol):
 
 
 class Administrators(Protocol):
-    """Who administers the service (may cancel anyone's build)."""
+    """Who administers the service (may cancel anyone's build, revoke anyone's API token)."""
 
     def is_admin(self, username: str) -> bool: ...
 
@@ -307,6 +307,11 @@ class ApiTokenStore(Protocol):
 
     def of_owner(self, owner: str) -> list[StoredApiToken]:
         """Every token of ``owner`` (revoked ones too), newest first."""
+        ...
+
+    def live_at(self, moment: datetime, owner: str | None = None) -> list[StoredApiToken]:
+        """Every token neither revoked nor expired at ``moment``, of ``owner`` only when
+        given, else of everybody; by owner, then newest first."""
         ...
 
     def mark_used(self, token_id: str, moment: datetime) -> None: ...

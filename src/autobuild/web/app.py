@@ -18,12 +18,12 @@ from .containers import Container
 from .errors import install_error_handlers
 from .middleware import SecurityHeadersMiddleware
 from .rendering import STATIC_DIR, make_templates
-from .routes import api, api_tokens, auth, cli, compare, docs, insights, pages, stream
+from .routes import admin_tokens, api, api_tokens, auth, cli, compare, docs, insights, pages, stream
 from .request_limits import RequestLimitsMiddleware
 from .security import SESSION_COOKIE
 from .transport import TransportSecurityMiddleware
 
-ROUTE_MODULES = (auth, compare, pages, api_tokens, api, stream, cli, docs, insights)
+ROUTE_MODULES = (auth, compare, pages, api_tokens, admin_tokens, api, stream, cli, docs, insights)
 
 
 def build_container(settings: Settings, overrides: Mapping[str, Any] | None = None) -> Container:

@@ -23,7 +23,7 @@ from ..adapters.log_tailer import LogTailers
 from ..adapters.token_store import RunnerTokenStore
 from ..adapters.unix_groups import GroupAdministrators, members_for
 from ..config import Settings
-from ..domain.api_tokens import ApiTokens
+from ..domain.api_tokens import ApiTokens, TokenAdministration
 from ..domain.disk import DiskGuard
 from ..domain.insights import Insights
 from ..domain.commands import JobCommands
@@ -133,6 +133,9 @@ class Container(containers.DeclarativeContainer):
     # Personal API tokens: scripts call the API as an engineer (Authorization: Bearer).
     api_token_store = providers.ThreadSafeSingleton(SqliteApiTokenStore, settings.provided.db_path)
     api_tokens = providers.ThreadSafeSingleton(ApiTokens, api_token_store, members, clock)
+    token_admin = providers.ThreadSafeSingleton(
+        TokenAdministration, api_token_store, admins, clock
+    )
     login_throttle = providers.ThreadSafeSingleton(
         LoginThrottle, clock, settings.provided.login_failures
     )

@@ -268,7 +268,7 @@ _MESSAGES = {
     400: "The request was not understood (a parameter out of range or malformed)",
     401: "Not signed in, or the API token is unknown, revoked or expired",
     403: "Not allowed, or (with a session cookie) no valid X-CSRF-Token",
-    404: "No such job, artifact or log",
+    404: "No such job, artifact, log or API token",
     409: "The build changed state meanwhile",
     413: "The request body is too large",
     422: "A field of the build request is not acceptable (see errors)",
@@ -429,3 +429,28 @@ class Timing(_Shape):
     critical_path_seconds: float | None = Field(description="All of its steps")
     critical_path_steps: int = Field(description="How many steps it has (some may not be "
                                                  "listed)")
+
+
+# --- every engineer's API tokens, for administrators (/api/admin/tokens) --------------------
+
+class AdminToken(_Shape):
+    """A personal API token as an administrator sees it (admin_tokens.token_json): never the
+    token nor its hash."""
+
+    id: str = Field(description="The 8 characters after abt_ (not secret)")
+    owner: str
+    name: str
+    created_at: Timestamp
+    last_used_at: Timestamp | None
+    expires_at: Timestamp | None = Field(description="Null: until revoked")
+    revoked_at: Timestamp | None
+    state: Literal["live", "expired", "revoked"]
+
+
+class AdminTokenList(_Shape):
+    items: list[AdminToken]
+
+
+class RevokedTokens(_Shape):
+    owner: str
+    revoked: list[AdminToken]

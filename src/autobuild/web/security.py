@@ -176,7 +176,8 @@ def _token_matches(request: Request, sent: str | None) -> bool:
 
 
 def _back_link(request: Request) -> str:
-    return re.sub(r"/(cancel|rebuild)$", "", request.url.path) or "/"
+    # The page a form was on: a job's for cancel and rebuild, the token list's for the rest.
+    return re.sub(r"/(cancel|rebuild|revoke|revoke-owner|find)$", "", request.url.path) or "/"
 
 
 def require_form_csrf(request: Request, csrf_token: Annotated[str, Form()] = "") -> None:

@@ -10,7 +10,9 @@ from dependency_injector.wiring import Provide, inject
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from ...domain.api_tokens import ApiTokens, InvalidApiToken, NewApiToken, parse_expiry_days
+from ...domain.api_tokens import (
+    ApiTokens, InvalidApiToken, NewApiToken, TokenAdministration, parse_expiry_days,
+)
 from ..containers import Container
 from ..rendering import render
 from ..security import FormCsrf, User, flash
@@ -19,15 +21,17 @@ from ..security import FormCsrf, User, flash
 router = APIRouter(tags=["pages"], default_response_class=HTMLResponse)
 
 Tokens = Annotated[ApiTokens, Depends(Provide[Container.api_tokens])]
+Admin = Annotated[TokenAdministration, Depends(Provide[Container.token_admin])]
 PAGE = "/settings/api-tokens"
 
 
-def _page(request: Request, user: str, tokens: ApiTokens, made: NewApiToken | None = None,
-          error: str | None = None, values: dict[str, str] | None = None,
-          status_code: int = 200) -> Response:
+def _page(request: Request, user: str, tokens: ApiTokens, admin: TokenAdministration,
+          made: NewApiToken | None = None, error: str | None = None,
+          values: dict[str, str] | None = None, status_code: int = 200) -> Response:
     listed = [(token, tokens.is_expired(token)) for token in tokens.list(user)]
     response = render(request, "api_tokens.html", {
         "tokens": listed, "made": made, "error": error,
+        "administers": admin.may_administer(user),
         "values": values or {"name": "", "expires_days": ""}}, status_code=status_code)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -35,14 +39,14 @@ def _page(request: Request, user: str, tokens: ApiTokens, made: NewApiToken | No
 
 @router.get(PAGE)
 @inject
-def api_tokens_page(request: Request, user: User, tokens: Tokens) -> Response:
-    return _page(request, user, tokens)
+def api_tokens_page(request: Request, user: User, tokens: Tokens, admin: Admin) -> Response:
+    return _page(request, user, tokens, admin)
 
 
 @router.post(PAGE, dependencies=[FormCsrf])
 @inject
 def create_api_token(
-    request: Request, user: User, tokens: Tokens,
+    request: Request, user: User, tokens: Tokens, admin: Admin,
     name: Annotated[str, Form(max_length=1024)] = "",
     expires_days: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
@@ -50,8 +54,9 @@ def create_api_token(
     try:
         made = tokens.create(user, name, parse_expiry_days(expires_days))
     except InvalidApiToken as exc:
-        return _page(request, user, tokens, error=str(exc), values=values, status_code=400)
-    return _page(request, user, tokens, made=made, status_code=201)
+        return _page(request, user, tokens, admin, error=str(exc), values=values,
+                     status_code=400)
+    return _page(request, user, tokens, admin, made=made, status_code=201)
 
 
 @router.post(PAGE + "/revoke", dependencies=[FormCsrf])
