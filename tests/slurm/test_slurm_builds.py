@@ -26,7 +26,7 @@ import pytest
 
 from autobuild.adapters.slurm_runner import SlurmBuildRunner
 from autobuild.domain.jobs import Job, JobStatus
-from autobuild.domain.layout import JOBS_ROOT_MODE_NO_ACL
+from autobuild.domain.layout import JOBS_ROOT_MODE_NO_ACL, slurm_output_name
 from autobuild.domain.orders import BuildSettings, ClusterRequest
 from autobuild.domain.ports import Ended, Running, RunnerState, Waiting
 
@@ -178,7 +178,7 @@ def test_a_build_runs_on_the_cluster_as_the_engineer(world: World, timing: Timin
     assert digest
     log = (directory / "logs" / "build.log").read_text()
     assert f"for {world.engineer.name} on " in log
-    output = JOBS_ROOT / world.engineer.name / f"{job.id}.slurm.out"
+    output = JOBS_ROOT / world.engineer.name / slurm_output_name(job.id)
     assert output.stat().st_uid == world.engineer.uid
     assert stat.S_IMODE(output.stat().st_mode) == 0o640
     assert output.stat().st_gid == JOBS_ROOT.stat().st_gid  # the setgid root's: the service reads it

@@ -14,6 +14,7 @@ import pytest
 
 from autobuild.adapters.slurm_runner import SlurmBuildRunner, parse_jobs
 from autobuild.domain.jobs import Job, JobStatus
+from autobuild.domain.layout import slurm_output_name
 from autobuild.domain.orders import BuildOrder, ClusterRequest
 from autobuild.domain.ports import Ended, Lost, Running, RunnerError, Waiting
 
@@ -220,7 +221,7 @@ def test_failed_without_a_status_says_what_the_batch_job_printed(world):
     shim, _, runner, root = world
     shim.slurm(4242, 7, "FAILED", node="n1")
     build_dir(root)
-    out = root / ME / "7.slurm.out"
+    out = root / ME / slurm_output_name(7)
     out.write_text("line one\nrun_job.sh: cannot open the jobs root /srv/x: No such file\n")
     out.chmod(0o640)
     got = runner.state(job())

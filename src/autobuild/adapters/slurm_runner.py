@@ -48,7 +48,6 @@ from autobuild.runner.slurm import (
     WAITING_STATES,
     SlurmCancel,
     is_slurm_job_id,
-    slurm_output_name,
 )
 
 from .build_tree import BuildTree
@@ -386,7 +385,7 @@ class SlurmBuildRunner:
             return job_dir is not None
 
     def _output_tail(self, job: Job) -> str:
-        text = self._tree.read_owner_tail(job.owner, slurm_output_name(job.id),
+        text = self._tree.read_owner_tail(job.owner, layout.slurm_output_name(job.id),
                                           OUTPUT_TAIL_BYTES)
         return printable(text or "").strip()[-OUTPUT_TAIL_BYTES:]
 
