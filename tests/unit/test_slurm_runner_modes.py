@@ -200,6 +200,9 @@ def done(code, out="", err=""):
     return subprocess.CompletedProcess([], code, out, err)
 
 
+# A running build: SIGINT to the batch step only (the runner, which the batch shell exec'd), never
+# --full or a plain scancel: those signal bitbake directly and leave it Slurm's KillWait, not
+# the runner's grace (settings.cancel_grace) before SIGTERM and SIGKILL.
 @pytest.mark.parametrize("line,expected_argv,code", [
     ("5|autobuild-4|PENDING|Priority|", ["scancel", "5"], 0),
     ("5|autobuild-4|RUNNING|None|n1", ["scancel", "--signal=INT", "--batch", "5"], 0),
