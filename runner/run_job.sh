@@ -19,7 +19,7 @@ fi
 
 # Dev and test knobs, passed on only when set (sudo's env_reset drops them in production).
 knobs=()
-for name in AUTO_BUILD_CANCEL_GRACE GIT_SSL_CAINFO GIT_SSL_CAPATH SSL_CERT_FILE \
+for name in GIT_SSL_CAINFO GIT_SSL_CAPATH SSL_CERT_FILE \
     SUDO_UID SUDO_USER STANDIN_BITBAKE_DELAY STANDIN_BUILDSTATS_SEED; do
     if [[ -n ${!name+x} ]]; then
         knobs+=("$name=${!name}")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from .domain.layout import LAUNCH_DIR
 from .domain.orders import (
-    BuildSettings, ClusterRequest, InvalidOrder, parse_hashserve, parse_parallel_make,
+    DEFAULT_CANCEL_GRACE, MAX_CANCEL_GRACE, BuildSettings, ClusterRequest, InvalidOrder,
+    parse_hashserve, parse_parallel_make,
 )
 
 
@@ -35,7 +36,8 @@ def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0,
+         maximum: int | None = None) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -45,6 +47,8 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
         raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}")
     return value
 
 
@@ -142,6 +146,7 @@ class Settings:
     bb_number_threads: int | None = None
     parallel_make: int | None = None  # as "-j N"
     keep_workspace: bool = False  # keep work/ (clone, build/tmp) after the build
+    cancel_grace: int = DEFAULT_CANCEL_GRACE  # s from a cancel's SIGINT to SIGTERM, on any node
     poll_interval: float = 1.0
     # Where builds run: "local" (this host, max_running at a time) or "slurm" (handed to a
     # Slurm cluster as they come, each asking for cluster_request()).
@@ -196,6 +201,8 @@ class Settings:
             bb_number_threads=_int(env, "AUTO_BUILD_BB_NUMBER_THREADS", 0, minimum=1) or None,
             parallel_make=_parallel_make(env.get("AUTO_BUILD_PARALLEL_MAKE", "")),
             keep_workspace=_flag(env.get("AUTO_BUILD_KEEP_WORKSPACE")),
+            cancel_grace=_int(env, "AUTO_BUILD_CANCEL_GRACE", defaults.cancel_grace,
+                              maximum=MAX_CANCEL_GRACE),
             crash_at=env.get("AUTO_BUILD_TEST_CRASH_AT", "").strip() or None,
             executor=_executor(env.get("AUTO_BUILD_EXECUTOR", "")),
             slurm_partition=env.get("AUTO_BUILD_SLURM_PARTITION", "").strip() or None,
@@ -222,7 +229,8 @@ class Settings:
             return BuildSettings(cache_dir=str(self.cache_dir), hashserve=self.hashserve,
                                  bb_number_threads=self.bb_number_threads,
                                  parallel_make=self.parallel_make,
-                                 keep_workspace=self.keep_workspace)
+                                 keep_workspace=self.keep_workspace,
+                                 cancel_grace=self.cancel_grace)
         except InvalidOrder as exc:
             raise ConfigError(f"AUTO_BUILD_CACHE_DIR or a build setting: {exc}") from None
 

@@ -29,7 +29,6 @@ USER = pwd.getpwuid(os.getuid()).pw_name
 def env(monkeypatch, git, user_token):
     monkeypatch.setenv("GIT_SSL_CAINFO", str(git.server.ca_file))
     monkeypatch.setenv("STANDIN_BITBAKE_DELAY", "0")
-    monkeypatch.setenv("AUTO_BUILD_CANCEL_GRACE", "2")
 
 
 @pytest.fixture
@@ -48,7 +47,8 @@ def make_job(tmp_path: Path, git, job_id: int = 7, target: str = "core-image-min
              owner: str = USER) -> Job:
     job = Job(id=job_id, owner=owner, repo_url=git.url, ref="main", machine=MACHINE,
               target=target, created_at=datetime.now(UTC))
-    job.decide(("*.bin", "*.mtd"), BuildSettings(cache_dir=str(tmp_path / "no-cache")))
+    job.decide(("*.bin", "*.mtd"), BuildSettings(cache_dir=str(tmp_path / "no-cache"),
+                                                 cancel_grace=2))
     return job
 
 

@@ -114,7 +114,7 @@ class Core:
         self.commands = JobCommands(self.repo, self.runner, events, clock, Permissions(), lock)
         self.supervisor = Supervisor(self.repo, self.runner, events, clock, lock,
                                      build_settings=BuildSettings(
-                                         cache_dir=str(tmp_path / "no-cache")))
+                                         cache_dir=str(tmp_path / "no-cache"), cancel_grace=2))
 
     def tick_until_ended(self, job_id: int, timeout: float = 60) -> Job:
         deadline = time.monotonic() + timeout
@@ -130,7 +130,6 @@ class Core:
 def test_a_build_started_before_a_restart_is_reattached_and_can_be_cancelled(
         tmp_path, git, user_token, monkeypatch):
     monkeypatch.setenv("GIT_SSL_CAINFO", str(git.server.ca_file))
-    monkeypatch.setenv("AUTO_BUILD_CANCEL_GRACE", "2")
     (tmp_path / "jobs").mkdir()
     (tmp_path / "data").mkdir()
     owner = pwd.getpwuid(os.getuid()).pw_name

@@ -191,6 +191,7 @@ BAD_SETTINGS = {
     "cache dir relative": ({"cache_dir": "cache"}, None),
     "cache dir dotdot": ({"cache_dir": "/srv/../etc"}, None),
     "keep workspace text": ({"keep_workspace": "1"}, None),
+    "cancel grace text": ({"cancel_grace": "20"}, None),
     "unknown setting": ({"something_newer": 1}, None),
     "kas file escape": ({}, "../../etc/passwd.yml"),
     "kas file absolute": ({}, "/etc/kas.yml"),
@@ -543,7 +544,9 @@ def test_sigterm_mid_build_records_cancelled_and_leaves_no_process(runner, git):
 
 
 def test_cancel_mode_returns_at_once_and_the_runner_escalates(runner, git):
-    process = runner.start(1, git.url, "main", target="slow-image", AUTO_BUILD_CANCEL_GRACE="1")
+    process = runner.start(1, git.url, "main", target="slow-image",
+                           settings={"cache_dir": str(runner.jobs_root.parent / "no-cache"),
+                                     "keep_workspace": True, "cancel_grace": 1})
     runner.wait_for_log(1, "NOTE: Running task 1 of 12")
     job_dir = runner.job_path(1)
     pgid = runner.record(1)["pgid"]

@@ -113,7 +113,7 @@ def test_keep_workspace_keeps_it_and_says_how_big_it_is(runner, git):
 
 def test_cancelled_build_cleans_up_too(runner, git, tmp_path):
     proc = runner.start(1, git.url, "main", target="slow-image",
-                        settings={"cache_dir": str(tmp_path / "none")}, AUTO_BUILD_CANCEL_GRACE="2")
+                        settings={"cache_dir": str(tmp_path / "none"), "cancel_grace": 2})
     runner.wait_for_log(1, "Running task 2 of")
     assert runner.cancel(1).returncode == 0
     assert proc.wait(timeout=60) != 0

@@ -26,8 +26,10 @@ import pytest
 
 from autobuild.adapters.slurm_runner import SlurmBuildRunner
 from autobuild.domain.jobs import Job, JobStatus
-from autobuild.domain.layout import JOBS_ROOT_MODE_NO_ACL
-from autobuild.domain.orders import BuildSettings, ClusterRequest
+from autobuild.domain.layout import (
+    JOBS_ROOT_MODE_NO_ACL, STEP_CANCELLING, slurm_output_name, step_line,
+)
+from autobuild.domain.orders import DEFAULT_CANCEL_GRACE, BuildSettings, ClusterRequest
 from autobuild.domain.ports import Ended, Running, RunnerState, Waiting
 
 from tests.slurm.conftest import SlurmUser
@@ -40,6 +42,7 @@ RUNNER = REPO_ROOT / "runner" / "run_job.sh"
 JOBS_ROOT = BASE / "jobs"  # reachable by the test users: root-owned, sticky, others -wx
 TOKEN = "glpat-" + secrets.token_urlsafe(18)
 MACHINE = "qemux86-64"
+GRACE = 3  # the service's AUTO_BUILD_CANCEL_GRACE, for the cancelled build
 Timing = Callable[[str, float], None]
 
 
@@ -178,7 +181,7 @@ def test_a_build_runs_on_the_cluster_as_the_engineer(world: World, timing: Timin
     assert digest
     log = (directory / "logs" / "build.log").read_text()
     assert f"for {world.engineer.name} on " in log
-    output = JOBS_ROOT / world.engineer.name / f"{job.id}.slurm.out"
+    output = JOBS_ROOT / world.engineer.name / slurm_output_name(job.id)
     assert output.stat().st_uid == world.engineer.uid
     assert stat.S_IMODE(output.stat().st_mode) == 0o640
     assert output.stat().st_gid == JOBS_ROOT.stat().st_gid  # the setgid root's: the service reads it
@@ -228,7 +231,9 @@ def test_a_pending_build_shows_slurms_reason_and_cancels_before_it_runs(world: W
 
 
 def test_cancel_of_a_running_build_stops_it_through_its_runner(world: World, timing: Timing) -> None:
-    job = world.job("slow-image")
+    # The grace comes from the service's settings, in the order: nothing else reaches the node.
+    job = world.job("slow-image", settings=BuildSettings(cache_dir=str(BASE / "no-cache"),
+                                                         cancel_grace=GRACE))
     job = replace(job, runner_ref=world.runner.launch(job))
     follow(world, job, Running)
     log = world.job_dir(job) / "logs" / "build.log"
@@ -250,11 +255,17 @@ def test_cancel_of_a_running_build_stops_it_through_its_runner(world: World, tim
     timing("adapter cancel (slurm-cancel: squeue + scancel --signal=INT --batch)",
            time.monotonic() - asked)
     ended, seen = follow(world, job, Ended, timeout=90)
-    timing("cancel of a running build -> Ended CANCELLED (runner's grace for the SIGINT-deaf "
-           "task, 20 s)", time.monotonic() - asked)
+    took = time.monotonic() - asked
+    timing(f"cancel of a running build -> Ended CANCELLED (the configured grace for the "
+           f"SIGINT-deaf task, {GRACE} s)", took)
     assert ended == Ended(JobStatus.CANCELLED, 130), seen
     assert json.loads((world.job_dir(job) / "status.json").read_text())["status"] == "CANCELLED"
-    assert "Cancelling" in log.read_text()
+    # On the node: SIGINT to bitbake, the configured grace (not the runner's default), SIGTERM.
+    said = log.read_text()
+    assert step_line(f"{STEP_CANCELLING}: SIGINT received, stopping the build") in said
+    assert "Keyboard Interrupt, closing down..." in said  # bitbake had the SIGINT first
+    assert step_line(f"{STEP_CANCELLING}: still running after {GRACE}s, sending SIGTERM") in said
+    assert GRACE <= took < DEFAULT_CANCEL_GRACE, took
     sid = int(job.runner_ref.split(":")[1])
     record = world.cluster.wait_for_job(sid, "FAILED", "CANCELLED", "COMPLETED", timeout=30)
     print(f"[slurm] after the cancel: JobState={record['JobState']} ExitCode={record['ExitCode']}")

@@ -13,7 +13,7 @@ from autobuild.domain.artifacts import parse_checksums
 from autobuild.domain.failures import DISK_FULL, summarize
 from autobuild.domain.requests import BuildRequest, InvalidRequest, KasFile
 from autobuild.domain.jobs import JobStatus
-from autobuild.domain.orders import BuildSettings
+from autobuild.domain.orders import BuildSettings, InvalidOrder
 from tests.fakes import FakeWorld
 
 URL = "https://gitlab.example.com/team/project.git"
@@ -98,3 +98,17 @@ def test_without_settings_a_job_gets_the_defaults():
     job = world.commands.submit("alice", URL, "main", "qemux86-64", "core-image")
     world.supervisor.tick()
     assert world.runner.orders[job.id][1] == BuildSettings()
+
+
+def test_the_cancel_grace_travels_in_the_settings_and_old_settings_get_the_default():
+    settings = BuildSettings(cancel_grace=45)
+    assert BuildSettings.from_dict(settings.as_dict()).cancel_grace == 45
+    stored_before = {k: v for k, v in settings.as_dict().items() if k != "cancel_grace"}
+    assert BuildSettings.from_dict(stored_before).cancel_grace == 20  # a job decided earlier
+    assert BuildSettings(cancel_grace=0).cancel_grace == 0  # SIGTERM at once
+
+
+@pytest.mark.parametrize("value", [-1, 3601, "20", 2.5, True, None])
+def test_a_cancel_grace_that_is_not_seconds_is_refused(value):
+    with pytest.raises(InvalidOrder, match="cancel_grace"):
+        BuildSettings(cancel_grace=value)

@@ -127,12 +127,20 @@ def test_build_settings_for_the_runner():
                               "AUTO_BUILD_HASHSERVE": "auto"}).build_settings().parallel_make == 8
 
 
+def test_the_cancel_grace_is_a_build_setting():
+    assert Settings.from_env({}).build_settings().cancel_grace == 20
+    assert Settings.from_env({"AUTO_BUILD_CANCEL_GRACE": "90"}).build_settings().cancel_grace == 90
+    assert Settings.from_env({"AUTO_BUILD_CANCEL_GRACE": "0"}).build_settings().cancel_grace == 0
+
+
 @pytest.mark.parametrize(("name", "value"), [
     ("AUTO_BUILD_HASHSERVE", "host"), ("AUTO_BUILD_HASHSERVE", "h:0"),
     ("AUTO_BUILD_HASHSERVE", "h:99999"), ("AUTO_BUILD_HASHSERVE", "$(id):1"),
     ("AUTO_BUILD_BB_NUMBER_THREADS", "0"), ("AUTO_BUILD_BB_NUMBER_THREADS", "many"),
     ("AUTO_BUILD_PARALLEL_MAKE", "-j 0"), ("AUTO_BUILD_PARALLEL_MAKE", "-l 4"),
     ("AUTO_BUILD_PARALLEL_MAKE", "-j 8 -l 4"),
+    ("AUTO_BUILD_CANCEL_GRACE", "-1"), ("AUTO_BUILD_CANCEL_GRACE", "3601"),
+    ("AUTO_BUILD_CANCEL_GRACE", "20s"),
 ])
 def test_bad_build_settings_name_the_variable(name, value):
     with pytest.raises(ConfigError, match=name):

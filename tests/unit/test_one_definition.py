@@ -13,7 +13,8 @@ LAYOUT = SRC / "domain" / "layout.py"
 # Names distinctive enough that a literal spelling of them anywhere is a second definition
 # (plain words such as "logs", "work" or "build" are used for other things too).
 FILE_NAMES = [layout.RUNNER_RECORD, layout.CANCEL_REQUEST, layout.BUILD_LOG,
-              layout.TASK_LOGS_DIR, layout.CHECKSUMS, layout.STATUS, layout.SPACE_RESERVE]
+              layout.TASK_LOGS_DIR, layout.CHECKSUMS, layout.STATUS, layout.SPACE_RESERVE,
+              layout.SLURM_OUTPUT_SUFFIX]
 STEP_HEADERS = [layout.step_line(value) for name, value in vars(layout).items()
                 if name.startswith("STEP_") and name != "STEP_PREFIX"]
 

@@ -6,7 +6,9 @@ import json
 import os
 import pwd
 import signal
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -14,7 +16,7 @@ from autobuild.domain import layout
 from autobuild.domain.orders import BuildOrder, BuildSettings, JobAddress
 from autobuild.domain.requests import BuildRequest
 from autobuild.runner import build
-from autobuild.runner.build import Supervisor, cancel_grace, status_of
+from autobuild.runner.build import Supervisor, status_of
 from autobuild.runner.jobdir import Identity, create_job_dir, open_jobs_root, open_owner_dir
 
 
@@ -34,12 +36,6 @@ def _keep_signal_handlers():
 ])
 def test_status_of_an_exit(code, signum, expected):
     assert status_of(code, signum) == expected
-
-
-@pytest.mark.parametrize("raw,grace", [("", 20), ("1", 1), ("0", 0), ("-1", 20), ("x", 20),
-                                       ("99999", 20)])
-def test_cancel_grace_knob(raw, grace):
-    assert cancel_grace({"AUTO_BUILD_CANCEL_GRACE": raw}) == grace
 
 
 @pytest.fixture
@@ -106,6 +102,29 @@ def test_a_signal_before_the_build_records_cancelled(supervisor, monkeypatch):
     status, log = ended(supervisor)
     assert (status["status"], status["exit_code"]) == ("CANCELLED", 143)
     assert layout.step_line(f"{layout.STEP_CANCELLING}: SIGTERM received, stopping the build") in log
+
+
+def test_a_cancel_escalates_after_the_grace_the_order_says(supervisor, monkeypatch):
+    now, sent = [1000.0], []
+    monkeypatch.setattr(build, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(build, "signal_group", lambda pgid, signum: sent.append((pgid, signum)))
+    order = replace(supervisor.order, settings=replace(supervisor.order.settings, cancel_grace=7))
+    sup = Supervisor(order, supervisor.files, supervisor.me)
+    sup.child = 4321
+
+    sup.on_signal(signal.SIGINT)
+    now[0] += 6.9
+    sup.escalate()
+    assert sent == [(4321, signal.SIGINT)]  # bitbake stops its tasks in the grace
+    now[0] += 0.1
+    sup.escalate()
+    assert sent[-1] == (4321, signal.SIGTERM)
+    now[0] += build.KILL_AFTER_TERM
+    sup.escalate()
+    assert sent[-1] == (4321, signal.SIGKILL) and len(sent) == 3
+    log = (supervisor.dir.joinpath(*layout.LOG_PATH)).read_text().splitlines()
+    assert layout.step_line(f"{layout.STEP_CANCELLING}: still running after 7s, "
+                            "sending SIGTERM") in log
 
 
 def test_a_full_disk_removes_even_a_kept_workspace_and_says_so(supervisor, monkeypatch):

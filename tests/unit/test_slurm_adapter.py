@@ -7,14 +7,17 @@ import json
 import os
 import pwd
 import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from autobuild.adapters.slurm_runner import SlurmBuildRunner, parse_jobs
+from autobuild.runner.slurm import batch_script
 from autobuild.domain.jobs import Job, JobStatus
-from autobuild.domain.orders import BuildOrder, ClusterRequest
+from autobuild.domain.layout import slurm_output_name
+from autobuild.domain.orders import BuildOrder, BuildSettings, ClusterRequest
 from autobuild.domain.ports import Ended, Lost, Running, RunnerError, Waiting
 
 ME = pwd.getpwuid(os.getuid()).pw_name
@@ -97,6 +100,14 @@ def test_launch_submits_the_order_with_the_cluster_and_keeps_the_slurm_job(world
     assert order.cluster == ClusterRequest(cpus=4, time_limit_minutes=30)
     assert order.address.jobs_root == str(root)
     assert "submit as" in (root.parent / "launch" / "7.log").read_text()
+
+
+def test_the_configured_cancel_grace_goes_to_the_node_in_the_order(world):
+    shim, _, runner, _ = world
+    runner.launch(replace(job(ref=None), settings=BuildSettings(cancel_grace=45)))
+    submitted = BuildOrder.from_json(shim.calls[-1][2])
+    on_the_node = BuildOrder.from_json(batch_script("/opt/r/run_job.sh", submitted).splitlines()[2])
+    assert submitted.settings.cancel_grace == on_the_node.settings.cancel_grace == 45
 
 
 def test_launch_refused_by_slurm_says_what_sbatch_said(world):
@@ -220,7 +231,7 @@ def test_failed_without_a_status_says_what_the_batch_job_printed(world):
     shim, _, runner, root = world
     shim.slurm(4242, 7, "FAILED", node="n1")
     build_dir(root)
-    out = root / ME / "7.slurm.out"
+    out = root / ME / slurm_output_name(7)
     out.write_text("line one\nrun_job.sh: cannot open the jobs root /srv/x: No such file\n")
     out.chmod(0o640)
     got = runner.state(job())

@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from autobuild.domain.layout import slurm_output_name
 from autobuild.domain.orders import BuildOrder, ClusterRequest, InvalidOrder
 from autobuild.runner import cli, slurm
 from autobuild.runner.fsops import Refused
@@ -43,9 +44,16 @@ def test_sbatch_argv_says_everything_and_never_requeues():
     assert argv == [
         "sbatch", "--parsable", "--no-requeue", "--job-name=autobuild-12", "--export=NONE",
         "--chdir=/srv/autobuild/jobs/alice",
-        "--output=/srv/autobuild/jobs/alice/12.slurm.out", "--open-mode=append",
+        f"--output=/srv/autobuild/jobs/alice/{slurm_output_name(12)}", "--open-mode=append",
         "--cpus-per-task=16", "--mem=65536M", "--time=90", "--partition=builds",
         "--account=yocto"]
+
+
+def test_the_batch_output_is_named_for_the_job_beside_its_directory():
+    assert slurm_output_name(12) == "12.slurm.out"
+    for bad in (0, -1, True, "12", 10**12):
+        with pytest.raises(ValueError):
+            slurm_output_name(bad)
 
 
 def test_sbatch_argv_leaves_out_what_the_cluster_decides():
@@ -192,6 +200,9 @@ def done(code, out="", err=""):
     return subprocess.CompletedProcess([], code, out, err)
 
 
+# A running build: SIGINT to the batch step only (the runner, which the batch shell exec'd), never
+# --full or a plain scancel: those signal bitbake directly and leave it Slurm's KillWait, not
+# the runner's grace (settings.cancel_grace) before SIGTERM and SIGKILL.
 @pytest.mark.parametrize("line,expected_argv,code", [
     ("5|autobuild-4|PENDING|Priority|", ["scancel", "5"], 0),
     ("5|autobuild-4|RUNNING|None|n1", ["scancel", "--signal=INT", "--batch", "5"], 0),

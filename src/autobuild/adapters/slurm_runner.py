@@ -8,7 +8,8 @@ Everything goes through the one sudo rule there is (``sudo -n -u <owner> run_job
 - ``slurm-jobs`` lists the owner's Slurm jobs named ``autobuild-<id>`` (squeue): at most one
   call per owner every ``poll_seconds``, shared by every job of that owner.
 - ``slurm-cancel <id>`` cancels a pending job, or sends SIGINT to the runner of a running one
-  (which stops bitbake, records CANCELLED and exits: the Slurm job then ends).
+  alone (which stops bitbake with the grace its order says, as a local runner does, records
+  CANCELLED and exits: the Slurm job then ends).
 
 The state of a build is Slurm's (pending, running, or how it ended: time limit, node lost...)
 together with status.json, which the runner writes last (read through BuildTree, as
@@ -48,7 +49,6 @@ from autobuild.runner.slurm import (
     WAITING_STATES,
     SlurmCancel,
     is_slurm_job_id,
-    slurm_output_name,
 )
 
 from .build_tree import BuildTree
@@ -386,7 +386,7 @@ class SlurmBuildRunner:
             return job_dir is not None
 
     def _output_tail(self, job: Job) -> str:
-        text = self._tree.read_owner_tail(job.owner, slurm_output_name(job.id),
+        text = self._tree.read_owner_tail(job.owner, layout.slurm_output_name(job.id),
                                           OUTPUT_TAIL_BYTES)
         return printable(text or "").strip()[-OUTPUT_TAIL_BYTES:]
 

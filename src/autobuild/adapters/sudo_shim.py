@@ -9,8 +9,8 @@ from pathlib import Path
 
 # Without sudo (tests, a developer machine) the runner inherits these from the service; with
 # sudo, env_reset drops them and the runner's production defaults apply.
-DEV_PASSTHROUGH = ("AUTO_BUILD_CANCEL_GRACE", "GIT_SSL_CAINFO", "GIT_SSL_CAPATH",
-                   "SSL_CERT_FILE", "STANDIN_BITBAKE_DELAY", "STANDIN_BUILDSTATS_SEED")
+DEV_PASSTHROUGH = ("GIT_SSL_CAINFO", "GIT_SSL_CAPATH", "SSL_CERT_FILE",
+                   "STANDIN_BITBAKE_DELAY", "STANDIN_BUILDSTATS_SEED")
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 

@@ -19,6 +19,10 @@ first build (or by ``install.sh --add-user``), and each build one directory in t
                                        (domain/buildstats.py), by the runner
         status.json                    written last, atomically: how the build ended
         work/                          the clone and build tree; private (0700), removed at the end
+    <jobs root>/<owner>/<id>.slurm.out
+                                       what Slurm's batch job printed (a build run on a
+                                       cluster), beside the job directory: Slurm opens it
+                                       before the runner makes the directory
 
 Everything below ``<owner>/`` is the owner's, readable by the service through the group the
 setgid root gives it, writable by nobody else. The service's own per-job file (the launch log)
@@ -125,6 +129,18 @@ def launch_log_name(job_id: int) -> str:
     if not is_job_id(job_id):
         raise ValueError(f"not a job id: {job_id!r}")
     return f"{job_id}.log"
+
+
+# A build run on a Slurm cluster: what its batch job printed (sbatch --output), in the owner's
+# directory beside the job directory; removed with the job.
+SLURM_OUTPUT_SUFFIX = ".slurm.out"
+
+
+def slurm_output_name(job_id: int) -> str:
+    """The batch job's output, in ``<jobs root>/<owner>/``: ``<id>.slurm.out``."""
+    if not is_job_id(job_id):
+        raise ValueError(f"not a job id: {job_id!r}")
+    return f"{job_id}{SLURM_OUTPUT_SUFFIX}"
 
 
 # The runner's step headers in build.log ("==> Cloning https://..."): progress and the

@@ -19,6 +19,10 @@ from .requests import BuildRequest, InvalidRequest
 MAX_ORDER_BYTES = 64 * 1024
 DEFAULT_ARTIFACT_PATTERNS = ("*.bin", "*.mtd")
 DEFAULT_CACHE_DIR = "/srv/autobuild/cache"
+# A cancelled build gets SIGINT (bitbake stops its tasks cleanly), then SIGTERM this many
+# seconds later if it is still running, then SIGKILL (the runner, wherever the build runs).
+DEFAULT_CANCEL_GRACE = 20
+MAX_CANCEL_GRACE = 3600
 
 _HASHSERVE = re.compile(r"^(auto|[A-Za-z0-9][A-Za-z0-9.-]{0,252}:[0-9]{1,5})$")
 _PARALLEL_MAKE = re.compile(r"^(?:-j\s*)?([0-9]{1,4})$")
@@ -67,6 +71,7 @@ class BuildSettings:
     bb_number_threads: int | None = None
     parallel_make: int | None = None
     keep_workspace: bool = False
+    cancel_grace: int = DEFAULT_CANCEL_GRACE  # seconds between a cancel's SIGINT and SIGTERM
 
     def __post_init__(self) -> None:
         if not is_safe_absolute_path(self.cache_dir):
@@ -82,11 +87,15 @@ class BuildSettings:
                 raise InvalidOrder(f"{name} must be a number from 1 to 9999")
         if not isinstance(self.keep_workspace, bool):
             raise InvalidOrder("keep_workspace must be true or false")
+        if not (_is_int(self.cancel_grace) and 0 <= self.cancel_grace <= MAX_CANCEL_GRACE):
+            raise InvalidOrder(f"cancel_grace must be a number of seconds from 0 to "
+                               f"{MAX_CANCEL_GRACE}")
 
     def as_dict(self) -> dict[str, Any]:
         return {"cache_dir": self.cache_dir, "hashserve": self.hashserve,
                 "bb_number_threads": self.bb_number_threads,
-                "parallel_make": self.parallel_make, "keep_workspace": self.keep_workspace}
+                "parallel_make": self.parallel_make, "keep_workspace": self.keep_workspace,
+                "cancel_grace": self.cancel_grace}
 
     @classmethod
     def from_dict(cls, data: object) -> BuildSettings:

@@ -3,9 +3,10 @@
 The runner (this process) keeps its stdout/stderr (the service's launch log) open for its
 whole life and gives them to nobody: the build's child gets the build log as fd 1 and 2. The
 child starts only once runner.json is written and no cancel was asked for. The runner forwards
-INT/TERM/HUP to the build's process group, escalates a cancel (SIGTERM after the grace period,
-SIGKILL 10 s later), reaps what is left of the group, and writes status.json last, on every
-exit path (a full disk and its own errors included).
+INT/TERM/HUP to the build's process group, escalates a cancel (SIGTERM after the grace period
+the order says, ``settings.cancel_grace``: the service's AUTO_BUILD_CANCEL_GRACE, here or on a
+cluster node alike; SIGKILL 10 s later), reaps what is left of the group, and writes
+status.json last, on every exit path (a full disk and its own errors included).
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from .steps import BUILD_UMASK, BuildSteps
 
 SPACE_RESERVE_BYTES = 64 << 10  # freed at the end so the status fits on a full disk
 LOW_SPACE_BYTES = 1 << 20  # a failed build with less free than this filled the disk
-DEFAULT_CANCEL_GRACE = 20
 KILL_AFTER_TERM = 10
 LEFTOVER_WAIT = 5
 POLL = 0.2
@@ -46,11 +46,6 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def cancel_grace(environ: dict[str, str] | os._Environ[str] = os.environ) -> int:
-    raw = environ.get("AUTO_BUILD_CANCEL_GRACE", "")
-    return int(raw) if raw.isdigit() and len(raw) <= 4 else DEFAULT_CANCEL_GRACE
 
 
 def status_of(code: int, cancel_signal: int | None) -> tuple[str, int]:
@@ -72,7 +67,7 @@ class Supervisor:
         self.order = order
         self.files = files
         self.me = me
-        self.grace = cancel_grace()
+        self.grace = order.settings.cancel_grace  # in the order: it reaches a cluster node too
         self.child: int | None = None
         self.cancel_signal: int | None = None
         self.cancel_at = 0.0

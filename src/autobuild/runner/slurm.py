@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from autobuild.domain.layout import RUNNER_UMASK, is_job_id
+from autobuild.domain.layout import RUNNER_UMASK, is_job_id, slurm_output_name
 from autobuild.domain.orders import (
     BuildOrder, ClusterRequest, InvalidOrder, JobAddress, is_safe_absolute_path,
 )
@@ -36,7 +36,6 @@ from .jobdir import Identity, open_jobs_root, open_owner_dir
 
 RUNNER_ENV = "AUTOBUILD_RUNNER"  # run_job.sh's own resolved path, which the batch script runs
 JOB_NAME_PREFIX = "autobuild-"
-SLURM_OUTPUT_SUFFIX = ".slurm.out"  # <owner>/<id>.slurm.out: what the batch job printed
 SQUEUE_FIELDS = ("%i", "%j", "%T", "%r", "%N")
 SQUEUE_FORMAT = "|".join(SQUEUE_FIELDS)
 SLURM_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -67,13 +66,6 @@ def job_name(job_id: int) -> str:
     if not is_job_id(job_id):
         raise ValueError(f"not a job id: {job_id!r}")
     return f"{JOB_NAME_PREFIX}{job_id}"
-
-
-def slurm_output_name(job_id: int) -> str:
-    """The batch job's own output, next to the job directory: ``<id>.slurm.out``."""
-    if not is_job_id(job_id):
-        raise ValueError(f"not a job id: {job_id!r}")
-    return f"{job_id}{SLURM_OUTPUT_SUFFIX}"
 
 
 def is_slurm_job_id(value: object) -> bool:
