@@ -23,10 +23,12 @@ from .sstate import CacheReuse
 MAX_BUILDS = 50  # builds whose files one answer reads
 SCAN_ROWS = 2000  # job rows (the database only) looked through to find them
 PAGE_ROWS = 200
-# Per build: what an insight reads of its files (a job page reads more of one build).
+# Per build: what an insight reads of its files (a job page reads more of one build). A build
+# whose digest is missing or behind is its owner's doing (the runner digests to the end): its
+# log is read only this far, with the line budget of queries.py, 50 times per answer.
 DIGEST_BYTES = 1024 * 1024
 GAP_BYTES = 256 * 1024
-SCAN_BYTES = 1024 * 1024
+SCAN_BYTES = 256 * 1024
 MANIFEST_BYTES = 1024 * 1024
 MAX_FIELD = 4096
 
