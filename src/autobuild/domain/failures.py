@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .layout import STEP_CHECKOUT, STEP_CLONING, STEP_SUBMODULES, step_line
+from .printable import printable
 from .progress import task_label
 
 MAX_TASKS = 20
@@ -270,13 +271,18 @@ def summarize(text: str, task_logs: Mapping[str, str] | None = None) -> FailureS
     tasks = []
     for draft in drafts[:MAX_TASKS]:
         name = task_log_name(draft.logfile) if draft.logfile else None
+        # What the log named is shown to colleagues (page, API, autobuild-cli): printable.
         tasks.append(FailedTask(
-            recipe=draft.recipe(), task=draft.task, tid=draft.tid, logfile=draft.logfile,
-            messages=tuple(draft.messages), log_name=name if name in logs else None,
-            log_tail=logs.get(name) if name else None,
+            recipe=printable(draft.recipe()), task=printable(draft.task),
+            tid=draft.tid and printable(draft.tid),
+            logfile=draft.logfile and printable(draft.logfile),
+            messages=tuple(printable(message) for message in draft.messages),
+            log_name=name if name in logs else None, log_tail=logs.get(name) if name else None,
         ))
+    git_problem = explain_git(git_lines)
     return FailureSummary(tasks=tuple(tasks), more_tasks=max(0, len(drafts) - MAX_TASKS),
-                          logfiles=tuple(logfiles), git_problem=explain_git(git_lines),
+                          logfiles=tuple(logfiles),
+                          git_problem=git_problem and printable(git_problem),
                           disk_problem=DISK_FULL if disk_full(text) else None)
 
 

@@ -20,6 +20,7 @@ from .layout import (
     STEP_BITBAKE, STEP_CHECKOUT, STEP_CLONING, STEP_COLLECTING, STEP_FINISHED, STEP_KAS,
     STEP_PREFIX, STEP_SETUP, STEP_SUBMODULES, step_line,
 )
+from .printable import printable
 
 
 class Phase(enum.StrEnum):
@@ -170,7 +171,7 @@ class ProgressTracker:
                 raise ValueError("succeeded is not a boolean")
             tracker._succeeded = state["succeeded"]
             current = state["current"]
-            tracker._current = None if current is None else _text(current, 300)
+            tracker._current = None if current is None else printable(_text(current, 300))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a progress state: {exc}") from None
         tracker._progress = tracker._snapshot()
@@ -239,7 +240,7 @@ class ProgressTracker:
             self._tasks_done = max(self._tasks_done, done)
             self._tasks_total = of or None
             self._advance(Phase.TASKS)
-        self._current = task_label(tid)[:300] or None
+        self._current = printable(task_label(tid)[:300]) or None  # shown to colleagues
 
     # --- the snapshot -----------------------------------------------------------------------
 
