@@ -8,6 +8,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from autobuild.domain.artifacts import ArtifactNotFound, is_valid_pattern, resolve_artifact_path
+from autobuild.domain.printable import printable
 from autobuild.domain.requests import GitRef, Machine, RepoUrl, Target
 
 ARTIFACTS = PurePosixPath("/srv/autobuild/jobs/7/artifacts")
@@ -87,3 +88,21 @@ def test_accepted_urls_are_https_without_credentials(value):
 def test_valid_artifact_patterns_are_plain_globs(pattern):
     if is_valid_pattern(pattern):
         assert "/" not in pattern and not pattern.startswith(("-", "."))
+
+
+@pytest.mark.parametrize("name", ["core-image\u202egpj.wic", "image\x9b2J.wic", "a\u200bb.wic",
+                                  "a\tb.wic", "a\x1bcb.wic", "a\u2066b\u2069.wic"])
+def test_a_name_that_would_not_show_as_it_is_is_no_artifact(name):
+    """A build names its files: a colleague must see on the page and in a terminal the name
+    that is there (no escape sequence, no bidi override showing it reversed)."""
+    with pytest.raises(ArtifactNotFound):
+        resolve_artifact_path(ARTIFACTS, name)
+
+
+@given(st.text(max_size=40))
+def test_an_artifact_name_shows_as_it_is(name):
+    try:
+        resolve_artifact_path(ARTIFACTS, name)
+    except ArtifactNotFound:
+        return
+    assert printable(name) == name

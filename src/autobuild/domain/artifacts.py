@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
 
+from .printable import is_printable
+
 
 class ArtifactNotFound(Exception):
     """No artifact of that name (also raised for every name that is not a plain file name)."""
@@ -40,13 +42,16 @@ MAX_NAME_LENGTH = 255
 
 
 def is_plain_name(name: str) -> bool:
-    """True for a single, visible file name: no directories, no '..', no NUL or control chars."""
+    """True for a single, visible file name: no directories, no '..', no control or format
+    characters (a build names its files, and a colleague must see on the page and in their
+    terminal the name that is there: no escape sequence, no bidi override reversing it)."""
     return (
         0 < len(name) <= MAX_NAME_LENGTH
         and not name.startswith(".")
         and "/" not in name
         and "\\" not in name
-        and all(ord(ch) >= 0x20 and ord(ch) != 0x7F for ch in name)
+        and "\t" not in name
+        and is_printable(name)
     )
 
 

@@ -22,3 +22,8 @@ _HIDDEN = re.compile(
 def printable(text: str) -> str:
     """``text`` with every control or invisible format character replaced by ``?``."""
     return _HIDDEN.sub("?", text)
+
+
+def is_printable(text: str) -> bool:
+    """True when ``text`` shows as it is: no control or invisible format character."""
+    return _HIDDEN.search(text) is None
