@@ -270,7 +270,7 @@ class BuildComparisons:
             image_size_kib=None if info is None else image_size_kib(parse_image_info(info)))
 
     def _buildhistory(self, job: Job, name: str) -> str | None:
-        data = self._files.read_buildhistory(job, name, layout.MAX_BUILDHISTORY_FILE_BYTES)
+        data = self._files.read_buildhistory(job, name, layout.MAX_BUILDHISTORY_READ_BYTES)
         return None if data is None else data.decode("utf-8", errors="replace")
 
     def candidates(self, job: Job) -> list[Job]:
