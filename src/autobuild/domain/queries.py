@@ -10,7 +10,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import BinaryIO
 
-from .artifacts import ArtifactInfo, ArtifactNotFound
+from .artifacts import ArtifactInfo, ArtifactList, ArtifactNotFound
 from .buildstats import MAX_CONDENSED_BYTES, Timing, TimingView, parse_condensed, timing_view
 from .digest import MAX_DIGEST_BYTES, LogDigest
 from .failures import FailureSummary, summarize
@@ -230,7 +230,8 @@ class JobQueries:
             data = data[data.find(b"\n") + 1:]  # drop the line cut in the middle
         return data.decode("utf-8", errors="replace"), start > 0
 
-    def artifacts(self, job_id: int) -> list[ArtifactInfo]:
+    def artifacts(self, job_id: int) -> ArtifactList:
+        """The first MAX_ARTIFACTS_LISTED artifacts by name (``more``: the others)."""
         return self._files.list_artifacts(self.get(job_id))
 
     def packages(self, job_id: int, limit: int = MAX_MANIFEST_BYTES,

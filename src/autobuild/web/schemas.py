@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..domain.artifacts import MAX_ARTIFACTS_LISTED
+
 Status = Literal["PENDING", "RUNNING", "SUCCESS", "FAILED", "CANCELLED"]
 PhaseName = Literal["starting", "cloning", "checkout", "parsing", "setscene", "tasks",
                     "collecting", "finished"]
@@ -293,8 +295,19 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return answers
 
 
-def ok(model: Any, description: str, code: int = 200) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": model, "description": description}}
+def ok(model: Any, description: str, code: int = 200,
+       headers: dict[str, Any] | None = None) -> dict[int | str, dict[str, Any]]:
+    answer: dict[str, Any] = {"model": model, "description": description}
+    if headers:
+        answer["headers"] = headers
+    return {code: answer}
+
+
+NOT_LISTED_HEADER = "X-Artifacts-Not-Listed"
+ARTIFACTS_LISTED = (
+    f"The job's artifacts by name: the first {MAX_ARTIFACTS_LISTED}; the header "
+    f"{NOT_LISTED_HEADER} counts the files not listed (a build may leave any number), each of "
+    "which can still be downloaded by its name")
 
 
 def sse_components() -> dict[str, Any]:
@@ -372,6 +385,11 @@ class TaskTimingChange(_Shape):
     delta: float
 
 
+class Unlisted(_Shape):
+    before: int = Field(description="Build a's files not listed")
+    after: int = Field(description="Build b's files not listed")
+
+
 class Comparison(_Shape):
     """What changed from build a to build b."""
 
@@ -383,7 +401,12 @@ class Comparison(_Shape):
     variables: list[Change] = Field(description="Build Configuration variables that differ")
     layers: list[Change] = Field(description="Layers whose branch:revision differ")
     artifacts: list[SizeChange] = Field(description="Artifacts (by name without date stamp) "
-                                                    "whose size differs or that only one has")
+                                                    "whose size differs or that only one has: "
+                                                    "the first 500 (artifacts_total says all)")
+    artifacts_total: int
+    artifacts_unlisted: Unlisted = Field(
+        description=f"Files each build left beyond the first {MAX_ARTIFACTS_LISTED} by name: "
+                    "not compared")
     image_size_kib: ImageSize | None
     packages: PackageChanges
     timing: list[TaskTimingChange] | None = Field(
