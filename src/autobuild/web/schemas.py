@@ -186,10 +186,11 @@ class TeamReuse(_Shape):
                     "counting once: what the team's builds typically reuse (null: none did)")
     average_match_percent: float | None = Field(
         description="Mean match of the builds that printed an sstate summary")
-    found: int = Field(description="sstate objects reused, summed over these builds as their "
+    found: int = Field(deprecated=True,
+                       description="sstate objects reused, summed over these builds as their "
                                    "logs say: one build's log can make it any size, so it is "
                                    "no measure of the team (read median_match_percent)")
-    wanted: int = Field(description="sstate objects wanted, summed as found is")
+    wanted: int = Field(deprecated=True, description="sstate objects wanted, summed as found is")
     builds: list[BuildPoint]
 
 
