@@ -10,7 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from autobuild.domain.artifacts import ArtifactInfo, ArtifactNotFound, is_plain_name
+from autobuild.domain.artifacts import (
+    ArtifactInfo, ArtifactList, ArtifactNotFound, artifact_list, is_plain_name,
+)
 from autobuild.domain.commands import JobCommands
 from autobuild.domain.jobs import Job, JobStatus, Submission
 from autobuild.domain.logs import LogNotFound
@@ -129,10 +131,10 @@ class FakeJobFiles:
         data = self.timings.get(job.id)
         return None if data is None else data[:limit + 1]
 
-    def list_artifacts(self, job: Job) -> list[ArtifactInfo]:
+    def list_artifacts(self, job: Job) -> ArtifactList:
         sums = self.checksums.get(job.id, {})
-        return [ArtifactInfo(name, len(data), self.mtime, sums.get(name))
-                for name, data in sorted(self.artifacts.get(job.id, {}).items())]
+        return artifact_list(ArtifactInfo(name, len(data), self.mtime, sums.get(name))
+                             for name, data in self.artifacts.get(job.id, {}).items())
 
     def usage(self, job: Job) -> int:
         return self.log_size(job) + sum(len(d) for d in self.artifacts.get(job.id, {}).values())

@@ -152,6 +152,42 @@ def test_artifacts_lists_regular_files_only_sorted_by_name(files, artifacts, tmp
     assert listed[0].mtime == datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
+def test_a_crowded_artifacts_dir_lists_the_first_files_by_name_and_counts_the_rest(
+        files, artifacts, monkeypatch):
+    """A build may leave 200k files: only those listed are looked at (one stat each), the
+    rest are counted; any of them is still served by its name."""
+    from autobuild.adapters import job_files
+    monkeypatch.setattr(job_files, "MAX_ARTIFACTS_LISTED", 10)
+    for i in range(30):
+        (artifacts / f"f{i:02d}.bin").write_bytes(b"x" * i)
+    (artifacts / "a-link.bin").symlink_to(artifacts / "f00.bin")  # not a file: neither
+    (artifacts / "a-dir").mkdir()
+    os.mkfifo(artifacts / "a-fifo")
+    stats = []
+    real_stat = os.stat
+
+    def counted(path, *args, **kwargs):
+        stats.append(path)
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(job_files.os, "stat", counted)
+    listed = files.list_artifacts(JOB)
+    monkeypatch.setattr(job_files.os, "stat", real_stat)
+
+    assert [a.name for a in listed] == [f"f{i:02d}.bin" for i in range(10)]
+    assert listed.more == 20
+    assert len(stats) <= 10
+    handle, info = files.open_artifact(JOB, "f29.bin")
+    with handle:
+        assert handle.read() == b"x" * 29
+
+
+def test_a_listing_within_the_limit_counts_nothing_more(files, artifacts):
+    (artifacts / "image.bin").write_bytes(b"x")
+    listed = files.list_artifacts(JOB)
+    assert [a.name for a in listed] == ["image.bin"] and listed.more == 0
+
+
 def test_no_artifacts_dir_lists_nothing(files, root):
     assert files.list_artifacts(JOB) == []
 

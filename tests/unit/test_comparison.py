@@ -109,6 +109,7 @@ build_facts = st.builds(
     target=st.sampled_from(["core-image-minimal", "core-image-base"]),
     provenance=st.builds(Provenance, shas, variables.map(tuple), layers.map(tuple)),
     artifacts=st.lists(st.tuples(artifact_names, st.integers(0, 10**9)), max_size=6).map(tuple),
+    artifacts_unlisted=st.integers(0, 10**6),
     packages=st.one_of(st.none(), st.dictionaries(names, versions, max_size=8)),
     package_sizes=st.one_of(st.none(), st.dictionaries(names, st.integers(0, 10**6), max_size=8)),
     image_size_kib=st.one_of(st.none(), st.integers(0, 10**7)))

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from autobuild.domain import insights
 from autobuild.domain.artifacts import ArtifactInfo
 from autobuild.domain.insights import (
-    BuildPoint, Insights, InvalidTarget, TargetKey, largest_image,
+    BuildPoint, Insights, InvalidTarget, TargetKey, TeamReuse, largest_image,
 )
 from autobuild.domain.jobs import Job, JobStatus
 from autobuild.domain.queries import JobQueries
@@ -157,3 +157,35 @@ def test_a_percent_chart_runs_from_0_to_100_and_says_where_it_goes():
     (0, "count", 0), (0, "percent", 100)])
 def test_axes_end_at_round_numbers_of_their_unit(value, scale, end):
     assert axis_end(value, scale) == end
+
+
+# --- the team's figure: one forged summary cannot make it --------------------------------------
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _point(job_id: int, owner: str, found: int, wanted: int) -> BuildPoint:
+    job = Job(job_id, owner, "https://h/r.git", "main", "m", "t", T0)
+    return BuildPoint(job, 60.0, CacheReuse(summaries=1, wanted=wanted, found=found))
+
+
+def test_one_forged_sstate_summary_does_not_make_the_teams_reuse():
+    """A build's log can say "Wanted 999999999 Local 999999999"; summed, the team read
+    "1000000489 of 1000004899 objects reused" (99.99 %) while 49 of 50 builds reused 10 %."""
+    points = [_point(i + 1, "alice", 10, 100) for i in range(49)]
+    points.append(_point(50, "mallory", 999_999_999, 999_999_999))
+    team = TeamReuse(points, 50)
+    assert team.median == 10.0
+    assert team.average is not None and team.average < 12
+
+
+@given(st.lists(st.integers(0, 100), min_size=2, max_size=49), st.integers(0, 10**9 - 1))
+def test_whatever_one_build_says_the_median_stays_within_what_the_others_reused(percents, forged):
+    honest = [_point(i + 1, "alice", p, 100) for i, p in enumerate(percents)]
+    team = TeamReuse([*honest, _point(99, "mallory", forged, 10**9 - 1)], 50)
+    assert team.median is not None and min(percents) <= team.median <= max(percents)
+
+
+def test_without_a_summary_there_is_no_median():
+    job = Job(1, "alice", "https://h/r.git", "main", "m", "t", T0)
+    assert TeamReuse([BuildPoint(job, 60.0, CacheReuse())], 50).median is None

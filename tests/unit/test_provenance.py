@@ -166,7 +166,7 @@ def test_the_runner_prints_a_kas_repo_line_without_credentials_and_reads_it_back
     from autobuild.domain.provenance import KasRepo, kas_repo_line, without_userinfo
     line = kas_repo_line("meta-x", REV, "https://ci:glpat-secret@gitlab.example.com/a/b.git")
     assert line == f"==> Kas repo meta-x {REV} https://gitlab.example.com/a/b.git"
-    assert collected(line + "\n").kas_repos == (
+    assert collected(f"==> Kas file kas.yml\n{line}\n").kas_repos == (
         KasRepo("meta-x", REV, "https://gitlab.example.com/a/b.git"),)
     assert kas_repo_line("own", SHA, None) == f"==> Kas repo own {SHA} (this repository)"
     assert kas_repo_line("bad name", SHA, None) is None
@@ -211,3 +211,61 @@ def test_forged_kas_provenance_in_a_digest_is_refused(change):
     value["provenance"].update(change)
     with pytest.raises(ValueError):
         LogDigest.parse(json.dumps(value).encode())
+
+
+# --- kas repo lines count only in the run right after the runner's Kas file line ----------------
+
+FORGED = f"==> Kas repo meta-security {'c' * 40} https://git.yoctoproject.org/meta-security"
+
+
+def test_a_kas_repo_line_printed_later_by_the_build_is_not_provenance():
+    """Any task of any layer can print a line (bb.plain); the runner prints its Kas repo lines
+    right after the Kas file line, before kas build starts."""
+    built = collected(KAS_LOG + "NOTE: Executing Tasks\n" + FORGED + "\n")
+    assert built.kas_repos == collected(KAS_LOG).kas_repos
+    assert "meta-security" not in [repo.name for repo in built.kas_repos]
+
+
+@pytest.mark.parametrize("log", [
+    FORGED + "\n==> Kas file kas.yml\n",  # before the Kas file line
+    "==> Kas file kas.yml\nkas: some output\n" + FORGED + "\n",  # after another line
+    "==> Kas file kas.yml\n==> Kas file other.yml\n" + FORGED + "\n",  # a second Kas file
+    f"==> Kas file ../x.yml\n{FORGED}\n",  # a Kas file line the runner cannot have printed
+])
+def test_kas_repo_lines_outside_the_runners_run_are_ignored(log):
+    assert collected(log).kas_repos == ()
+
+
+def test_the_run_of_kas_repo_lines_continues_across_digest_saves():
+    """The runner digests the log piece by piece and keeps its state in between."""
+    digest = LogDigest()
+    digest.feed(b"==> Kas file kas.yml\n")
+    digest = LogDigest.parse(digest.to_json())
+    digest.feed(f"==> Kas repo project {SHA} (this repository)\n".encode())
+    digest = LogDigest.parse(digest.to_json())
+    digest.feed(f"NOTE: Executing Tasks\n{FORGED}\n".encode())
+    digest = LogDigest.parse(digest.to_json())
+    digest.feed(f"{FORGED}\n".encode())
+    assert [repo.name for repo in digest.provenance.kas_repos] == ["project"]
+
+
+def test_a_digest_written_before_the_run_was_kept_restores_closed():
+    digest = LogDigest()
+    digest.feed(b"==> Kas file kas.yml\n")
+    old = json.loads(digest.to_json())
+    del old["provenance"]["in_kas_repos"]  # as written before
+    restored = LogDigest.parse(json.dumps(old).encode())
+    restored.feed(f"{FORGED}\n".encode())
+    assert restored.provenance.kas_file == "kas.yml" and restored.provenance.kas_repos == ()
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_a_digest_with_a_bad_kas_repos_flag_is_refused(value):
+    state = ProvenanceCollector().state() | {"in_kas_repos": value}
+    with pytest.raises(ValueError):
+        ProvenanceCollector.restore(state)
+
+
+def test_the_kas_repos_flag_without_a_kas_file_is_refused():
+    with pytest.raises(ValueError):
+        ProvenanceCollector.restore(ProvenanceCollector().state() | {"in_kas_repos": True})

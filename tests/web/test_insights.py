@@ -120,8 +120,8 @@ def test_the_team_view_shows_everyones_reuse_with_a_chart_and_a_table(
     text = page.text
     assert '<a href="/insights">Insights</a>' in text  # in the navigation
     assert text_of(text, "team-average").startswith(
-        "Average 58% match over the 3 builds that printed an sstate summary; "
-        "28 of 48 sstate objects reused in all.")
+        "Median 75% match over the 3 builds that printed an sstate summary (average 58%); "
+        "each build counts once, however many objects its log says it wanted.")
     svg = text[text.index('<figure class="chart" id="reuse-chart"'):]
     svg = svg[:svg.index("</figure>")]
     assert 'role="img"' in svg and '<title id="reuse-chart-title">' in svg
@@ -146,6 +146,7 @@ def test_the_team_view_reads_at_most_its_limit_of_builds_and_says_so(
     data = alice.get("/api/insights/reuse").json()
     assert data["limit"] == 2 and [b["id"] for b in data["builds"]] == ids[1:]
     assert data["average_match_percent"] == 75.0 and (data["found"], data["wanted"]) == (24, 32)
+    assert data["median_match_percent"] == 75.0
 
 
 def test_with_no_ended_build_the_pages_say_so(alice):
@@ -250,3 +251,17 @@ def test_hostile_build_files_do_not_break_the_trends(alice, ended, fakes, monkey
     assert data["packages"] is None and data["image"]["size"] == 100
     assert data["match_percent"] == 18
     assert alice.get("/insights/trends", params=KEY).status_code == 200
+
+
+def test_one_forged_sstate_summary_does_not_make_the_teams_figure(alice, bob, ended):
+    """bob's build prints a summary of a billion objects, all found: the team's figure is what
+    a typical build reused, on the page and in the API."""
+    for _ in range(3):
+        ended(build_log(found=4))  # 25 %
+    ended("Sstate summary: Wanted 999999999 Local 999999999 Mirrors 0 Missed 0 Current 0 "
+          "(100% match, 0% complete)\n", who=bob)
+    lead = text_of(alice.get("/insights").text, "team-average")
+    assert lead.startswith("Median 25% match over the 4 builds that printed an sstate summary")
+    assert "999999" not in lead
+    data = alice.get("/api/insights/reuse").json()
+    assert data["median_match_percent"] == 25.0

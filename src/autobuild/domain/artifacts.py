@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
@@ -21,6 +22,27 @@ class ArtifactInfo:
     size: int
     mtime: datetime
     sha256: str | None = None  # from the runner's artifacts.sha256; None when it has none
+
+
+# What one listing of a build's artifacts holds: a build may leave 200k files in artifacts/
+# (listing them all cost 4.5 s of CPU per view, and a compare page of 15 MiB).
+MAX_ARTIFACTS_LISTED = 1000
+
+
+class ArtifactList(list[ArtifactInfo]):
+    """The first MAX_ARTIFACTS_LISTED artifacts by name; ``more``: how many other files the
+    build left in artifacts/ that are not listed (each may still be downloaded by its name)."""
+
+    def __init__(self, items: Iterable[ArtifactInfo] = (), more: int = 0) -> None:
+        super().__init__(items)
+        self.more = more
+
+
+def artifact_list(items: Iterable[ArtifactInfo], limit: int = MAX_ARTIFACTS_LISTED
+                  ) -> ArtifactList:
+    """``items`` sorted by name, cut at ``limit`` (the rest counted in ``more``)."""
+    ordered = sorted(items, key=lambda item: item.name)
+    return ArtifactList(ordered[:limit], max(0, len(ordered) - limit))
 
 
 _SHA256_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")

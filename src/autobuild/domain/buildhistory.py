@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 
-MAX_LINES = 100_000
+from .text import first_lines
+
+MAX_LINES = 50_000  # lines read of a file (a big image installs a few thousand packages)
 MAX_KIB = 1 << 40  # a size beyond this (a PiB) is not a package's
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,200}"
@@ -24,7 +26,7 @@ MAX_INFO_VALUE = 4096
 def parse_package_sizes(text: str) -> dict[str, int]:
     """Package -> installed size in KiB, from installed-package-sizes.txt."""
     sizes: dict[str, int] = {}
-    for line in text.splitlines()[:MAX_LINES]:
+    for line in first_lines(text, MAX_LINES):
         match = _SIZE_LINE.fullmatch(line.strip(" \t"))
         if match and int(match.group(1)) <= MAX_KIB:
             sizes.setdefault(match.group(2), int(match.group(1)))
@@ -34,7 +36,7 @@ def parse_package_sizes(text: str) -> dict[str, int]:
 def parse_package_names(text: str) -> list[str]:
     """The packages of installed-package-names.txt, in order, each once."""
     names: dict[str, None] = {}
-    for line in text.splitlines()[:MAX_LINES]:
+    for line in first_lines(text, MAX_LINES):
         name = line.strip(" \t")
         if _NAME_LINE.fullmatch(name):
             names.setdefault(name, None)
@@ -44,7 +46,7 @@ def parse_package_names(text: str) -> list[str]:
 def parse_image_info(text: str) -> dict[str, str]:
     """NAME -> value of image-info.txt (the first of each name)."""
     info: dict[str, str] = {}
-    for line in text.splitlines()[:MAX_LINES]:
+    for line in first_lines(text, MAX_LINES):
         # partition, not a pattern over the whole line: blanks a pattern may take two ways
         # made a long line of them cost seconds per request (a hostile build writes this file)
         name, equals, value = line.partition("=")

@@ -30,6 +30,7 @@ CANDIDATE_SCAN = 500  # recent builds of the target looked through for the same 
 MAX_CANDIDATES = 20
 # Of each of packages added, removed and changed, the page and the API list this many (the
 # counts are whole): a manifest of 120k packages made a 20 MB page for the colleague comparing.
+# The artifacts that differ are listed as many (50k files made a 15 MiB page).
 MAX_PACKAGES_LISTED = 500
 
 
@@ -45,6 +46,7 @@ class BuildFacts:
     target: str = ""
     provenance: Provenance = Provenance()
     artifacts: tuple[tuple[str, int], ...] = ()
+    artifacts_unlisted: int = 0  # files beyond the listing (ArtifactList.more): not compared
     packages: Mapping[str, str | None] | None = None
     package_sizes: Mapping[str, int] | None = None
     image_size_kib: int | None = None
@@ -117,6 +119,8 @@ class Comparison:
     changed: tuple[PackageChange, ...] = ()
     packages_compared: bool = False
     sizes_compared: bool = False
+    # Files each build left beyond its listing (MAX_ARTIFACTS_LISTED): not compared.
+    artifacts_unlisted: tuple[int, int] = (0, 0)
     # Task timing (buildstats.timing_differences), None when a build left no buildstats;
     # filled by BuildComparisons, not by compare(), which sees no files.
     timing: tuple[TimingDifference, ...] | None = field(default=None, compare=False)
@@ -138,6 +142,7 @@ class Comparison:
             variables=tuple(c.mirrored() for c in self.variables),
             layers=tuple(c.mirrored() for c in self.layers),
             artifacts=tuple(c.mirrored() for c in self.artifacts),
+            artifacts_unlisted=self.artifacts_unlisted[::-1],
             image_size=self.image_size.mirrored() if self.image_size else None,
             added=tuple(c.mirrored() for c in self.removed),
             removed=tuple(c.mirrored() for c in self.added),
@@ -207,6 +212,7 @@ def compare(a: BuildFacts, b: BuildFacts) -> Comparison:
         variables=_changes(_variables(a.provenance), _variables(b.provenance)),
         layers=_changes(_layers(a.provenance), _layers(b.provenance)),
         artifacts=artifacts, image_size=image_size,
+        artifacts_unlisted=(a.artifacts_unlisted, b.artifacts_unlisted),
         added=added, removed=removed, changed=changed,
         packages_compared=a.packages is not None and b.packages is not None,
         sizes_compared=a.package_sizes is not None and b.package_sizes is not None)
@@ -264,13 +270,13 @@ class BuildComparisons:
         return BuildFacts(
             job_id=job.id, repo_url=job.repo_url, machine=job.machine, target=job.target,
             provenance=self._queries.provenance(job.id),
-            artifacts=tuple((a.name, a.size) for a in listed),
+            artifacts=tuple((a.name, a.size) for a in listed), artifacts_unlisted=listed.more,
             packages=packages,
             package_sizes=None if sizes is None else parse_package_sizes(sizes),
             image_size_kib=None if info is None else image_size_kib(parse_image_info(info)))
 
     def _buildhistory(self, job: Job, name: str) -> str | None:
-        data = self._files.read_buildhistory(job, name, layout.MAX_BUILDHISTORY_FILE_BYTES)
+        data = self._files.read_buildhistory(job, name, layout.MAX_BUILDHISTORY_READ_BYTES)
         return None if data is None else data.decode("utf-8", errors="replace")
 
     def candidates(self, job: Job) -> list[Job]:

@@ -9,6 +9,7 @@ page costs a bounded amount whatever the builds wrote. Anyone signed in may read
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -98,8 +99,12 @@ class BuildPoint:
 
 @dataclass(frozen=True)
 class TeamReuse:
-    """The team's sstate reuse over its last ended builds (oldest first); ``average``: the
-    mean match of those that printed a summary (None when none did)."""
+    """The team's sstate reuse over its last ended builds (oldest first). Each build's log
+    says its own counts and any build can print any summary (a task can print "Wanted
+    999999999 Local 999999999 ..."), so the team reads per-build percentages, each build
+    counting once: ``median`` (what a typical build reuses; one build, however forged, moves
+    it at most one place) and ``average``, of those that printed a summary (None when none
+    did)."""
 
     points: list[BuildPoint]
     limit: int
@@ -109,13 +114,24 @@ class TeamReuse:
         return [p for p in self.points if p.match_percent is not None]
 
     @property
+    def _matches(self) -> list[int]:
+        return [p.match_percent for p in self.points if p.match_percent is not None]
+
+    @property
     def average(self) -> float | None:
-        known = [p.match_percent for p in self.with_summary if p.match_percent is not None]
+        known = self._matches
         return sum(known) / len(known) if known else None
 
     @property
+    def median(self) -> float | None:
+        known = self._matches
+        return float(statistics.median(known)) if known else None
+
+    @property
     def objects(self) -> tuple[int, int]:
-        """(found, wanted) summed over the builds: the reuse weighted by size."""
+        """(found, wanted) summed over the builds as their logs say them: not a team measure
+        (one build's summary can outweigh all others'), kept for the API's ``found`` and
+        ``wanted``; the page shows ``median``."""
         return (sum(p.reuse.found for p in self.points), sum(p.reuse.wanted for p in self.points))
 
 

@@ -185,6 +185,10 @@ BUILD_ID = "build-id.txt"
 BUILDHISTORY_IMAGE_FILES = (IMAGE_INFO, INSTALLED_PACKAGE_NAMES, INSTALLED_PACKAGE_SIZES,
                             INSTALLED_PACKAGES, FILES_IN_IMAGE, BUILD_ID)
 MAX_BUILDHISTORY_FILE_BYTES = 16 << 20  # files-in-image.txt of a big image: a few MiB
+# What the service reads of the files it parses (image-info, installed-package-names and
+# -sizes: a big image's are under 1 MiB); a bigger one is not read (two builds compared read
+# three each, so one request stays a few tens of MiB whatever the builds wrote).
+MAX_BUILDHISTORY_READ_BYTES = 2 << 20
 MAX_BUILDHISTORY_LIBCS = 8  # <TCLIBC> directories looked at (glibc, musl, ...)
 
 

@@ -12,8 +12,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .text import first_lines
+
 MANIFEST_SUFFIX = ".manifest"
-MAX_MANIFEST_BYTES = 8 * 1024 * 1024  # a big image lists a few thousand packages (~200 KiB)
+MAX_MANIFEST_BYTES = 2 * 1024 * 1024  # a big image lists a few thousand packages (~200 KiB)
+MAX_PACKAGES = 50_000  # more lines than any image lists; the rest is not read
 
 _FIELD = r"[A-Za-z0-9][A-Za-z0-9._+:~-]*"
 _LINE = re.compile(rf"({_FIELD})[ \t]+({_FIELD})[ \t]+({_FIELD})")
@@ -29,9 +32,10 @@ class PackageCount:
 
 def count_packages(text: str) -> int:
     """How many different packages the well-formed lines of a manifest list (blank, comment
-    and malformed lines are skipped; a package listed twice counts once)."""
+    and malformed lines are skipped; a package listed twice counts once; the first MAX_PACKAGES
+    lines are read)."""
     names = set()
-    for line in text.splitlines():
+    for line in first_lines(text, MAX_PACKAGES):
         match = _LINE.fullmatch(line.strip(" \t"))
         if match:
             names.add(match.group(1))
@@ -56,16 +60,12 @@ def choose_manifest(names: Iterable[str], target: str, machine: str) -> str | No
     return min(manifests, key=lambda n: (len(n), n))
 
 
-MAX_PACKAGES = 100_000  # more lines than any image lists; the rest is not read
-
-
 def parse_manifest(text: str) -> dict[str, str]:
     """Package -> version of the well-formed lines of a manifest (what count_packages counts;
-    a package listed twice keeps its first version). Never raises."""
+    a package listed twice keeps its first version; the first MAX_PACKAGES lines). Never
+    raises."""
     packages: dict[str, str] = {}
-    for line in text.splitlines():
-        if len(packages) >= MAX_PACKAGES:
-            break
+    for line in first_lines(text, MAX_PACKAGES):
         match = _LINE.fullmatch(line.strip(" \t"))
         if match:
             packages.setdefault(match.group(1), match.group(3))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Protocol
 
-from .artifacts import ArtifactInfo
+from .artifacts import ArtifactInfo, ArtifactList
 from .jobs import Job, JobStatus, Submission
 
 
@@ -192,7 +192,9 @@ class JobFiles(Protocol):
         8 KiB, from a line start when cut), decoded; {} if none."""
         ...
 
-    def list_artifacts(self, job: Job) -> list[ArtifactInfo]: ...
+    def list_artifacts(self, job: Job) -> ArtifactList:
+        """The job's artifacts by name, at most MAX_ARTIFACTS_LISTED (the rest counted)."""
+        ...
 
     def open_artifact(self, job: Job, name: str) -> tuple[BinaryIO, ArtifactInfo]:
         """Open a regular file among the job's artifacts; raises ArtifactNotFound otherwise."""

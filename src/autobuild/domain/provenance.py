@@ -5,8 +5,9 @@ branch and revision).
 
 The runner prints the commit as a step line (``==> Commit <sha>``, layout.STEP_COMMIT) right
 after the checkout, and for kas ``==> Kas file <path>`` and one ``==> Kas repo <name> <commit>
-<url>`` per repository once kas has checked them out; bitbake prints the block when it starts
-building::
+<url>`` per repository right after it, once kas has checked them out (only that run of lines
+counts: any task of the build can print such a line later); bitbake prints the block when it
+starts building::
 
     Build Configuration:
     BB_VERSION           = "2.8.0"
@@ -143,6 +144,8 @@ class ProvenanceCollector:
         self.block_seen = False
         self.kas_file: str | None = None
         self.kas_repos: list[KasRepo] = []
+        # True from the runner's Kas file line up to the first line that is no Kas repo line.
+        self.in_kas_repos = False
 
     def add_lines(self, lines: Iterable[str]) -> None:
         for line in lines:
@@ -154,6 +157,12 @@ class ProvenanceCollector:
                           self.kas_file, tuple(self.kas_repos))
 
     def _line(self, line: str) -> None:
+        if line.startswith(_KAS_REPO_LINE):
+            if self.in_kas_repos and len(self.kas_repos) < MAX_KAS_REPOS and (repo := _kas_repo(
+                    line[len(_KAS_REPO_LINE):].strip().split(" ", 2))) is not None:
+                self.kas_repos.append(repo)
+            return
+        self.in_kas_repos = False
         if line.startswith(_COMMIT_LINE):
             sha = line[len(_COMMIT_LINE):].strip().split(" ", 1)[0]
             if self.commit is None and is_commit(sha):
@@ -163,11 +172,7 @@ class ProvenanceCollector:
             path = line[len(_KAS_FILE_LINE):].strip()
             if self.kas_file is None and _KAS_FILE.fullmatch(path) and ".." not in path:
                 self.kas_file = path
-            return
-        if line.startswith(_KAS_REPO_LINE):
-            if len(self.kas_repos) < MAX_KAS_REPOS and (repo := _kas_repo(
-                    line[len(_KAS_REPO_LINE):].strip().split(" ", 2))) is not None:
-                self.kas_repos.append(repo)
+                self.in_kas_repos = True
             return
         if line[:1].isdigit() and (logged := _KAS_LOGGED.match(line)):
             line = line[logged.end():]
@@ -196,7 +201,8 @@ class ProvenanceCollector:
                 "layers": [[layer.name, layer.branch, layer.revision] for layer in self.layers],
                 "in_block": self.in_block, "block_seen": self.block_seen,
                 "kas_file": self.kas_file,
-                "kas_repos": [[repo.name, repo.commit, repo.url] for repo in self.kas_repos]}
+                "kas_repos": [[repo.name, repo.commit, repo.url] for repo in self.kas_repos],
+                "in_kas_repos": self.in_kas_repos}
 
     @classmethod
     def restore(cls, state: Mapping[str, Any]) -> ProvenanceCollector:
@@ -227,12 +233,15 @@ class ProvenanceCollector:
         collector.in_block, collector.block_seen = flags
         # Added later: a digest written before has neither (nothing of kas then).
         kas_file, kas_repos = state.get("kas_file"), state.get("kas_repos", [])
+        in_kas_repos = state.get("in_kas_repos", False)  # later still: a digest before had none
+        if not isinstance(in_kas_repos, bool) or (in_kas_repos and kas_file is None):
+            raise ValueError("not provenance: kas repos flag")
         if kas_file is not None and not (isinstance(kas_file, str) and _KAS_FILE.fullmatch(
                 kas_file) and ".." not in kas_file):
             raise ValueError("not provenance: kas file")
         if not isinstance(kas_repos, list) or len(kas_repos) > MAX_KAS_REPOS:
             raise ValueError("not provenance: kas repos")
-        collector.kas_file = kas_file
+        collector.kas_file, collector.in_kas_repos = kas_file, in_kas_repos
         for entry in kas_repos:
             repo = _kas_repo(entry) if isinstance(entry, list) else None
             if repo is None:

@@ -10,7 +10,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import BinaryIO
 
-from .artifacts import ArtifactInfo, ArtifactNotFound
+from .artifacts import ArtifactInfo, ArtifactList, ArtifactNotFound
 from .buildstats import MAX_CONDENSED_BYTES, Timing, TimingView, parse_condensed, timing_view
 from .digest import MAX_DIGEST_BYTES, LogDigest
 from .failures import FailureSummary, summarize
@@ -260,7 +260,8 @@ class JobQueries:
             cut = True
         return data.decode("utf-8", errors="replace"), cut
 
-    def artifacts(self, job_id: int) -> list[ArtifactInfo]:
+    def artifacts(self, job_id: int) -> ArtifactList:
+        """The first MAX_ARTIFACTS_LISTED artifacts by name (``more``: the others)."""
         return self._files.list_artifacts(self.get(job_id))
 
     def packages(self, job_id: int, limit: int = MAX_MANIFEST_BYTES,

@@ -314,8 +314,7 @@ class BuildSteps:
         code = self.run_program([str(kas), "checkout", "--", real], env=env)
         if code:
             return self.failed(f"ERROR: kas checkout {kas_file} failed (exit {code})", code)
-        self.say(step_line(f"{STEP_KAS_FILE}{kas_file}"))
-        self.say_kas_repos(str(kas), real, env)
+        self.say_kas_repos(str(kas), real, env, kas_file)
         if self.stopping():
             return 1
         code = self.run_program([str(kas), "build", "--", real], env=env)
@@ -324,10 +323,13 @@ class BuildSteps:
                                KAS_BUILD_DIR)
         return self.collect(KAS_BUILD_DIR)
 
-    def say_kas_repos(self, kas: str, real: str, env: dict[str, str]) -> None:
-        """One step line per repository kas checked out, with its commit (provenance), as
-        ``kas dump --resolve-refs --resolve-local`` says; a NOTE when it cannot tell."""
+    def say_kas_repos(self, kas: str, real: str, env: dict[str, str], kas_file: str) -> None:
+        """The Kas file step line, then one step line per repository kas checked out, with its
+        commit (provenance), as ``kas dump --resolve-refs --resolve-local`` says; a NOTE when
+        it cannot tell. The repo lines come right after the Kas file line (provenance believes
+        only those), so kas dump's own output and the NOTEs go before or after them."""
         argv = [kas, "dump", "--resolve-refs", "--resolve-local", "--format", "json", "--", real]
+        kas_file_line = step_line(f"{STEP_KAS_FILE}{kas_file}")
         try:
             dumped = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, timeout=KAS_DUMP_SECONDS)
@@ -338,9 +340,11 @@ class BuildSteps:
                 raise ValueError("kas dump gave no repos")
         except (OSError, ValueError, AttributeError, RecursionError,
                 subprocess.TimeoutExpired) as exc:
+            self.say(kas_file_line)
             self.say(f"NOTE: the commits of the kas repositories are not recorded: {exc}")
             return
         own = without_userinfo(str(self.order.request.repo_url)).rstrip("/")
+        lines, notes = [], []
         for name, spec in list(repos.items())[:MAX_KAS_REPOS]:
             spec = spec if isinstance(spec, dict) else {}
             url, commit = spec.get("url"), spec.get("commit")
@@ -348,10 +352,12 @@ class BuildSteps:
                 url = None  # the build's own repository
             line = kas_repo_line(name, commit, url) if isinstance(commit, str) else None
             if line is None:
-                self.say(f"NOTE: kas repository {str(name)[:100]!r}: its commit is not recorded "
-                         "(not a git checkout, or an unusual name or URL)")
+                notes.append(f"NOTE: kas repository {str(name)[:100]!r}: its commit is not "
+                             "recorded (not a git checkout, or an unusual name or URL)")
             else:
-                self.say(line)
+                lines.append(line)
+        for line in [kas_file_line, *lines, *notes]:
+            self.say(line)
 
     def poky_build(self) -> int:
         request = self.order.request

@@ -62,8 +62,9 @@ def point_json(point: BuildPoint) -> dict[str, Any]:
 
 def team_json(team: TeamReuse) -> dict[str, Any]:
     found, wanted = team.objects
-    return {"limit": team.limit, "average_match_percent": team.average,
-            "found": found, "wanted": wanted, "builds": [point_json(p) for p in team.points]}
+    return {"limit": team.limit, "median_match_percent": team.median,
+            "average_match_percent": team.average, "found": found, "wanted": wanted,
+            "builds": [point_json(p) for p in team.points]}
 
 
 def trend_json(trend: Trend) -> dict[str, Any]:

@@ -255,7 +255,10 @@ def comparison_json(result: Comparison, a: Job, b: Job, now: datetime,
         "variables": [_changed_json(c) for c in result.variables],
         "layers": [_changed_json(c) for c in result.layers],
         "artifacts": [{"name": c.name, "before": c.before, "after": c.after, "delta": c.delta}
-                      for c in result.artifacts],
+                      for c in result.artifacts[:MAX_PACKAGES_LISTED]],
+        "artifacts_total": len(result.artifacts),
+        "artifacts_unlisted": {"before": result.artifacts_unlisted[0],
+                               "after": result.artifacts_unlisted[1]},
         "image_size_kib": None if result.image_size is None else {
             "before": result.image_size.before, "after": result.image_size.after,
             "delta": result.image_size.delta},

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..domain.artifacts import MAX_ARTIFACTS_LISTED
+
 Status = Literal["PENDING", "RUNNING", "SUCCESS", "FAILED", "CANCELLED"]
 PhaseName = Literal["starting", "cloning", "checkout", "parsing", "setscene", "tasks",
                     "collecting", "finished"]
@@ -179,10 +181,16 @@ class TeamReuse(_Shape):
     """GET /api/insights/reuse: the last ended builds (at most ``limit``), oldest first."""
 
     limit: int
+    median_match_percent: float | None = Field(
+        description="Median match of the builds that printed an sstate summary, each build "
+                    "counting once: what the team's builds typically reuse (null: none did)")
     average_match_percent: float | None = Field(
         description="Mean match of the builds that printed an sstate summary")
-    found: int = Field(description="sstate objects reused, over all these builds")
-    wanted: int
+    found: int = Field(deprecated=True,
+                       description="sstate objects reused, summed over these builds as their "
+                                   "logs say: one build's log can make it any size, so it is "
+                                   "no measure of the team (read median_match_percent)")
+    wanted: int = Field(deprecated=True, description="sstate objects wanted, summed as found is")
     builds: list[BuildPoint]
 
 
@@ -288,8 +296,19 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return answers
 
 
-def ok(model: Any, description: str, code: int = 200) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": model, "description": description}}
+def ok(model: Any, description: str, code: int = 200,
+       headers: dict[str, Any] | None = None) -> dict[int | str, dict[str, Any]]:
+    answer: dict[str, Any] = {"model": model, "description": description}
+    if headers:
+        answer["headers"] = headers
+    return {code: answer}
+
+
+NOT_LISTED_HEADER = "X-Artifacts-Not-Listed"
+ARTIFACTS_LISTED = (
+    f"The job's artifacts by name: the first {MAX_ARTIFACTS_LISTED}; the header "
+    f"{NOT_LISTED_HEADER} counts the files not listed (a build may leave any number), each of "
+    "which can still be downloaded by its name")
 
 
 def sse_components() -> dict[str, Any]:
@@ -367,6 +386,11 @@ class TaskTimingChange(_Shape):
     delta: float
 
 
+class Unlisted(_Shape):
+    before: int = Field(description="Build a's files not listed")
+    after: int = Field(description="Build b's files not listed")
+
+
 class Comparison(_Shape):
     """What changed from build a to build b."""
 
@@ -378,7 +402,12 @@ class Comparison(_Shape):
     variables: list[Change] = Field(description="Build Configuration variables that differ")
     layers: list[Change] = Field(description="Layers whose branch:revision differ")
     artifacts: list[SizeChange] = Field(description="Artifacts (by name without date stamp) "
-                                                    "whose size differs or that only one has")
+                                                    "whose size differs or that only one has: "
+                                                    "the first 500 (artifacts_total says all)")
+    artifacts_total: int
+    artifacts_unlisted: Unlisted = Field(
+        description=f"Files each build left beyond the first {MAX_ARTIFACTS_LISTED} by name: "
+                    "not compared")
     image_size_kib: ImageSize | None
     packages: PackageChanges
     timing: list[TaskTimingChange] | None = Field(

@@ -23,7 +23,9 @@ from ..rendering import (
     artifact_json, failure_json, job_json, packages_json, progress_json, provenance_json,
     timing_json,
 )
-from ..schemas import Artifact, Job, JobDetail, JobPage, Timing, errors, ok
+from ..schemas import (
+    ARTIFACTS_LISTED, NOT_LISTED_HEADER, Artifact, Job, JobDetail, JobPage, Timing, errors, ok,
+)
 from ..security import HeaderCsrf, User, require_user
 
 router = APIRouter(prefix="/api", tags=["api"])
@@ -123,10 +125,15 @@ def get_timing(
 
 
 @router.get("/jobs/{job_id:jobid}/artifacts", response_model=None,
-            responses={**ok(list[Artifact], "The job's artifacts"), **errors(401, 404)})
+            responses={**ok(list[Artifact], ARTIFACTS_LISTED, headers={NOT_LISTED_HEADER: {
+                "description": "How many more files the build left that are not listed (0: "
+                               "all are)", "schema": {"type": "integer", "minimum": 0}}}),
+                       **errors(401, 404)})
 @inject
-def list_artifacts(job_id: int, user: User, service: Queries) -> list[dict[str, Any]]:
-    return [artifact_json(info) for info in service.artifacts(job_id)]
+def list_artifacts(job_id: int, user: User, service: Queries) -> JSONResponse:
+    listed = service.artifacts(job_id)
+    return JSONResponse([artifact_json(info) for info in listed],
+                        headers={NOT_LISTED_HEADER: str(listed.more)})
 
 
 @router.get("/jobs/{job_id:jobid}/artifacts/{name:path}", response_class=Response,

@@ -9,6 +9,7 @@ from dependency_injector.wiring import Provide, inject
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from ...domain.artifacts import MAX_ARTIFACTS_LISTED
 from ...domain.comparison import MAX_PACKAGES_LISTED, BuildComparisons
 from ...domain.layout import is_job_id
 from ...domain.permissions import Permissions
@@ -62,7 +63,8 @@ def compare_page(request: Request, user: User, comparisons: Comparisons, queries
         return answer
     job_a, job_b, result = answer
     return render(request, "compare.html", {"a": job_a, "b": job_b, "comparison": result,
-                                            "now": clock.now(), "listed": MAX_PACKAGES_LISTED})
+                                            "now": clock.now(), "listed": MAX_PACKAGES_LISTED,
+                                            "artifacts_listed": MAX_ARTIFACTS_LISTED})
 
 
 @router.get("/api/jobs/compare", response_model=None, tags=["api"],

@@ -442,7 +442,13 @@
 
   // ---- artifacts ------------------------------------------------------------------------
 
-  function renderArtifacts(items) {
+  function renderArtifacts(items, more) {
+    var note = document.getElementById("artifacts-more");
+    if (note) {
+      note.hidden = !more;
+      document.getElementById("artifacts-listed").textContent = String(items.length);
+      document.getElementById("artifacts-more-count").textContent = String(more || 0);
+    }
     var table = document.getElementById("artifacts-table");
     var body = document.getElementById("artifacts-body");
     var empty = document.getElementById("artifacts-empty");
@@ -519,8 +525,11 @@
 
   function refreshArtifacts() {
     fetch(base + "/artifacts", { credentials: "same-origin" })
-      .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
-      .then(renderArtifacts)
+      .then(function (r) {
+        if (!r.ok) throw new Error(r.status);
+        var more = parseInt(r.headers.get("X-Artifacts-Not-Listed") || "0", 10) || 0;
+        return r.json().then(function (items) { renderArtifacts(items, more); });
+      })
       .catch(function () { /* the table keeps what it showed; a reload fetches it again */ });
   }
 
