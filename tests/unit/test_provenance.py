@@ -269,3 +269,27 @@ def test_a_digest_with_a_bad_kas_repos_flag_is_refused(value):
 def test_the_kas_repos_flag_without_a_kas_file_is_refused():
     with pytest.raises(ValueError):
         ProvenanceCollector.restore(ProvenanceCollector().state() | {"in_kas_repos": True})
+
+
+def test_values_a_build_prints_show_as_they_are_to_a_colleague():
+    """A value in the Build Configuration is the build's to print: a bidi override would show
+    another DISTRO_VERSION or revision than there is, an escape would act on a terminal."""
+    collector = ProvenanceCollector()
+    collector.add_lines(["Build Configuration:", 'DISTRO_VERSION = "5.0\u202e1-rc"',
+                         'meta = "scarthgap\x1bc:' + REV + '"', ""])
+
+    provenance = collector.provenance
+
+    assert provenance.variables == (("DISTRO_VERSION", "5.0?1-rc"),)
+    assert provenance.layers == (Layer("meta", "scarthgap?c", REV),)
+
+
+def test_texts_of_a_forged_digest_show_as_they_are_to_a_colleague():
+    state = ProvenanceCollector().state()
+    state["variables"] = [["MACHINE\u202e", "qemu\x9b2Jx86"]]
+    state["layers"] = [["meta\u2066", "main\x07", REV]]
+
+    provenance = ProvenanceCollector.restore(state).provenance
+
+    assert provenance.variables == (("MACHINE?", "qemu?2Jx86"),)
+    assert provenance.layers == (Layer("meta?", "main?", REV),)

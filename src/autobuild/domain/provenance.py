@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .layout import KAS_THIS_REPOSITORY, STEP_COMMIT, STEP_KAS_FILE, STEP_KAS_REPO, step_line
+from .printable import printable
 
 MAX_ENTRIES = 100
 MAX_TEXT = 200
@@ -153,8 +154,13 @@ class ProvenanceCollector:
 
     @property
     def provenance(self) -> Provenance:
-        return Provenance(self.commit, tuple(self.variables), tuple(self.layers),
-                          self.kas_file, tuple(self.kas_repos))
+        """What was read, its texts as they show (printable.py): a value or branch is the
+        build's to print, and a colleague reads it on the page and in their terminal."""
+        return Provenance(
+            self.commit, tuple((printable(name), printable(value)) for name, value in self.variables),
+            tuple(Layer(printable(layer.name), _printable_or_none(layer.branch),
+                        _printable_or_none(layer.revision)) for layer in self.layers),
+            self.kas_file, tuple(self.kas_repos))
 
     def _line(self, line: str) -> None:
         if line.startswith(_KAS_REPO_LINE):
@@ -276,3 +282,7 @@ def _kas_repo(fields: list[Any]) -> KasRepo | None:
 def _texts(values: Iterable[Any], optional: bool) -> bool:
     return all((value is None and optional) or (isinstance(value, str) and len(value) <= MAX_TEXT)
                for value in values)
+
+
+def _printable_or_none(text: str | None) -> str | None:
+    return None if text is None else printable(text)
