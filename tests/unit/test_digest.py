@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from autobuild.domain import failures
+from autobuild.domain import digest, failures
 from autobuild.domain.digest import MAX_DIGEST_BYTES, LogDigest
 from autobuild.domain.failures import FailureNotes, summarize
 from autobuild.domain.progress import progress_of
@@ -169,3 +169,24 @@ def test_a_digest_read_back_is_the_digest_written():
     again = LogDigest.parse(GOOD.to_json())
     assert (again.offset, again.progress, again.failure()) == (
         GOOD.offset, GOOD.progress, GOOD.failure())
+
+
+@pytest.mark.parametrize("junk", ["[]", "{}", "0", "[[[]]]"])
+def test_a_digest_padded_with_values_the_parser_would_ignore_is_refused_unparsed(junk, monkeypatch):
+    """8 MiB of empty lists under a key the parser ignores cost 2 s and 200 MB to parse."""
+    good = LogDigest().to_json().decode().rstrip()
+    padding = ",".join([junk] * ((digest.MAX_DIGEST_BYTES - len(good)) // (len(junk) + 1) - 10))
+    raw = (good[:-1] + ',"junk":[' + padding + "]}").encode()
+    parsed = []
+    monkeypatch.setattr(digest.json, "loads", lambda *a, **kw: parsed.append(1))
+
+    with pytest.raises(ValueError):
+        LogDigest.parse(raw)
+    assert parsed == []
+
+
+def test_a_digest_full_of_notes_with_brackets_and_commas_in_them_is_read():
+    kept = LogDigest()
+    kept.feed(("ERROR: [a, b] {c, d}, [e, f] \"q\" \\\\ failed\n" * failures.MAX_NOTE_LINES).encode())
+
+    assert LogDigest.parse(kept.to_json()).notes.lines == kept.notes.lines

@@ -24,6 +24,7 @@ from typing import Any
 from .layout import STEP_CHECKOUT, STEP_CLONING, STEP_SUBMODULES, step_line
 from .printable import printable
 from .progress import task_label
+from .text import LINE_BREAKS
 
 MAX_TASKS = 20
 MAX_MESSAGES = 3
@@ -381,7 +382,7 @@ def explain_git(lines: list[str]) -> str | None:
 MAX_NOTE_LINES = 20_000
 MAX_NOTE_CHARS = 2 * 1024 * 1024
 MAX_PENDING = 64 * 1024  # a line without an end is cut here (as the progress tracker cuts it)
-_LINE_BREAKS = tuple("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")  # str.splitlines's
+_LINE_BREAKS = tuple(LINE_BREAKS)
 
 
 class FailureNotes:

@@ -27,7 +27,7 @@ PAGE_ROWS = 200
 # Per build: what an insight reads of its files (a job page reads more of one build). A build
 # whose digest is missing or behind is its owner's doing (the runner digests to the end): its
 # log is read only this far, with the line budget of queries.py, 50 times per answer.
-DIGEST_BYTES = 1024 * 1024
+DIGEST_BYTES = 256 * 1024  # more is many error lines of a failed build: its reuse shows unknown
 GAP_BYTES = 256 * 1024
 SCAN_BYTES = 256 * 1024
 MANIFEST_BYTES = 1024 * 1024

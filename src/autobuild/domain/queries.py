@@ -21,6 +21,7 @@ from .ports import JobFiles, JobFilter, JobRepository
 from .progress import Progress, ProgressTracker
 from .provenance import Provenance, ProvenanceCollector
 from .sstate import CacheReuse, SstateCollector
+from .text import after_first_line_break, after_last_line_break, count_line_breaks
 
 DEFAULT_LOG_CHUNK = 64 * 1024
 # Progress and failure summaries come from the runner's digest of the whole log (digest.py)
@@ -38,15 +39,29 @@ CACHE_SCAN_BYTES = 8 * 1024 * 1024  # the sstate summary comes early, the task s
 # one of bitbake's (whose lines are longer than that on average).
 REPLAY_BYTES = 1024 * 1024
 BYTES_PER_LINE = 32
-# A digest brought up to date over at least this many bytes is kept (the last few), and one
-# that a call could not bring up to date (REPLAY_BYTES): the next call goes on from where it
-# stopped. A job page reads the digest four times (progress, failure, provenance, cache reuse).
+# A digest that is big, or was brought up to date over many bytes, or that a call could not
+# bring up to date (REPLAY_BYTES), is kept as read: a job page reads the digest four times
+# (progress, failure, provenance, cache reuse), each view again, and the next call goes on
+# from where the last stopped. Kept: the last REPLAYS_KEPT, weighing at most
+# REPLAYS_KEPT_BYTES (a digest's file size and the bytes replayed into it).
+DIGEST_KEPT_FROM_BYTES = 64 * 1024
 REPLAY_KEPT_FROM_BYTES = 256 * 1024
-REPLAYS_KEPT = 16
+REPLAYS_KEPT = 64
+REPLAYS_KEPT_BYTES = 64 * 1024 * 1024
 
 
 class JobNotFound(Exception):
     """No job with that id."""
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """A digest as read (from the file saved at log byte ``saved_at``, replayed on to its own
+    offset), and what it weighs against REPLAYS_KEPT_BYTES."""
+
+    saved_at: int
+    digest: LogDigest
+    weight: int
 
 
 @dataclass(frozen=True)
@@ -74,7 +89,7 @@ class JobQueries:
     def __init__(self, jobs: JobRepository, files: JobFiles) -> None:
         self._jobs = jobs
         self._files = files
-        self._replays: OrderedDict[tuple[int, int, int], LogDigest] = OrderedDict()
+        self._replays: OrderedDict[tuple[int, int, int], _Kept] = OrderedDict()
         self._replays_lock = threading.Lock()
 
     def get(self, job_id: int) -> Job:
@@ -153,7 +168,7 @@ class JobQueries:
             summary = digest.failure(task_logs)
             if digest.offset < size and summary.incomplete is None:
                 summary = replace(summary, incomplete=(
-                    f"The log is read up to {digest.offset >> 20} of {size >> 20} MiB so far: "
+                    f"The log is read up to byte {digest.offset:,} of {size:,} so far: "
                     "reload the page for the rest"))
             return summary
         text, cut = self._log_tail(job, size, FAILURE_SCAN_BYTES)
@@ -209,18 +224,21 @@ class JobQueries:
         raw = self._files.read_digest(job, min(digest_bytes, MAX_DIGEST_BYTES))
         if raw is None:
             return None
-        try:
-            digest = LogDigest.parse(raw)
-        except ValueError:
-            return None
-        if not digest.offset <= upto <= digest.offset + gap_bytes:
-            return None
-        saved_at = digest.offset
-        key = (job.id, len(raw), hash(raw))  # the same digest file, replayed further
+        key = (job.id, len(raw), hash(raw))  # this version of the digest file
         with self._replays_lock:
-            if key in self._replays and self._replays[key].offset <= upto:
+            kept = self._replays.get(key)
+            if kept is not None:
                 self._replays.move_to_end(key)
-                digest = copy.deepcopy(self._replays[key])  # callers feed what they get
+        if kept is not None and kept.digest.offset <= upto:
+            saved_at, digest = kept.saved_at, copy.deepcopy(kept.digest)  # callers feed it
+        else:
+            try:
+                digest = LogDigest.parse(raw)
+            except ValueError:
+                return None
+            saved_at = digest.offset
+        if not saved_at <= upto <= saved_at + gap_bytes:
+            return None
         start = position = digest.offset
         budget = min(REPLAY_BYTES, gap_bytes)
         lines = _line_budget(budget)
@@ -236,14 +254,19 @@ class JobQueries:
             position += len(data)
             budget -= len(data)
             lines -= counted
-        if position > start and (position < upto
-                                 or position - saved_at >= REPLAY_KEPT_FROM_BYTES):
-            with self._replays_lock:
-                self._replays[key] = copy.deepcopy(digest)
-                self._replays.move_to_end(key)
-                while len(self._replays) > REPLAYS_KEPT:
-                    self._replays.popitem(last=False)
+        if (kept is None and len(raw) >= DIGEST_KEPT_FROM_BYTES) or (position > start and (
+                position < upto or position - saved_at >= REPLAY_KEPT_FROM_BYTES)):
+            self._keep(key, _Kept(saved_at, copy.deepcopy(digest),
+                                  len(raw) + position - saved_at))
         return digest
+
+    def _keep(self, key: tuple[int, int, int], kept: _Kept) -> None:
+        with self._replays_lock:
+            self._replays[key] = kept
+            self._replays.move_to_end(key)
+            while len(self._replays) > REPLAYS_KEPT or sum(
+                    each.weight for each in self._replays.values()) > REPLAYS_KEPT_BYTES:
+                self._replays.popitem(last=False)
 
     def _log_tail(self, job: Job, upto: int, limit: int) -> tuple[str, bool]:
         """The log text before byte ``upto``, at most ``limit`` bytes, from a line start; and
@@ -252,11 +275,11 @@ class JobQueries:
         start = max(0, upto - limit)
         data = self._files.read_log(job, start, upto - start)
         if start > 0:
-            data = data[data.find(b"\n") + 1:]  # drop the line cut in the middle
+            data = data[after_first_line_break(data):]  # drop the line cut in the middle
         cut = start > 0
-        while data.count(b"\n") > _line_budget(limit):  # the end of a log of short lines
+        while count_line_breaks(data) > _line_budget(limit):  # the end of a log of short lines
             data = data[len(data) // 2:]
-            data = data[data.find(b"\n") + 1:]
+            data = data[after_first_line_break(data):]
             cut = True
         return data.decode("utf-8", errors="replace"), cut
 
@@ -334,13 +357,13 @@ def _line_budget(nbytes: int) -> int:
 
 
 def _within_lines(data: bytes, lines: int) -> tuple[bytes, int]:
-    """``data`` cut after a line end so that it holds at most ``lines`` (at least 1) of them,
-    but never less than its first line; and how many it holds. Halving keeps the counting in
-    C, whatever the number of lines."""
-    count = data.count(b"\n")
-    first = data.find(b"\n") + 1
+    """``data`` cut after a line break (text.py: as its readers split it) so that it ends at
+    most ``lines`` (at least 1) of them, but never less than its first line; and how many it
+    ends. Halving keeps the counting in C, whatever the number of lines."""
+    count = count_line_breaks(data)
+    first = after_first_line_break(data)
     while count > lines:
         data = data[:max(first, len(data) // 2)]
-        data = data[:data.rfind(b"\n") + 1]
-        count = data.count(b"\n")
+        data = data[:after_last_line_break(data)]
+        count = count_line_breaks(data)
     return data, count
