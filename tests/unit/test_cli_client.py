@@ -25,6 +25,8 @@ def _load():
 
 
 cli = _load()
+SECRET = "abt_" + "S" * 43  # of the form the service makes
+ENV_TOKEN = "abt_" + "E" * 43
 
 
 def test_it_imports_only_the_standard_library():
@@ -110,7 +112,7 @@ def test_no_login_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys):
 
 def test_an_unreachable_service_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("AUTOBUILD_TOKEN", "abt_secret-token-value")
+    monkeypatch.setenv("AUTOBUILD_TOKEN", "abt_secret-token-value" + "v" * 25)
     assert cli.main(["--url", "http://127.0.0.1:9", "list"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("autobuild-cli: error: cannot reach http://127.0.0.1:9")
@@ -145,11 +147,11 @@ def test_the_config_file_is_0600_in_a_0700_directory(tmp_path, monkeypatch):
 
 
 def test_the_environment_token_wins_and_url_is_checked(monkeypatch):
-    monkeypatch.setenv("AUTOBUILD_TOKEN", "abt_env")
+    monkeypatch.setenv("AUTOBUILD_TOKEN", ENV_TOKEN)
     monkeypatch.delenv("AUTOBUILD_URL", raising=False)
     args = cli.build_parser().parse_args(["list"])
     assert cli.settings_from(args, {"url": "https://a/", "token": "abt_file"}) == (
-        "https://a", "abt_env", None, False)
+        "https://a", ENV_TOKEN, None, False)
     with pytest.raises(cli.CliError):
         cli.normalise_url("ftp://a")
     with pytest.raises(cli.CliError):
@@ -160,7 +162,7 @@ def test_a_ca_file_is_absolute_and_known_as_saved_when_it_comes_from_login(tmp_p
     monkeypatch.delenv("AUTOBUILD_URL", raising=False)
     monkeypatch.delenv("AUTOBUILD_TOKEN", raising=False)
     monkeypatch.chdir(tmp_path)
-    config = {"url": "https://a", "token": "abt_x", "ca_file": "/etc/team/ca.pem"}
+    config = {"url": "https://a", "token": SECRET, "ca_file": "/etc/team/ca.pem"}
     given = cli.build_parser().parse_args(["list", "--ca-file", "ca.pem"])
     assert cli.settings_from(given, config)[2:] == (str(tmp_path / "ca.pem"), False)
     saved = cli.build_parser().parse_args(["list"])
@@ -261,3 +263,43 @@ def test_status_says_what_a_kas_build_built(capsys):
     out = capsys.readouterr().out
     assert f"  commit: {SHA}\n  kas file: kas.yml\n  kas repo: p {SHA} (this repository)\n" in out
     assert f"  kas repo: meta-oe {'a' * 40} https://git.openembedded.org/meta-oe\n" in out
+
+
+
+def test_a_token_with_a_line_break_is_refused_without_printing_it(tmp_path, monkeypatch, capsys):
+    """A CI variable holding two lines: http.client refused the header and the client printed
+    its error, the whole token in it, into the CI log."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.delenv("AUTOBUILD_URL", raising=False)
+    monkeypatch.setenv("AUTOBUILD_TOKEN", SECRET + "\nsecond line of the CI variable")
+
+    assert cli.main(["--url", "http://127.0.0.1:9", "list"]) == 1
+
+    err = capsys.readouterr().err
+    assert "AUTOBUILD_TOKEN is not an Autobuild API token" in err
+    assert SECRET not in err and "S" * 20 not in err, err
+
+
+def test_a_saved_token_with_a_line_break_is_refused_without_printing_it(tmp_path, monkeypatch,
+                                                                        capsys):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.delenv("AUTOBUILD_URL", raising=False)
+    monkeypatch.delenv("AUTOBUILD_TOKEN", raising=False)
+    cli.save_config({"url": "http://127.0.0.1:9", "token": SECRET + "\nx"})
+
+    assert cli.main(["list"]) == 1
+
+    err = capsys.readouterr().err
+    assert "login' again" in err
+    assert SECRET not in err and "S" * 20 not in err, err
+
+
+def test_a_header_http_refuses_is_never_quoted(monkeypatch):
+    api = cli.Api("http://127.0.0.1:9", SECRET)
+    monkeypatch.setattr(api, "_token", SECRET + "\r\nX-Evil: 1")
+
+    with pytest.raises(cli.CliError) as refused:
+        api.open("GET", "/api/jobs")
+    assert SECRET not in str(refused.value)
