@@ -50,6 +50,16 @@ def test_a_log_keeps_its_colours_and_its_text_and_nothing_else():
                    "ERROR: hidden\nNOTE: all is well\nx???y\nnext\n")
 
 
+@pytest.mark.parametrize(("written", "shown"), [
+    ("\x1b[8mERROR: hidden\x1b[0m", "ERROR: hidden\x1b[0m"),  # concealed: shown
+    ("\x1b[1;8;31mx", "\x1b[1;31mx"), ("\x1b[08mx", "x"),
+    ("\x1b[38;5;8mgrey", "\x1b[38;5;8mgrey"),  # colour 8 of 256 is grey, not conceal
+    ("\x1b[48;2;8;8;8;8mx", "\x1b[48;2;8;8;8mx"), ("\x1b[mreset", "\x1b[mreset"),
+])
+def test_a_log_cannot_conceal_a_line_from_whoever_follows_it(written, shown):
+    assert filtered(written) == shown
+
+
 def test_raw_gives_the_log_as_written():
     assert filtered(HOSTILE, raw=True) == HOSTILE
 
