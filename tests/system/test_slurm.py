@@ -162,8 +162,15 @@ def _cancel(web: httpx.Client, job_id: int) -> None:
     assert response.status_code == 303, response.text
 
 
-def _owner_of_build(owner: str, job_id: int) -> str:
-    return pwd.getpwuid((JOBS / owner / str(job_id) / "logs" / "build.log").stat().st_uid).pw_name
+def _owner_of_build(owner: str, job_id: int, timeout: float = 30) -> str:
+    """Who owns the build's log. Slurm says RUNNING once the batch job starts on the node,
+    a moment before the runner it execs has made the log: wait for it."""
+    log = JOBS / owner / str(job_id) / "logs" / "build.log"
+    deadline = time.monotonic() + timeout
+    while not log.exists():
+        assert time.monotonic() < deadline, f"#{job_id} has no log {timeout} s after RUNNING"
+        time.sleep(0.2)
+    return pwd.getpwuid(log.stat().st_uid).pw_name
 
 
 def _processes_of(user: str) -> list[str]:
