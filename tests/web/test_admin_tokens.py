@@ -43,8 +43,8 @@ def test_an_administrator_sees_every_engineers_live_tokens(admin, bob, fakes):
     page = admin.get(ALL)
 
     assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
-    assert "<td>bob&#39;s nightly CI</td>" in page.text and f"abt_{bobs[4:12]}…" in page.text
-    assert "<td>alice&#39;s script</td>" in page.text
+    assert '<td data-label="Name">bob&#39;s nightly CI</td>' in page.text and f"abt_{bobs[4:12]}…" in page.text
+    assert '<td data-label="Name">alice&#39;s script</td>' in page.text
     assert "revoked one" not in page.text
     assert "2026-01-31 12:00 UTC" in page.text  # bob's expires in 30 days
     assert bobs not in page.text and fakes.api_token_store.rows[bobs[4:12]].digest not in page.text

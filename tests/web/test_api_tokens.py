@@ -54,7 +54,7 @@ def test_a_new_token_is_shown_once_then_listed_by_name_and_id_only(alice, fakes)
     assert token.startswith("abt_") and token[4:12] == stored.id
     listing = alice.get(PAGE)
     assert listing.status_code == 200
-    assert "<td>release script</td>" in listing.text and f"abt_{stored.id}" in listing.text
+    assert "<td data-label=\"Name\">release script</td>" in listing.text and f"abt_{stored.id}" in listing.text
     assert token not in listing.text  # never again
     assert token not in alice.get("/settings").text
     assert "2026-01-31 12:00 UTC" in listing.text  # expires in 30 days (the fake clock)
@@ -110,7 +110,7 @@ def test_revoking_takes_effect_at_once_and_leaves_the_list(alice, script, fakes)
 
     assert response.status_code == 303 and response.headers["location"] == PAGE
     page = alice.get(PAGE)
-    assert "is revoked" in page.text and "<td>release script</td>" not in page.text
+    assert "is revoked" in page.text and "<td data-label=\"Name\">release script</td>" not in page.text
     assert script.get("/api/jobs", headers=bearer(token)).status_code == 401
 
 
