@@ -448,6 +448,8 @@
       note.hidden = !more;
       document.getElementById("artifacts-listed").textContent = String(items.length);
       document.getElementById("artifacts-more-count").textContent = String(more || 0);
+      document.getElementById("artifacts-more-words").textContent =
+        more === 1 ? "more file is" : "more files are";
     }
     var table = document.getElementById("artifacts-table");
     var body = document.getElementById("artifacts-body");
