@@ -99,7 +99,7 @@ def test_an_administrator_revokes_a_colleagues_token_at_once_and_it_is_logged(
 
     assert response.status_code == 303 and response.headers["location"] == ALL + "?owner=bob"
     page = admin.get(response.headers["location"])
-    assert f"Revoked bob&#39;s token abt_{token[4:12]}… (“pasted in chat”)" in page.text
+    assert f"Revoked bob’s token abt_{token[4:12]}… (“pasted in chat”)" in page.text
     assert script.get("/api/jobs", headers=bearer(token)).status_code == 401
     assert script.get("/api/jobs", headers=bearer(kept)).status_code == 200
     assert "pasted in chat" not in bob.get("/settings/api-tokens").text
@@ -126,7 +126,7 @@ def test_revoke_all_of_one_engineers_tokens(admin, bob, script, caplog):
 
     assert response.status_code == 303
     page = admin.get(response.headers["location"])
-    assert "Revoked all 3 of bob&#39;s tokens" in page.text
+    assert "Revoked all 3 of bob’s tokens" in page.text
     assert all(f"abt_{t[4:12]}…" in page.text for t in bobs)  # named in the message
     assert "bob has no live API tokens" in page.text
     assert all(script.get("/api/jobs", headers=bearer(t)).status_code == 401 for t in bobs)

@@ -58,6 +58,16 @@ def all_api_tokens_page(
     return _page(request, user, admin, owner=owner.strip() or None)
 
 
+@router.get(PAGE + "/find", tags=PAGES, response_class=HTML, status_code=303,
+            responses={303: {"description": "To the page of all tokens (the form's address, "
+                                            "reopened from history)"}})
+@inject
+def find_api_token_reopened(user: User, admin: Admin) -> Response:
+    """The answer to Find is not kept (a token never goes in a URL): back to the page."""
+    admin.check(user)
+    return RedirectResponse(PAGE, status_code=303)
+
+
 @router.post(PAGE + "/find", dependencies=[FormCsrf], tags=PAGES, response_class=HTML)
 @inject
 def find_api_token(
@@ -83,7 +93,7 @@ def revoke_any_api_token(
     if revoked is None:
         flash(request, "There is no such live token (already revoked?).", "error")
     else:
-        flash(request, f"Revoked {revoked.owner}'s token abt_{revoked.id}… "
+        flash(request, f"Revoked {revoked.owner}’s token abt_{revoked.id}… "
                        f"(“{revoked.name}”): scripts using it are refused from now on.")
     return RedirectResponse(_back(back_owner.strip()), status_code=303)
 
@@ -96,8 +106,11 @@ def revoke_all_api_tokens_of(request: Request, user: User, admin: Admin,
     revoked = admin.revoke_all(user, owner)
     if revoked:
         ids = ", ".join(f"abt_{token.id}…" for token in revoked)
-        flash(request, f"Revoked all {len(revoked)} of {owner}'s tokens ({ids}): scripts "
-                       "using them are refused from now on.")
+        if len(revoked) == 1:
+            done = f"Revoked {owner}’s only token ({ids}): scripts using it are"
+        else:
+            done = f"Revoked all {len(revoked)} of {owner}’s tokens ({ids}): scripts using them are"
+        flash(request, f"{done} refused from now on.")
     else:
         flash(request, f"{owner or 'Nobody'} has no token to revoke.", "error")
     return RedirectResponse(_back(owner), status_code=303)

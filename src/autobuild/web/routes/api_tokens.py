@@ -66,7 +66,8 @@ def revoke_api_token(
     token_id: Annotated[str, Form(alias="id", max_length=64)] = "",
 ) -> Response:
     if tokens.revoke(user, token_id):
-        flash(request, f"Token {token_id} is revoked: scripts using it are refused from now on.")
+        flash(request, f"Token abt_{token_id}… is revoked: scripts using it are refused from "
+                       "now on.")
     else:
         flash(request, "You have no such token (already revoked?).", "error")
     return RedirectResponse(PAGE, status_code=303)
