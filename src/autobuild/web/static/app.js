@@ -487,6 +487,7 @@
       copy.className = "button button-small copy-link";
       copy.dataset.href = base + "/artifacts/" + encodeURIComponent(a.name);
       copy.textContent = "Copy link";
+      copy.setAttribute("aria-label", "Copy the link to " + a.name);
       linkCell.appendChild(copy);
       row.appendChild(nameCell);
       row.appendChild(sizeCell);
