@@ -317,7 +317,8 @@ def _refused():
 @pytest.mark.parametrize("token_from, says, not_says", [
     (cli.TOKEN_FROM_ENVIRONMENT, "update AUTOBUILD_TOKEN (e.g. your CI variable)", "login"),
     (cli.TOKEN_FROM_LOGIN, "run 'autobuild-cli login'", "AUTOBUILD_TOKEN"),
-    (cli.TOKEN_GIVEN, "make a new one in Settings → API tokens", "AUTOBUILD_TOKEN"),
+    (cli.TOKEN_GIVEN, "refused the API token given (wrong, revoked or expired): make a new one "
+                      "in Settings → API tokens", "AUTOBUILD_TOKEN"),
 ])
 def test_a_refused_token_says_what_fixes_it_where_it_came_from(token_from, says, not_says):
     problem = cli.http_problem(_refused(), token_from)

@@ -43,12 +43,12 @@ def test_a_download_says_sha256_ok_only_when_the_service_has_one(run, alice, fak
     first = run("artifacts", str(job), "--download", str(out))
 
     assert first.returncode == 0, first.stderr
-    assert "image.wic: downloaded (sha256 OK)\n" in first.stderr
+    assert "image.wic: downloaded, sha256 OK\n" in first.stderr
     assert "notes.txt: downloaded (size checked; the service has no sha256 for it)\n" \
         in first.stderr
     assert (out / "notes.txt").read_bytes() == b"no sum"
     again = run("artifacts", str(job), "--download", str(out))
-    assert "image.wic: verified (sha256 OK)\n" in again.stderr
+    assert "image.wic: verified, sha256 OK\n" in again.stderr
     assert "notes.txt: verified (size checked; the service has no sha256 for it)\n" \
         in again.stderr
 
