@@ -151,7 +151,7 @@ def test_the_environment_token_wins_and_url_is_checked(monkeypatch):
     monkeypatch.delenv("AUTOBUILD_URL", raising=False)
     args = cli.build_parser().parse_args(["list"])
     assert cli.settings_from(args, {"url": "https://a/", "token": "abt_file"}) == (
-        "https://a", ENV_TOKEN, None, False)
+        "https://a", ENV_TOKEN, None, False, cli.TOKEN_FROM_ENVIRONMENT)
     with pytest.raises(cli.CliError):
         cli.normalise_url("ftp://a")
     with pytest.raises(cli.CliError):
@@ -164,9 +164,10 @@ def test_a_ca_file_is_absolute_and_known_as_saved_when_it_comes_from_login(tmp_p
     monkeypatch.chdir(tmp_path)
     config = {"url": "https://a", "token": SECRET, "ca_file": "/etc/team/ca.pem"}
     given = cli.build_parser().parse_args(["list", "--ca-file", "ca.pem"])
-    assert cli.settings_from(given, config)[2:] == (str(tmp_path / "ca.pem"), False)
+    assert cli.settings_from(given, config)[2:] == (str(tmp_path / "ca.pem"), False,
+                                                    cli.TOKEN_FROM_LOGIN)
     saved = cli.build_parser().parse_args(["list"])
-    assert cli.settings_from(saved, config)[2:] == ("/etc/team/ca.pem", True)
+    assert cli.settings_from(saved, config)[2:] == ("/etc/team/ca.pem", True, cli.TOKEN_FROM_LOGIN)
 
 
 def test_a_refused_certificate_is_not_retried_by_follow(monkeypatch):
@@ -303,3 +304,75 @@ def test_a_header_http_refuses_is_never_quoted(monkeypatch):
     with pytest.raises(cli.CliError) as refused:
         api.open("GET", "/api/jobs")
     assert SECRET not in str(refused.value)
+
+
+# --- a refused token: the advice fits where it came from -----------------------------------------
+
+def _refused():
+    import urllib.error
+    return urllib.error.HTTPError("https://a/api/jobs", 401, "Unauthorized", {},
+                                  io.BytesIO(b'{"detail": "Not signed in"}'))
+
+
+@pytest.mark.parametrize("token_from, says, not_says", [
+    (cli.TOKEN_FROM_ENVIRONMENT, "update AUTOBUILD_TOKEN (e.g. your CI variable)", "login"),
+    (cli.TOKEN_FROM_LOGIN, "run 'autobuild-cli login'", "AUTOBUILD_TOKEN"),
+    (cli.TOKEN_GIVEN, "refused the API token given (wrong, revoked or expired): make a new one "
+                      "in Settings → API tokens", "AUTOBUILD_TOKEN"),
+])
+def test_a_refused_token_says_what_fixes_it_where_it_came_from(token_from, says, not_says):
+    problem = cli.http_problem(_refused(), token_from)
+    assert problem.status == 401
+    assert says in str(problem) and not_says not in str(problem)
+
+
+def test_login_with_the_environments_token_blames_the_variable(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.setenv("AUTOBUILD_TOKEN", ENV_TOKEN)
+
+    class Refusing:
+        def __init__(self, url, token, ca_file, ca_saved, token_from):
+            self.token_from = token_from
+
+        def json(self, *args):
+            raise cli.http_problem(_refused(), self.token_from)
+
+    monkeypatch.setattr(cli, "Api", Refusing)
+    assert cli.main(["login", "--url", "https://a"]) == 1
+    err = capsys.readouterr().err
+    assert "AUTOBUILD_TOKEN" in err and ENV_TOKEN not in err
+    assert not (tmp_path / ".config" / "autobuild" / "config.json").exists()
+
+
+# --- https:// to a port that answers plain HTTP ---------------------------------------------------
+
+@pytest.mark.parametrize("reason", ["WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL",
+                                    "RECORD_LAYER_FAILURE", "HTTP_REQUEST"])
+@pytest.mark.parametrize("wrapped", [True, False])
+def test_a_plain_http_port_behind_an_https_url_is_said_in_one_line(monkeypatch, reason, wrapped):
+    import ssl
+    import urllib.error
+    error = ssl.SSLError(1, f"[SSL: {reason}] {reason.lower()} (_ssl.c:1006)")
+    error.reason = reason
+    api = cli.Api("https://127.0.0.1:8000", SECRET)
+
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError(error) if wrapped else error
+
+    monkeypatch.setattr(api._opener, "open", refuse)
+    with pytest.raises(cli.CliError) as refused:
+        api.open("GET", "/api/jobs")
+    assert str(refused.value) == ("cannot reach https://127.0.0.1:8000: it does not answer HTTPS "
+                                  "on that port (is it http://, or another port?)")
+    assert refused.value.lasting
+
+
+def test_another_tls_problem_is_still_said_as_it_is(monkeypatch):
+    import ssl
+    error = ssl.SSLError(1, "[SSL: TLSV1_ALERT_PROTOCOL_VERSION] tlsv1 alert protocol version")
+    error.reason = "TLSV1_ALERT_PROTOCOL_VERSION"
+    api = cli.Api("https://127.0.0.1:8000", SECRET)
+    monkeypatch.setattr(api._opener, "open", lambda *a, **kw: (_ for _ in ()).throw(error))
+    with pytest.raises(cli.CliError, match="cannot reach .*TLSV1_ALERT_PROTOCOL_VERSION"):
+        api.open("GET", "/api/jobs")
