@@ -111,6 +111,8 @@ def failure_json(summary: FailureSummary) -> dict[str, Any] | None:
                    "log_name": t.log_name, "log_tail": t.log_tail} for t in summary.tasks],
         "more_tasks": summary.more_tasks,
         "incomplete": summary.incomplete,
+        "read_bytes": summary.read_bytes,
+        "log_bytes": summary.log_bytes,
     }
 
 

@@ -90,6 +90,10 @@ class Failure(_Shape):
     tasks: list[FailedTask]
     more_tasks: int
     incomplete: str | None = Field(description="What of the log the summary could not read")
+    read_bytes: int | None = Field(description=(
+        "Set while the summary has read the log only up to this byte (a later request goes "
+        "on from there); null otherwise"))
+    log_bytes: int | None = Field(description="The log's size in bytes when `read_bytes` is set")
 
 
 class Packages(_Shape):
@@ -134,7 +138,9 @@ class CacheReuse(_Shape):
     mirrors: int | None = Field(description="Found on SSTATE_MIRRORS (null: unknown)")
     missed: int
     current: int
-    match_percent: int | None = Field(description="found / wanted, as bitbake prints it")
+    match_percent: int | None = Field(
+        description="found / wanted, as bitbake prints it; null when nothing was wanted "
+                    "(every task already current) or without a summary")
     complete_percent: int | None
     setscene_tasks: int = Field(description="Setscene tasks run (restored from sstate)")
     tasks_run: int = Field(description="Real tasks run")
