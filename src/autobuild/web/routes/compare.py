@@ -73,9 +73,9 @@ def compare_page(request: Request, user: User, comparisons: Comparisons, queries
 @inject
 def compare_json(request: Request, user: User, comparisons: Comparisons, queries: Queries,
                  perms: Perms, clock: Now, a: BuildId = "", b: BuildId = "") -> Any:
-    """Build ``a`` against build ``b``: each difference as ``before`` (a) and ``after`` (b).
-    ``different`` names what makes them builds of different things (repository, MACHINE,
-    target); sizes are bytes, ``image_size_kib`` is buildhistory's IMAGESIZE."""
+    """Build `a` against build `b`: each difference as `before` (a) and `after` (b).
+    `different` names what makes them builds of different things (repository, MACHINE,
+    target); sizes are bytes, `image_size_kib` is buildhistory's IMAGESIZE."""
     answer = _answer(request, user, comparisons, queries, perms, a, b)
     if isinstance(answer, Response):
         return answer
