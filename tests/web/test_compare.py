@@ -104,7 +104,9 @@ def test_builds_of_different_targets_are_compared_with_a_warning(alice, fakes, s
     ("?a=x&b=1", 400, "&#39;x&#39; is not a build number."),
     ("?a=1&b=-2", 400, "is not a build number"),
     ("?a=0&b=1", 400, "is not a build number"),
-    ("?a=1&b=" + "9" * 30, 400, ""),
+    ("?a=1&b=" + "9" * 25, 400, "&#39;" + "9" * 20 + "&#39; is not a build number."),
+    ("?a=1&b=" + "9" * 13, 400, "is not a build number."),
+    ("?a=1&b=" + "9" * 12, 404, "does not exist."),
     ("?a=1&b=99", 404, "Build #99 does not exist."),
 ])
 def test_bad_or_unknown_builds_get_a_clear_page_and_json(alice, two_builds, query, status,
