@@ -148,6 +148,12 @@ def _build(world: FakeWorld, ref="main", machine="qemux86-64", target="core-imag
                                      world.clock.now()))
 
 
+def _end(world: FakeWorld, job, exit_code: int = 0) -> None:
+    job.start(world.clock.now())
+    job.finish(exit_code, world.clock.now())
+    world.repo.save(job)
+
+
 def test_stored_builds_are_compared_from_their_manifest_buildhistory_and_artifacts():
     world = FakeWorld()
     comparisons = BuildComparisons(world.repo, world.queries, world.files)
@@ -189,6 +195,9 @@ def test_the_builds_to_compare_with_are_those_of_the_same_repo_machine_and_targe
     first, _other_machine, second, _other_target, third, later = (
         _build(world), _build(world, machine="qemuarm64"), _build(world),
         _build(world, target="core-image-base"), _build(world), _build(world))
+    for job in (first, second, third, later):
+        _end(world, job)
+    _build(world)  # pending: nothing to compare with yet
 
     found = comparisons.candidates(third)
 
@@ -197,6 +206,21 @@ def test_the_builds_to_compare_with_are_those_of_the_same_repo_machine_and_targe
     assert previous(later, comparisons.candidates(later)) == third
     assert previous(first, comparisons.candidates(first)) == later  # none older: the newest
     assert previous(first, []) is None
+
+
+def test_a_pending_running_or_ended_build_is_offered_once_it_has_ended():
+    """The oldest build has none older: the default was the newest candidate, even a build
+    that had not run and so had no commit (the compare then said "another commit")."""
+    world = FakeWorld()
+    comparisons = BuildComparisons(world.repo, world.queries, world.files)
+    oldest, pending, running, failed = (_build(world) for _ in range(4))
+    running.start(world.clock.now())
+    world.repo.save(running)
+    _end(world, failed, exit_code=1)
+
+    assert comparisons.candidates(oldest) == [failed]
+    assert previous(oldest, comparisons.candidates(oldest)) == failed
+    assert pending.id not in [job.id for job in comparisons.candidates(failed)]
 
 
 def test_swapping_the_builds_swaps_their_timing_too():
@@ -214,6 +238,7 @@ def test_builds_of_other_targets_in_between_do_not_hide_the_earlier_build_of_the
     world = FakeWorld()
     comparisons = BuildComparisons(world.repo, world.queries, world.files)
     first = _build(world)
+    _end(world, first)
     for _ in range(CANDIDATE_SCAN + 1):  # a busy team builds other images meanwhile
         _build(world, target="core-image-base")
     second = _build(world)

@@ -186,6 +186,15 @@ def test_whatever_one_build_says_the_median_stays_within_what_the_others_reused(
     assert team.median is not None and min(percents) <= team.median <= max(percents)
 
 
+def test_a_build_that_wanted_nothing_is_left_out_of_the_median_and_average():
+    """A build with every task already current wanted 0 objects: not a 0 % build."""
+    points = [_point(1, "alice", 10, 100), _point(2, "alice", 0, 0), _point(3, "bob", 30, 100)]
+    team = TeamReuse(points, 50)
+    assert (team.median, team.average) == (20.0, 20.0)
+    assert [p.job.id for p in team.with_summary] == [1, 3]
+    assert TeamReuse([_point(1, "alice", 0, 0)], 50).median is None
+
+
 def test_without_a_summary_there_is_no_median():
     job = Job(1, "alice", "https://h/r.git", "main", "m", "t", T0)
     assert TeamReuse([BuildPoint(job, 60.0, CacheReuse())], 50).median is None

@@ -68,10 +68,13 @@ def test_every_wording_bitbake_used_is_read(line, found, local, mirrors, match, 
     assert (reuse.match_percent, reuse.complete_percent) == (match, complete)
 
 
-def test_nothing_wanted_is_no_match_and_no_summary_is_unknown():
-    nothing = reuse_of("Sstate summary: Wanted 0 Local 0 Mirrors 0 Missed 0 Current 0 "
-                       "(0% match, 0% complete)\n")
-    assert nothing.match_percent == 0 and not nothing.is_empty
+def test_nothing_wanted_has_no_match_to_speak_of_and_no_summary_is_unknown():
+    """bitbake prints "0% match" when every task was current: there was nothing to match,
+    and a 0 would read as a cache that failed (and pull the team's median down)."""
+    nothing = reuse_of("Sstate summary: Wanted 0 Local 0 Mirrors 0 Missed 0 Current 120 "
+                       "(0% match, 100% complete)\n")
+    assert nothing.match_percent is None and not nothing.is_empty
+    assert (nothing.current, nothing.complete_percent) == (120, 100)
     unknown = reuse_of("NOTE: Executing Tasks\nSstate summary: Wanted many\n")
     assert unknown.is_empty and unknown.match_percent is None
 

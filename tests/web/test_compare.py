@@ -104,7 +104,9 @@ def test_builds_of_different_targets_are_compared_with_a_warning(alice, fakes, s
     ("?a=x&b=1", 400, "&#39;x&#39; is not a build number."),
     ("?a=1&b=-2", 400, "is not a build number"),
     ("?a=0&b=1", 400, "is not a build number"),
-    ("?a=1&b=" + "9" * 30, 400, ""),
+    ("?a=1&b=" + "9" * 25, 400, "&#39;" + "9" * 20 + "&#39; is not a build number."),
+    ("?a=1&b=" + "9" * 13, 400, "is not a build number."),
+    ("?a=1&b=" + "9" * 12, 404, "does not exist."),
     ("?a=1&b=99", 404, "Build #99 does not exist."),
 ])
 def test_bad_or_unknown_builds_get_a_clear_page_and_json(alice, two_builds, query, status,
@@ -137,14 +139,44 @@ def test_the_job_page_offers_the_builds_of_the_same_image_the_previous_one_chose
         alice, fakes, supervisor, two_builds):
     assert submit(alice, target="core-image-base").status_code == 303  # #3: not offered
     assert submit(alice).status_code == 303  # #4
+    for job_id in (3, 4):
+        supervisor.tick()
+        fakes.runner.finish(job_id, 1)
+        supervisor.tick()
+    assert fakes.jobs.get(4).is_terminal
+    assert submit(alice).status_code == 303  # #5: pending, nothing to compare with yet
 
     page = alice.get("/jobs/2").text
     form = page[page.index('id="compare-form"'):page.index("</form>", page.index('id="compare-form"'))]
 
     assert 'action="/jobs/compare"' in page and 'method="get"' in page
     assert '<input type="hidden" name="b" value="2">' in form
-    assert re.findall(r'<option value="(\d+)"', form) == ["4", "1"]  # newest first
+    assert re.findall(r'<option value="(\d+)"', form) == ["4", "1"]  # ended ones, newest first
     assert re.search(r'<option value="1" selected>', form)  # the one before #2
+
+
+def test_the_oldest_build_is_offered_an_ended_build_not_one_that_has_not_run(
+        alice, fakes, supervisor, two_builds):
+    """Nothing is older than #1: the default is the newest ended build, not pending #3."""
+    assert submit(alice).status_code == 303  # #3
+
+    page = alice.get("/jobs/1").text
+    form = page[page.index('id="compare-form"'):page.index("</form>", page.index('id="compare-form"'))]
+
+    assert re.findall(r'<option value="(\d+)"', form) == ["2"]
+    assert re.search(r'<option value="2" selected>', form)
+
+
+def test_a_comparison_with_a_build_that_has_not_run_says_its_commit_is_unknown(
+        alice, fakes, supervisor, two_builds):
+    assert submit(alice).status_code == 303  # #3, pending: a hand-made link can still name it
+
+    text = text_of(alice.get("/jobs/compare", params={"a": 1, "b": 3}).text)
+    assert "In short: commit unknown (#3 has not run yet)" in text
+    assert "another commit" not in text
+    fakes.files.logs[2] = b"fatal: repository not found\n"  # ended without a commit
+    text = text_of(alice.get("/jobs/compare", params={"a": 2, "b": 1}).text)
+    assert "In short: commit unknown (#2 recorded none)" in text
 
 
 def test_a_build_with_no_other_of_its_image_has_no_compare_form(alice, fakes, supervisor):

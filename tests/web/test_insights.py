@@ -86,6 +86,21 @@ def test_the_job_page_and_the_api_say_what_sstate_saved(alice, ended, digest):
                      "tasks_attempted": 28, "tasks_not_rerun": 4, "tasks_failed": 0}
 
 
+def test_a_build_that_wanted_nothing_says_there_was_nothing_to_restore(alice, ended):
+    """Every task current: bitbake says "Wanted 0 ... (0% match)"; that is no cache miss."""
+    job_id = ended("Sstate summary: Wanted 0 Local 0 Mirrors 0 Missed 0 Current 120 "
+                   "(0% match, 100% complete)\nNOTE: Executing Tasks\n")
+
+    page = alice.get(f"/jobs/{job_id}").text
+    assert text_of(page, "cache-summary") == (
+        "Nothing to restore from sstate (120 tasks already current).")
+    assert "0 of 0" not in page and "cache-meter" not in page
+    assert alice.get(f"/api/jobs/{job_id}").json()["cache"]["match_percent"] is None
+    insights = alice.get("/insights").text
+    assert "None of these builds had sstate objects to restore" in insights
+    assert alice.get("/api/insights/reuse").json()["median_match_percent"] is None
+
+
 def test_a_build_that_printed_no_summary_says_so_and_a_running_one_shows_nothing(
         alice, ended, fakes, supervisor):
     job_id = ended("==> Cloning x\nfatal: repository not found\n", code=1)
@@ -120,7 +135,7 @@ def test_the_team_view_shows_everyones_reuse_with_a_chart_and_a_table(
     text = page.text
     assert '<a href="/insights">Insights</a>' in text  # in the navigation
     assert text_of(text, "team-average").startswith(
-        "Median 75% match over the 3 builds that printed an sstate summary (average 58%); "
+        "Median 75% match over the 3 builds that had sstate objects to restore (average 58%); "
         "each build counts once, however many objects its log says it wanted.")
     svg = text[text.index('<figure class="chart" id="reuse-chart"'):]
     svg = svg[:svg.index("</figure>")]
@@ -261,7 +276,7 @@ def test_one_forged_sstate_summary_does_not_make_the_teams_figure(alice, bob, en
     ended("Sstate summary: Wanted 999999999 Local 999999999 Mirrors 0 Missed 0 Current 0 "
           "(100% match, 0% complete)\n", who=bob)
     lead = text_of(alice.get("/insights").text, "team-average")
-    assert lead.startswith("Median 25% match over the 4 builds that printed an sstate summary")
+    assert lead.startswith("Median 25% match over the 4 builds that had sstate objects to restore")
     assert "999999" not in lead
     data = alice.get("/api/insights/reuse").json()
     assert data["median_match_percent"] == 25.0

@@ -108,6 +108,29 @@ def test_the_sse_events_and_the_ways_to_sign_in_are_documented(spec):
     assert "HTTPValidationError" not in json.dumps(spec)  # bad input is a 400 here, not 422
 
 
+def test_every_api_route_and_schema_reads_well_in_the_docs(spec, alice):
+    """Each model has its own name (two classes of one name became
+    autobuild__web__schemas__ImageSize__1 and __2), each /api operation says what it does,
+    and code is Markdown's `x` (the reStructuredText ``x`` showed as it is)."""
+    assert not [name for name in spec["components"]["schemas"] if name.startswith("autobuild__")]
+    undescribed = [f"{method.upper()} {path}" for path, item in spec["paths"].items()
+                   for method, operation in item.items()
+                   if path.startswith("/api/") and not operation.get("description")]
+    assert not undescribed
+    assert "``" not in json.dumps(spec)
+    artifacts = spec["paths"]["/api/jobs/{job_id}/artifacts"]["get"]
+    assert artifacts["summary"] == "List a build's artifacts"
+    assert "X-Artifacts-Not-Listed" in artifacts["description"]
+    comparison = spec["components"]["schemas"]["Comparison"]["properties"]
+    assert comparison["artifacts_total"]["description"]
+    assert comparison["image_size_kib"]["anyOf"][0]["$ref"].endswith("/ImageSizeChange")
+    assert set(spec["components"]["schemas"]["ImageSize"]["properties"]) == {"name", "size"}
+
+    page = alice.get("/docs").text
+    assert "(<code>?after=&lt;newer&gt;</code>, <code>?before=&lt;older&gt;</code>" in page
+    assert "`" not in re.sub(r"<pre.*?</pre>", "", page, flags=re.S)
+
+
 # --- every answer matches the schema -----------------------------------------------------------
 
 @pytest.fixture
@@ -334,3 +357,10 @@ def test_an_answer_the_schema_does_not_describe_fails_the_check(alice, world, sp
         checker.check("/api/jobs/{job_id}", answer)
     with pytest.raises(AssertionError, match="not documented"):
         checker.schema_for("/api/jobs/{job_id}", "GET", 418, "application/json")
+
+
+def test_a_code_span_in_a_description_is_code_and_everything_else_is_escaped():
+    from autobuild.web.rendering import code_spans
+    assert str(code_spans("<b>`x<y>` and `z`")) == (
+        "&lt;b&gt;<code>x&lt;y&gt;</code> and <code>z</code>")
+    assert str(code_spans("a ` alone")) == "a ` alone"

@@ -143,6 +143,26 @@ def test_job_list_refuses_invalid_parameters(alice, query):
     assert alice.get(f"/api/jobs?{query}").status_code == 400
 
 
+@pytest.mark.parametrize("query, message", [
+    ("status=BOGUS", "status must be one of PENDING, RUNNING, SUCCESS, FAILED, CANCELLED"),
+    ("status=pending", "status must be one of PENDING, RUNNING,"),
+    ("before=abc", "'abc' is not a build number."),
+    ("before=0", "'0' is not a build number."),
+    (f"before={2**63}", f"'{2**63}' is not a build number."),
+    ("after=-1", "'-1' is not a build number."),
+    ("page=x", "'x' is not a page number (1 to 1,000,000)."),
+])
+def test_a_hand_edited_job_list_address_gets_a_clear_message(alice, query, message):
+    """Not pydantic's "String should match pattern '^(|PENDING|...)$'" or "Input should be a
+    valid integer": the page and the API say what is wrong with the value."""
+    page = alice.get(f"/?{query}")
+    api = alice.get(f"/api/jobs?{query}")
+
+    assert page.status_code == 400 and message in html.unescape(page.text)
+    assert "should" not in page.text and "Traceback" not in page.text
+    assert api.status_code == 400 and api.json()["detail"].startswith(message)
+
+
 def test_job_list_shows_status_owner_target_and_duration(alice, bob, fakes, supervisor):
     submit(alice)
     submit(bob, machine="raspberrypi4")

@@ -1,12 +1,14 @@
 """Progress (API, SSE, job page, job list) and the "Why it failed" box of a failed build."""
 
 import html
+import re
 
 import pytest
 
 from autobuild.domain import queries
 from autobuild.domain.digest import LogDigest
 from autobuild.domain.failures import TOKEN_REFUSED, task_log_name
+from autobuild.web.rendering import human_size
 from autobuild.web.routes import stream
 from tests.web.helpers import event_data, parse_sse, submit
 
@@ -265,6 +267,34 @@ def test_a_summary_read_from_the_end_only_says_so(alice, fakes, supervisor, monk
     assert "Why it failed" in page and "failure-incomplete" in page
     assert "an earlier error may be missing" in page
     assert "earlier error may be missing" in failure["incomplete"]
+
+
+def test_a_summary_not_read_to_the_end_yet_says_how_far_in_the_log_headers_units(
+        alice, fakes, supervisor, monkeypatch):
+    """A digest left far behind its log is brought on a budget per view: the box says how
+    much of the log it has read, in KiB/MiB like the log's own header, and that a reload
+    reads on (not "so far", which sounds like the build still runs)."""
+    monkeypatch.setattr(queries, "REPLAY_BYTES", 4096)
+    submit(alice)
+    supervisor.tick()
+    digest = LogDigest()
+    digest.feed(STARTED)
+    fakes.files.append_log(1, STARTED + NOISE * 10 + FAILED)
+    fakes.files.digests[1] = digest.to_json()
+    fakes.runner.finish(1, 1)
+    supervisor.tick()
+
+    page = alice.get("/jobs/1").text
+    failure = alice.get("/api/jobs/1").json()["failure"]
+
+    said = re.search(r"Only the first ([\d.]+ KiB) of this ([\d.]+ KiB) log has been "
+                     r"summarised yet; reload to read further\.", page)
+    assert said, page
+    assert "so far" not in page and "up to byte" not in page
+    assert 0 < failure["read_bytes"] < failure["log_bytes"] == fakes.files.log_size(
+        fakes.jobs.get(1))
+    assert said.group(2) == human_size(failure["log_bytes"]) == "196.4 KiB"
+    assert "reload" in failure["incomplete"]
 
 
 def test_a_stream_opened_at_the_tail_has_the_progress_of_the_whole_log(alice, running, fakes,

@@ -280,14 +280,16 @@ class BuildComparisons:
         return None if data is None else data.decode("utf-8", errors="replace")
 
     def candidates(self, job: Job) -> list[Job]:
-        """The recent builds of the same repository, MACHINE and target as ``job`` (among the
-        last CANDIDATE_SCAN that mention its target), newest first, without ``job``; at most
-        MAX_CANDIDATES."""
+        """The recent ended builds of the same repository, MACHINE and target as ``job``
+        (among the last CANDIDATE_SCAN that mention its target), newest first, without
+        ``job``; at most MAX_CANDIDATES. A pending or running build has no commit, artifacts
+        or packages yet: compared with it, everything would differ."""
         found = []
         # The text filter narrows through the database's index (as Insights' trends do), so
         # builds of other targets in between do not push the candidates out of the scan.
         for other in self._jobs.list_keyset(JobFilter(text=job.target), CANDIDATE_SCAN):
-            if other.id != job.id and (other.repo_url, other.machine, other.target) == (
+            if other.id != job.id and other.is_terminal and (
+                    other.repo_url, other.machine, other.target) == (
                     job.repo_url, job.machine, job.target):
                 found.append(other)
                 if len(found) >= MAX_CANDIDATES:

@@ -81,6 +81,10 @@ class FailureSummary:
     git_problem: str | None = None
     disk_problem: str | None = None  # DISK_FULL when the log shows the disk filled up
     incomplete: str | None = None  # for people: what of the log the summary could not read
+    # Set when the summary has read the log only up to byte read_bytes of log_bytes so far
+    # (a later view goes on): a page says it in its own units, ``incomplete`` in bytes.
+    read_bytes: int | None = None
+    log_bytes: int | None = None
 
     @property
     def is_empty(self) -> bool:

@@ -103,14 +103,16 @@ class TeamReuse:
     says its own counts and any build can print any summary (a task can print "Wanted
     999999999 Local 999999999 ..."), so the team reads per-build percentages, each build
     counting once: ``median`` (what a typical build reuses; one build, however forged, moves
-    it at most one place) and ``average``, of those that printed a summary (None when none
-    did)."""
+    it at most one place) and ``average``, of those that printed a summary and wanted
+    objects (None when none did: a build with every task current had nothing to match and
+    would pull the figure toward 0 %)."""
 
     points: list[BuildPoint]
     limit: int
 
     @property
     def with_summary(self) -> list[BuildPoint]:
+        """The builds the median and average are of: a summary that wanted objects."""
         return [p for p in self.points if p.match_percent is not None]
 
     @property

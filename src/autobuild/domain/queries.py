@@ -167,9 +167,10 @@ class JobQueries:
         if digest is not None:
             summary = digest.failure(task_logs)
             if digest.offset < size and summary.incomplete is None:
-                summary = replace(summary, incomplete=(
-                    f"The log is read up to byte {digest.offset:,} of {size:,} so far: "
-                    "reload the page for the rest"))
+                summary = replace(
+                    summary, read_bytes=digest.offset, log_bytes=size, incomplete=(
+                        f"Only the first {digest.offset:,} bytes of this {size:,}-byte log "
+                        "have been summarised yet; reload to read further"))
             return summary
         text, cut = self._log_tail(job, size, FAILURE_SCAN_BYTES)
         summary = summarize(text, task_logs)

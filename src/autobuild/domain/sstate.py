@@ -14,7 +14,8 @@ The lines, as bitbake prints them (sstate.bbclass sstate_checkhashes, runqueue.p
 Older releases print ``Wanted N Found N Missed N Current N`` (dunfell) or ``Local N Network N``
 (kirkstone); both are read. "Wanted" counts the setscene tasks whose stamps were not current,
 "Local"/"Mirrors" the objects found in SSTATE_DIR / on SSTATE_MIRRORS, "Current" the tasks
-whose stamps were already valid. Match is found / wanted; complete is bitbake's
+whose stamps were already valid. Match is found / wanted (none when nothing was wanted,
+where bitbake prints 0%); complete is bitbake's
 (found + current) / (wanted + current), 0 when nothing was current, as bitbake prints it.
 
 A build that runs bitbake more than once (kas with several targets, multiconfig) prints
@@ -73,11 +74,12 @@ class CacheReuse:
 
     @property
     def match_percent(self) -> int | None:
-        """found / wanted, truncated as bitbake prints it; None without a summary, 0 when
-        nothing was wanted (as bitbake says)."""
-        if not self.summaries:
+        """found / wanted, truncated as bitbake prints it; None without a summary and when
+        nothing was wanted (every task already current: there was nothing to match, though
+        bitbake prints "0% match")."""
+        if not self.summaries or not self.wanted:
             return None
-        return min(100, self.found * 100 // self.wanted) if self.wanted else 0
+        return min(100, self.found * 100 // self.wanted)
 
     @property
     def complete_percent(self) -> int | None:

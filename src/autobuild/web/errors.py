@@ -20,6 +20,7 @@ from ..domain.ports import RunnerError, StorageFull
 from ..domain.requests import InvalidRequest
 from ..domain.permissions import NotAllowed
 from ..domain.queries import JobNotFound
+from .query_values import CLEAR
 from .rendering import render
 from .security import CsrfFailed, LoginRequired, is_api, login_url
 
@@ -114,11 +115,17 @@ async def _runner_error(request: Request, exc: Exception) -> Response:
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
-    problems = []
+    problems, clear = [], []
     for error in exc.errors() if isinstance(exc, RequestValidationError) else []:
+        if error.get("type") == CLEAR:  # a message fit to show as it is (query_values.py)
+            clear.append(str(error.get("msg")))
+            continue
         where = ".".join(str(part) for part in error.get("loc", ())[1:]) or "request"
         problems.append(f"{where}: {error.get('msg', 'invalid')}")
-    message = "The request was not understood: " + ("; ".join(problems) or "invalid input")
+    if clear and not problems:
+        return error_response(request, 400, " ".join(clear), "Bad request")
+    message = "The request was not understood: " + ("; ".join(clear + problems)
+                                                     or "invalid input")
     return error_response(request, 400, message, "Bad request")
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 from starlette.responses import Response
 
 from .. import __version__
@@ -111,6 +113,8 @@ def failure_json(summary: FailureSummary) -> dict[str, Any] | None:
                    "log_name": t.log_name, "log_tail": t.log_tail} for t in summary.tasks],
         "more_tasks": summary.more_tasks,
         "incomplete": summary.incomplete,
+        "read_bytes": summary.read_bytes,
+        "log_bytes": summary.log_bytes,
     }
 
 
@@ -193,12 +197,21 @@ def timing_differences_json(diffs: list[TimingDifference]) -> list[dict[str, Any
              "delta": d.delta} for d in diffs]
 
 
+_CODE_SPAN = re.compile(r"`([^`\n]+)`")
+
+
+def code_spans(text: str) -> Markup:
+    """The API docs' descriptions (Markdown, as OpenAPI has them): escaped, with each
+    `code span` as <code>; nothing else of Markdown is used there."""
+    return Markup(_CODE_SPAN.sub(r"<code>\1</code>", str(escape(text))))
+
+
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=TEMPLATES_DIR)
     env = templates.env
     env.filters.update(
         filesize=human_size, duration=human_duration, when=when, iso=iso, repo_name=repo_name,
-        signed_size=signed_size, short_commit=short_commit,
+        signed_size=signed_size, short_commit=short_commit, code_spans=code_spans,
     )
     env.globals["version"] = __version__
     env.globals["timing_chart"] = timing_chart

@@ -1,6 +1,6 @@
-"""The JSON API's shapes for /openapi.json: what rendering.py's ``*_json`` and the routes
+"""The JSON API's shapes for /openapi.json: what rendering.py's `*_json` and the routes
 give, and the error answers (errors.py). Documentation only: the routes return their dicts
-unchanged (``response_model=None``); tests/web/test_openapi.py checks every answer against
+unchanged (`response_model=None`); tests/web/test_openapi.py checks every answer against
 these schemas, so a model that disagrees with a route fails there (the route is right).
 
 Every model forbids extra fields: a field a route starts returning must be documented here.
@@ -25,7 +25,7 @@ class _Shape(BaseModel):
 
 
 class ApiError(_Shape):
-    """Every JSON error: a message fit to show; ``errors`` (field -> message) on a 422 of
+    """Every JSON error: a message fit to show; `errors` (field -> message) on a 422 of
     POST /api/jobs."""
 
     detail: str
@@ -62,7 +62,7 @@ class Job(_Shape):
 
 
 class Progress(_Shape):
-    """A build's progress (rendering.progress_json); also the SSE ``progress`` event."""
+    """A build's progress (rendering.progress_json); also the SSE `progress` event."""
 
     phase: PhaseName
     label: str
@@ -90,6 +90,10 @@ class Failure(_Shape):
     tasks: list[FailedTask]
     more_tasks: int
     incomplete: str | None = Field(description="What of the log the summary could not read")
+    read_bytes: int | None = Field(description=(
+        "Set while the summary has read the log only up to this byte (a later request goes "
+        "on from there); null otherwise"))
+    log_bytes: int | None = Field(description="The log's size in bytes when `read_bytes` is set")
 
 
 class Packages(_Shape):
@@ -134,7 +138,9 @@ class CacheReuse(_Shape):
     mirrors: int | None = Field(description="Found on SSTATE_MIRRORS (null: unknown)")
     missed: int
     current: int
-    match_percent: int | None = Field(description="found / wanted, as bitbake prints it")
+    match_percent: int | None = Field(
+        description="found / wanted, as bitbake prints it; null when nothing was wanted "
+                    "(every task already current) or without a summary")
     complete_percent: int | None
     setscene_tasks: int = Field(description="Setscene tasks run (restored from sstate)")
     tasks_run: int = Field(description="Real tasks run")
@@ -156,6 +162,8 @@ class JobDetail(Job):
 
 
 class ImageSize(_Shape):
+    """The largest image artifact of a build: its name and size in bytes."""
+
     name: str
     size: int
 
@@ -178,7 +186,7 @@ class BuildPoint(_Shape):
 
 
 class TeamReuse(_Shape):
-    """GET /api/insights/reuse: the last ended builds (at most ``limit``), oldest first."""
+    """GET /api/insights/reuse: the last ended builds (at most `limit`), oldest first."""
 
     limit: int
     median_match_percent: float | None = Field(
@@ -195,7 +203,7 @@ class TeamReuse(_Shape):
 
 
 class Trend(_Shape):
-    """GET /api/insights/trends: one target's last ended builds (at most ``limit``), oldest
+    """GET /api/insights/trends: one target's last ended builds (at most `limit`), oldest
     first."""
 
     repo_url: str
@@ -218,8 +226,8 @@ class SeenTarget(_Shape):
 
 
 class JobPage(_Shape):
-    """A page of jobs, newest first; ``newer``/``older`` are the neighbouring pages' cursors
-    (``?after=`` / ``?before=``), null at either end."""
+    """A page of jobs, newest first; `newer`/`older` are the neighbouring pages' cursors
+    (`?after=` / `?before=`), null at either end."""
 
     items: list[Job]
     per_page: int
@@ -235,7 +243,7 @@ class Artifact(_Shape):
 
 
 class LogChunk(_Shape):
-    """A piece of the build log from ``offset``; read on from ``next_offset``."""
+    """A piece of the build log from `offset`; read on from `next_offset`."""
 
     offset: int
     next_offset: int
@@ -245,7 +253,7 @@ class LogChunk(_Shape):
 
 
 class StatusEvent(_Shape):
-    """SSE ``status``: first, then on every change."""
+    """SSE `status`: first, then on every change."""
 
     status: Status
     exit_code: int | None
@@ -257,13 +265,13 @@ class StatusEvent(_Shape):
 
 
 class LogEvent(_Shape):
-    """SSE ``log``: new log text; the event id is the byte offset after it (Last-Event-ID)."""
+    """SSE `log`: new log text; the event id is the byte offset after it (Last-Event-ID)."""
 
     text: str
 
 
 class EndEvent(_Shape):
-    """SSE ``end``: the job is over and the whole log was sent; the stream closes."""
+    """SSE `end`: the job is over and the whole log was sent; the stream closes."""
 
     status: Status
     offset: int
@@ -286,7 +294,7 @@ _MESSAGES = {
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` for a route that can answer the error ``codes``."""
+    """`responses=` for a route that can answer the error `codes`."""
     answers: dict[int | str, dict[str, Any]] = {}
     for code in codes:
         if code == 416:
@@ -327,7 +335,7 @@ SSE_DESCRIPTION = (
 # --- comparison of two builds (GET /api/jobs/compare) ------------------------------------------
 
 class Change(_Shape):
-    """``name`` was ``before`` in build a and is ``after`` in build b (null: not there)."""
+    """`name` was `before` in build a and is `after` in build b (null: not there)."""
 
     name: str
     before: str | None
@@ -341,7 +349,7 @@ class SizeChange(_Shape):
     delta: int | None
 
 
-class ImageSize(_Shape):
+class ImageSizeChange(_Shape):
     """buildhistory's IMAGESIZE (KiB of the root filesystem)."""
 
     before: int | None
@@ -404,11 +412,13 @@ class Comparison(_Shape):
     artifacts: list[SizeChange] = Field(description="Artifacts (by name without date stamp) "
                                                     "whose size differs or that only one has: "
                                                     "the first 500 (artifacts_total says all)")
-    artifacts_total: int
+    artifacts_total: int = Field(description="How many artifacts differ in all, listed or not "
+                                             "(`artifacts` lists the first 500)")
     artifacts_unlisted: Unlisted = Field(
         description=f"Files each build left beyond the first {MAX_ARTIFACTS_LISTED} by name: "
                     "not compared")
-    image_size_kib: ImageSize | None
+    image_size_kib: ImageSizeChange | None = Field(
+        description="buildhistory's IMAGESIZE (KiB of the root filesystem) when it differs")
     packages: PackageChanges
     timing: list[TaskTimingChange] | None = Field(
         description="Task elapsed times that differ, largest change first (buildstats); null "
@@ -441,7 +451,7 @@ class RecipeTiming(_Shape):
 
 class Timing(_Shape):
     """Where a build's time went, from BitBake's buildstats (rendering.timing_json).
-    ``available`` false: the build left none (``problem`` null) or they are unreadable."""
+    `available` false: the build left none (`problem` null) or they are unreadable."""
 
     available: bool
     problem: str | None

@@ -146,7 +146,7 @@ class OwnerOnly(BaseModel):
 def list_all_api_tokens(
     user: User, admin: Admin, owner: Annotated[str, Query(max_length=MAX_NAME)] = "",
 ) -> dict[str, Any]:
-    """Administrators only: every engineer's live API tokens (``?owner=`` one engineer's)."""
+    """Administrators only: every engineer's live API tokens (`?owner=` one engineer's)."""
     return {"items": [token_json(t, admin) for t in admin.live(user, owner.strip() or None)]}
 
 

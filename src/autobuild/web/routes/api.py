@@ -54,8 +54,8 @@ def list_jobs(
     params: ListParams,
     per_page: Annotated[int, Query(ge=1, le=200)] = 25,
 ) -> dict[str, Any]:
-    """Newest first; ``newer``/``older`` are the cursors of the neighbouring pages
-    (``?after=<newer>``, ``?before=<older>``, with the same filters), null at either end."""
+    """Newest first; `newer`/`older` are the cursors of the neighbouring pages
+    (`?after=<newer>`, `?before=<older>`, with the same filters), null at either end."""
     result = service.list_page(params.where, per_page, params.before, params.after, params.page)
     now = clock.now()
     return {
@@ -88,7 +88,7 @@ def submit_job(
     body: NewJob, user: User, commands: Commands, scheduler: Sched, clock: Now
 ) -> JSONResponse:
     """Queue a build, as the New build form does: 201 with the job and its Location; 422 with
-    ``errors`` (field -> message) when a field is not acceptable, 429 when the queue is full."""
+    `errors` (field -> message) when a field is not acceptable, 429 when the queue is full."""
     job = commands.submit(user, body.repo_url, body.ref, body.machine, body.target,
                           kas_file=body.kas_file or "")
     scheduler.wake()
@@ -100,6 +100,9 @@ def submit_job(
             responses={**ok(JobDetail, "The job"), **errors(401, 404)})
 @inject
 def get_job(job_id: int, user: User, service: Queries, perms: Perms, clock: Now) -> dict[str, Any]:
+    """The job with what the job page shows of it: progress, why it failed (`failure`, only
+    when FAILED), the image's package count, what it really built (`provenance`) and what the
+    sstate cache saved it (`cache`)."""
     found = service.get(job_id)
     data = job_json(found, clock.now(), user, perms.may_cancel(found, user))
     data["progress"] = progress_json(service.progress(job_id))
@@ -119,18 +122,22 @@ def get_timing(
     job_id: int, user: User, service: Queries,
     top: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> dict[str, Any]:
-    """From BitBake's buildstats, which the runner keeps condensed: totals, the ``top``
+    """From BitBake's buildstats, which the runner keeps condensed: totals, the `top`
     slowest recipes and tasks, and the critical path derived from timing."""
     return timing_json(service.timing(job_id, top))
 
 
 @router.get("/jobs/{job_id:jobid}/artifacts", response_model=None,
+            summary="List a build's artifacts",
             responses={**ok(list[Artifact], ARTIFACTS_LISTED, headers={NOT_LISTED_HEADER: {
                 "description": "How many more files the build left that are not listed (0: "
                                "all are)", "schema": {"type": "integer", "minimum": 0}}}),
                        **errors(401, 404)})
 @inject
 def list_artifacts(job_id: int, user: User, service: Queries) -> JSONResponse:
+    """The files the build left for download (images, manifests, SBOMs, ...), by name, up to
+    a limit; the `X-Artifacts-Not-Listed` header counts the others. Download one from
+    `/api/jobs/{job_id}/artifacts/{name}`."""
     listed = service.artifacts(job_id)
     return JSONResponse([artifact_json(info) for info in listed],
                         headers={NOT_LISTED_HEADER: str(listed.more)})
@@ -147,6 +154,8 @@ def download_artifact(
     range_: Annotated[str | None, Header(alias="range")] = None,
     accel: Annotated[str | None, Header(alias=ACCEL_HEADER)] = None,
 ) -> Response:
+    """One artifact by its name (as the list gives it), whole or the one byte `Range`
+    asked for."""
     job = service.get(job_id)
     # The service opens the file once (no links, the owner's regular file); we serve that
     # descriptor, or hand nginx the same name once it has passed.
@@ -180,18 +189,20 @@ def download_log(
 def cancel_job(
     job_id: int, user: User, commands: Commands, perms: Perms, scheduler: Sched, clock: Now
 ) -> dict[str, Any]:
+    """Cancel a job (as the permissions allow: its owner): a pending one at once, a running
+    one is asked to stop; an ended one comes back as it is."""
     job = commands.cancel(job_id, user)
     scheduler.wake()
     return job_json(job, clock.now(), user, perms.may_cancel(job, user))
 
 
 class Rebuild(BaseModel):
-    """How to rebuild (the body is optional: without it, as ``{"exact": false}``)."""
+    """How to rebuild (the body is optional: without it, as `{"exact": false}`)."""
 
     model_config = ConfigDict(extra="forbid")
 
     exact: bool = Field(default=False, description=(
-        "Build the exact commit the job built (its ``commit``) instead of its ref, which may "
+        "Build the exact commit the job built (its `commit`) instead of its ref, which may "
         "have moved on since; 422 when the job recorded no commit"))
 
 
@@ -204,7 +215,7 @@ def rebuild_job(
     job_id: int, user: User, commands: Commands, scheduler: Sched, clock: Now,
     body: Annotated[Rebuild | None, Body()] = None,
 ) -> JSONResponse:
-    """Queue the same build again as the caller's: with the same ref, or (``exact``) with the
+    """Queue the same build again as the caller's: with the same ref, or (`exact`) with the
     commit the job built."""
     job = commands.rebuild(job_id, user, exact=body is not None and body.exact)
     scheduler.wake()

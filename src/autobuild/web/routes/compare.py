@@ -11,12 +11,12 @@ from fastapi.responses import HTMLResponse, Response
 
 from ...domain.artifacts import MAX_ARTIFACTS_LISTED
 from ...domain.comparison import MAX_PACKAGES_LISTED, BuildComparisons
-from ...domain.layout import is_job_id
 from ...domain.permissions import Permissions
 from ...domain.ports import Clock
 from ...domain.queries import JobQueries
 from ..containers import Container
 from ..errors import error_response
+from ..query_values import build_number, not_a_build_number
 from ..rendering import comparison_json, render
 from ..schemas import Comparison, errors, ok
 from ..security import User
@@ -27,7 +27,8 @@ Comparisons = Annotated[BuildComparisons, Depends(Provide[Container.comparisons]
 Queries = Annotated[JobQueries, Depends(Provide[Container.queries])]
 Perms = Annotated[Permissions, Depends(Provide[Container.permissions])]
 Now = Annotated[Clock, Depends(Provide[Container.clock])]
-BuildId = Annotated[str, Query(max_length=20, description="A build's id")]
+# Not bounded here: any text is read by _ids, which says "'...' is not a build number".
+BuildId = Annotated[str, Query(description="A build's id")]
 
 
 def _ids(a: str, b: str) -> tuple[int, int] | str:
@@ -36,10 +37,10 @@ def _ids(a: str, b: str) -> tuple[int, int] | str:
         return "Choose two builds to compare: a and b are their numbers (?a=12&b=15)."
     ids = []
     for value in (a, b):
-        if not (value.isascii() and value.isdigit() and len(value) <= 12
-                and is_job_id(int(value))):
-            return f"'{value[:20]}' is not a build number."  # shown escaped
-        ids.append(int(value))
+        number = build_number(value)
+        if number is None:
+            return not_a_build_number(value)
+        ids.append(number)
     return ids[0], ids[1]
 
 
@@ -73,9 +74,9 @@ def compare_page(request: Request, user: User, comparisons: Comparisons, queries
 @inject
 def compare_json(request: Request, user: User, comparisons: Comparisons, queries: Queries,
                  perms: Perms, clock: Now, a: BuildId = "", b: BuildId = "") -> Any:
-    """Build ``a`` against build ``b``: each difference as ``before`` (a) and ``after`` (b).
-    ``different`` names what makes them builds of different things (repository, MACHINE,
-    target); sizes are bytes, ``image_size_kib`` is buildhistory's IMAGESIZE."""
+    """Build `a` against build `b`: each difference as `before` (a) and `after` (b).
+    `different` names what makes them builds of different things (repository, MACHINE,
+    target); sizes are bytes, `image_size_kib` is buildhistory's IMAGESIZE."""
     answer = _answer(request, user, comparisons, queries, perms, a, b)
     if isinstance(answer, Response):
         return answer

@@ -99,8 +99,8 @@ def new_job_form(
     from_: Annotated[str, Query(alias="from")] = "",
     exact: Annotated[str, Query()] = "",
 ) -> Response:
-    """The form, filled from build ``from`` (Edit and rebuild, Build this as mine; with
-    ``exact=1`` the commit it built as the ref, when it recorded one), else from the user's
+    """The form, filled from build `from` (Edit and rebuild, Build this as mine; with
+    `exact=1` the commit it built as the ref, when it recorded one), else from the user's
     last build, else with the defaults."""
     suggestions = suggest.for_user(user)
     values = dict(NEW_JOB_DEFAULTS)
@@ -227,7 +227,7 @@ def rebuild_job(
     request: Request, job_id: int, user: User, commands: Commands, scheduler: Sched,
     exact: Annotated[str, Form()] = "",
 ) -> Response:
-    """The job's Rebuild buttons: the same ref, or (``exact=1``) the commit it built."""
+    """The job's Rebuild buttons: the same ref, or (`exact=1`) the commit it built."""
     job = commands.rebuild(job_id, user, exact=exact == "1")
     scheduler.wake()
     what = f"commit {short_commit(job.ref)} of #{job_id}" if exact == "1" else f"#{job_id}"

@@ -64,6 +64,8 @@ def log_chunk(
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_LOG_LIMIT)] = DEFAULT_LOG_CHUNK,
 ) -> dict[str, Any]:
+    """Up to `limit` bytes of the build log from byte `offset`; read on from `next_offset`
+    until `complete` (the job is over and all of the log was read)."""
     chunk = service.read_log(job_id, offset, limit)
     job = service.get(job_id)  # read after the log: a complete chunk always shows a final status
     return {
