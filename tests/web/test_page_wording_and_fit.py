@@ -109,7 +109,7 @@ def test_one_file_more_than_listed_is_one_more_file(alice, fakes, supervisor):
 def test_one_build_is_the_last_build_and_an_empty_trend_does_not_count_zero(alice, ended):
     ended(build_log(found=4))
     insights = words(alice.get("/insights").text)
-    assert "over the 1 build that printed" in insights
+    assert "over the 1 build that had sstate objects" in insights
     assert "The last build that ran and ended" in insights and "last 1 builds" not in insights
     trend = words(alice.get("/insights/trends", params=KEY).text)
     assert "The last build that ran and ended" in trend
