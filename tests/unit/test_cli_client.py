@@ -1,30 +1,17 @@
 """The command-line client's pure parts (src/autobuild/web/static/autobuild-cli), imported from
 its file as the engineer runs it: SSE parsing, the command line, the config file, exit codes."""
 
-import importlib.machinery
-import importlib.util
 import io
 import json
 import os
 import stat
-from pathlib import Path
 
 import pytest
 
-import autobuild.web
-
-CLI_FILE = Path(autobuild.web.__file__).parent / "static" / "autobuild-cli"
+from tests.support.cli_module import CLI_FILE, load_cli
 
 
-def _load():
-    loader = importlib.machinery.SourceFileLoader("autobuild_cli", str(CLI_FILE))
-    spec = importlib.util.spec_from_loader("autobuild_cli", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-cli = _load()
+cli = load_cli("autobuild_cli")
 SECRET = "abt_" + "S" * 43  # of the form the service makes
 ENV_TOKEN = "abt_" + "E" * 43
 

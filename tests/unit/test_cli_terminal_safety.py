@@ -2,29 +2,16 @@
 names and messages show each control or bidi character as '?', a log keeps its colours and
 nothing else a terminal obeys, ``--raw`` gives the log as written."""
 
-import importlib.machinery
-import importlib.util
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import autobuild.web
-
-CLI_FILE = Path(autobuild.web.__file__).parent / "static" / "autobuild-cli"
+from tests.support.cli_module import load_cli
 
 
-def _load():
-    loader = importlib.machinery.SourceFileLoader("autobuild_cli_safety", str(CLI_FILE))
-    spec = importlib.util.spec_from_loader("autobuild_cli_safety", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-cli = _load()
+cli = load_cli("autobuild_cli_safety")
 
 SGR = re.compile(r"\x1b\[[0-9;]*m")
 # Anything a terminal acts on, once colours are taken out: C0 but tab and newline, DEL, C1,

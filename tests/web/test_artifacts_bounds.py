@@ -12,6 +12,7 @@ import pytest
 
 from autobuild.domain.artifacts import MAX_ARTIFACTS_LISTED
 from autobuild.domain.comparison import MAX_PACKAGES_LISTED
+from tests.support.cli_module import load_cli
 from tests.web.helpers import submit
 
 MORE = 25
@@ -96,17 +97,7 @@ def test_the_compare_page_stays_small_whatever_a_build_left_in_artifacts(alice, 
 # --- autobuild-cli: a name beyond the listing still downloads --------------------------------
 
 def _cli():
-    import importlib.machinery
-    import importlib.util
-    from pathlib import Path
-
-    import autobuild.web
-    path = Path(autobuild.web.__file__).parent / "static" / "autobuild-cli"
-    loader = importlib.machinery.SourceFileLoader("autobuild_cli_bounds", str(path))
-    spec = importlib.util.spec_from_loader("autobuild_cli_bounds", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    return load_cli("autobuild_cli_bounds")
 
 
 class _Answer(io.BytesIO):
