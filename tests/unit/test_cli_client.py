@@ -363,3 +363,51 @@ def test_another_tls_problem_is_still_said_as_it_is(monkeypatch):
     monkeypatch.setattr(api._opener, "open", lambda *a, **kw: (_ for _ in ()).throw(error))
     with pytest.raises(cli.CliError, match="cannot reach .*TLSV1_ALERT_PROTOCOL_VERSION"):
         api.open("GET", "/api/jobs")
+
+
+# --- a CA file only you (or root) can change -----------------------------------------------
+
+@pytest.fixture(scope="module")
+def pem(tmp_path_factory):
+    from tests.support.git_https_server import make_tls_files
+    ca_file, _cert, _key = make_tls_files(tmp_path_factory.mktemp("tls"))
+    return ca_file.read_bytes()
+
+
+def _ca_in(directory, pem, mode=0o644, dir_mode=0o755):
+    directory.mkdir(exist_ok=True)
+    directory.chmod(dir_mode)
+    path = directory / "ca.pem"
+    path.write_bytes(pem)
+    path.chmod(mode)
+    return str(path)
+
+
+def test_a_ca_file_only_you_can_change_is_trusted(tmp_path, pem):
+    assert cli.tls_context(_ca_in(tmp_path / "mine", pem)) is not None
+    # in a shared directory with the sticky bit (as /tmp): others cannot replace your file
+    assert cli.tls_context(_ca_in(tmp_path / "sticky", pem, dir_mode=0o1777)) is not None
+
+
+@pytest.mark.parametrize(("mode", "dir_mode", "said"), [
+    (0o666, 0o755, "others can write it (mode 0666)"),
+    (0o644, 0o777, "is writable by others"),
+    (0o644, 0o775, "is writable by others"),
+])
+def test_a_ca_file_a_colleague_could_swap_is_refused(tmp_path, pem, mode, dir_mode, said):
+    """Their CA in your CA file's place would let them be the service to you, token and all."""
+    path = _ca_in(tmp_path / "shared", pem, mode, dir_mode)
+
+    with pytest.raises(cli.CliError) as refused:
+        cli.tls_context(path)
+    assert said in str(refused.value) and "only you can write" in str(refused.value)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="making a file another user's takes root")
+def test_a_ca_file_of_another_user_is_refused(tmp_path, pem):
+    path = _ca_in(tmp_path / "theirs", pem)
+    os.chown(path, 65534, 65534)
+
+    with pytest.raises(cli.CliError) as refused:
+        cli.tls_context(path)
+    assert "belongs to user id 65534" in str(refused.value)
