@@ -7,7 +7,7 @@ from autobuild.web.query_values import build_number, job_status, not_a_build_num
 
 
 @pytest.mark.parametrize("value, number", [
-    ("1", 1), ("42", 42), (" 7 ", 7), ("999999999999", 999999999999),
+    ("1", 1), ("42", 42), (" 7 ", None), ("999999999999", 999999999999),
     ("0", None), ("-1", None), ("abc", None), ("1e3", None), ("١٢", None), ("", None),
     ("1000000000000", None), ("9" * 25, None),
 ])

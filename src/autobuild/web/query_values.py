@@ -25,8 +25,8 @@ def not_a_build_number(value: str) -> str:
 
 def build_number(value: str, lowest: int = 1, highest: int | None = None) -> int | None:
     """``value`` as a build number (layout.is_job_id), or as a cursor between ``lowest`` and
-    ``highest`` when ``highest`` is given; None when it is not one."""
-    value = value.strip()
+    ``highest`` when ``highest`` is given; None when it is not one: digits only, no sign, no
+    blank (as an id in a path is)."""
     if not (value.isascii() and value.isdigit() and len(value) <= 19):
         return None
     number = int(value)
