@@ -21,13 +21,13 @@ in a public chat, an engineer leaving); its rules are in its docstring.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
 import secrets
-import dataclasses
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from .permissions import NotAllowed
@@ -140,7 +140,7 @@ class ApiTokens:
         return self._store.revoke(token_id, owner, self._clock.now())
 
     def is_expired(self, token: StoredApiToken) -> bool:
-        return token.expires_at is not None and self._clock.now() >= token.expires_at
+        return expired_at(token, self._clock.now())
 
     def authenticate(self, presented: str) -> str | None:
         """The owner of the live token ``presented``, or None."""
@@ -158,6 +158,11 @@ class ApiTokens:
 
     def _is_live(self, token: StoredApiToken) -> bool:
         return token.revoked_at is None and not self.is_expired(token)
+
+
+def expired_at(token: StoredApiToken, now: datetime) -> bool:
+    """Whether ``token`` has expired at ``now`` (the one rule for engineers and admins)."""
+    return token.expires_at is not None and now >= token.expires_at
 
 
 TokenState = Literal["live", "expired", "revoked"]
@@ -197,7 +202,7 @@ class TokenAdministration:
     def state(self, token: StoredApiToken) -> TokenState:
         if token.revoked_at is not None:
             return "revoked"
-        if token.expires_at is not None and self._clock.now() >= token.expires_at:
+        if expired_at(token, self._clock.now()):
             return "expired"
         return "live"
 
