@@ -106,6 +106,22 @@ def test_a_restarted_service_finds_the_running_build_and_is_told_its_end(tmp_pat
     assert isinstance(restarted.state(job), Ended)
 
 
+def test_an_ended_build_reads_ended_while_another_service_process_waits_on_it(adapter,
+                                                                              tmp_path, git):
+    """The old process of a restarted service may still be waiting on the runner's lock
+    when the new one is told the end: its waiter must not make the build read as running."""
+    import fcntl
+    job = make_job(tmp_path, git)
+    adapter.launch(job)
+    wait_for(adapter, job, Ended)
+    fd = os.open(tmp_path / "data" / "launch" / "7.log", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # as that waiter holds it, the moment it wakes
+        assert adapter.state(job) == Ended(JobStatus.SUCCESS, 0)
+    finally:
+        os.close(fd)
+
+
 def test_cancel_ends_the_build_cancelled(adapter, tmp_path, git, monkeypatch):
     monkeypatch.setenv("STANDIN_BITBAKE_DELAY", "0.5")
     job = make_job(tmp_path, git)

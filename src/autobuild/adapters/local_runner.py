@@ -170,7 +170,9 @@ class LocalBuildRunner:
         except OSError:
             return False
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # Shared: a waiter (ours, or an earlier service process's still going away) holds
+            # the lock shared for a moment after the runner let go, and must not read as it.
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             return True
         finally:
@@ -193,7 +195,7 @@ class LocalBuildRunner:
             fd = None
         if fd is not None:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)  # returns when every holder has exited
+                fcntl.flock(fd, fcntl.LOCK_SH)  # returns when the runner has exited
             except OSError as exc:  # pragma: no cover - flock on a local file does not fail
                 log.warning("job %s: waiting for the runner failed: %s", job_id, exc)
             finally:
