@@ -133,8 +133,9 @@ class FakeJobFiles:
 
     def list_artifacts(self, job: Job) -> ArtifactList:
         sums = self.checksums.get(job.id, {})
-        return artifact_list(ArtifactInfo(name, len(data), self.mtime, sums.get(name))
-                             for name, data in self.artifacts.get(job.id, {}).items())
+        stored = self.artifacts.get(job.id, {})
+        return artifact_list(stored, lambda name: ArtifactInfo(
+            name, len(stored[name]), self.mtime, sums.get(name)))
 
     def usage(self, job: Job) -> int:
         return self.log_size(job) + sum(len(d) for d in self.artifacts.get(job.id, {}).values())

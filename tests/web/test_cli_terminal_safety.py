@@ -21,6 +21,7 @@ import pytest
 import uvicorn
 
 import autobuild.web
+from autobuild.domain.artifacts import ArtifactInfo, ArtifactList
 from tests.web.helpers import page_csrf, submit
 
 CLI = Path(autobuild.web.__file__).parent / "static" / "autobuild-cli"
@@ -68,7 +69,7 @@ def token(alice) -> str:
 
 
 @pytest.fixture
-def colleagues_build(bob, fakes, supervisor) -> int:
+def colleagues_build(bob, fakes, supervisor, monkeypatch) -> int:
     """bob's failed build: its log, task names and artifact names are bob's to write."""
     assert submit(bob).status_code == 303
     supervisor.tick()
@@ -77,6 +78,12 @@ def colleagues_build(bob, fakes, supervisor) -> int:
     fakes.files.artifacts[job_id] = {"image\u202egpj.wic": b"x", "a\x9b2Jb.ext4": b"y"}
     fakes.runner.finish(job_id, 1)
     supervisor.tick()
+    # The service lists plain names only; the client must not rely on it (an older service,
+    # or another that does not check): these are listed here as they are.
+    listed = ArtifactList(ArtifactInfo(name, len(data), fakes.files.mtime)
+                          for name, data in fakes.files.artifacts[job_id].items())
+    monkeypatch.setattr(fakes.files, "list_artifacts",
+                        lambda job: listed if job.id == job_id else ArtifactList())
     return job_id
 
 

@@ -51,9 +51,10 @@ def test_a_malformed_manifest_is_counted_as_far_as_it_goes_never_a_500(alice, bu
 
 
 def test_a_manifest_name_is_escaped_on_the_page(alice, built):
-    name = "<b>x</b>.manifest"
+    name = "<img src=x onerror=alert(1)>.manifest"  # a plain file name: no slash
     built[name] = PACKAGES
 
     page = alice.get("/jobs/1").text
 
-    assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;.manifest" in page
+    assert "<img src=x" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;.manifest" in page

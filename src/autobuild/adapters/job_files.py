@@ -15,10 +15,10 @@ from typing import BinaryIO
 
 from autobuild.domain import layout
 from autobuild.domain.artifacts import (
-    MAX_ARTIFACTS_LISTED,
     ArtifactInfo,
     ArtifactList,
     ArtifactNotFound,
+    artifact_list,
     is_plain_name,
     parse_checksums,
     resolve_artifact_path,
@@ -117,26 +117,22 @@ class JobDirectory:
                                     limit=layout.MAX_CHECKSUMS_BYTES)
         sums = parse_checksums(raw.decode("utf-8", errors="replace")) if raw else {}
         uid = owner_uid(job.owner)
-        found: list[ArtifactInfo] = []
         with self._tree.open_dir(job.owner, job.id, layout.ARTIFACTS_DIR) as dir_fd:
             if dir_fd is None:
                 return ArtifactList()
-            with os.scandir(dir_fd) as entries:
-                # is_file without following links: the type from the directory entry (d_type)
-                names = sorted(entry.name for entry in entries
-                               if entry.is_file(follow_symlinks=False))
-            for index, name in enumerate(names):
-                if len(found) >= MAX_ARTIFACTS_LISTED:
-                    return ArtifactList(found, len(names) - index)
-                if not is_plain_name(name):
-                    continue
+
+            def look(name: str) -> ArtifactInfo | None:
                 try:
                     info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
                 except OSError:
-                    continue  # removed while listing
-                if is_owned_file(info, uid):
-                    found.append(_artifact_info(name, info, sums.get(name)))
-        return ArtifactList(found)
+                    return None  # removed while listing
+                return (_artifact_info(name, info, sums.get(name))
+                        if is_owned_file(info, uid) else None)
+
+            with os.scandir(dir_fd) as entries:
+                # is_file without following links: the type from the directory entry (d_type)
+                names = [entry.name for entry in entries if entry.is_file(follow_symlinks=False)]
+            return artifact_list(names, look)
 
     def open_artifact(self, job: Job, name: str) -> tuple[BinaryIO, ArtifactInfo]:
         """The open artifact and its size/mtime, both from the same descriptor.

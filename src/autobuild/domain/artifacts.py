@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
@@ -38,11 +38,21 @@ class ArtifactList(list[ArtifactInfo]):
         self.more = more
 
 
-def artifact_list(items: Iterable[ArtifactInfo], limit: int = MAX_ARTIFACTS_LISTED
-                  ) -> ArtifactList:
-    """``items`` sorted by name, cut at ``limit`` (the rest counted in ``more``)."""
-    ordered = sorted(items, key=lambda item: item.name)
-    return ArtifactList(ordered[:limit], max(0, len(ordered) - limit))
+def artifact_list(names: Iterable[str], look: Callable[[str], ArtifactInfo | None],
+                  limit: int = MAX_ARTIFACTS_LISTED) -> ArtifactList:
+    """The first ``limit`` artifacts by name among the files ``names``: each plain name, in
+    order, is looked at (``look``: its ArtifactInfo, or None when it is not an artifact,
+    e.g. removed meanwhile or not the owner's) until ``limit`` are found; the names not
+    looked at are counted in ``more``, whatever they are. Only those listed cost a look."""
+    ordered = sorted(names)
+    found: list[ArtifactInfo] = []
+    for index, name in enumerate(ordered):
+        if len(found) >= limit:
+            return ArtifactList(found, len(ordered) - index)
+        info = look(name) if is_plain_name(name) else None
+        if info is not None:
+            found.append(info)
+    return ArtifactList(found)
 
 
 _SHA256_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
