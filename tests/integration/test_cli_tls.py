@@ -12,6 +12,7 @@ client runs as an engineer runs it: ``/usr/bin/python3 autobuild-cli``, the toke
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import pwd
@@ -308,5 +309,13 @@ def test_behind_the_shipped_nginx_tls_site(tmp_path, engineer):
 
             line = _refused(behind.run("--url", f"http://127.0.0.1:{redirect_port}", "list"))
             assert "redirect to https://127.0.0.1/api/jobs" in line and "https://" in line
+            # http:// to the HTTPS port itself: the same advice, not nginx's bare 400 page.
+            line = _refused(behind.run("--url", f"http://127.0.0.1:{port}", "list"))
+            assert f"redirect to https://127.0.0.1:{port}/api/jobs" in line
+            browser = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            browser.request("GET", "/jobs?state=running")
+            answer = browser.getresponse()
+            assert (answer.status, answer.getheader("Location")) == (
+                301, f"https://127.0.0.1:{port}/jobs?state=running")
         finally:
             nginx.stop()
