@@ -338,7 +338,7 @@ def world(alice, accounts, git, tmp_path_factory) -> Iterator[World]:
 
     secret_key = KEY_FILE.read_text().strip()  # the session signing key, out of the environment
     assert len(secret_key) >= 32, "an odd key"
-    assert "AUTO_BUILD_SECRET_KEY" not in ENV_FILE.read_text()
+    assert not re.search(r"^\s*AUTO_BUILD_SECRET_KEY\s*=", ENV_FILE.read_text(), re.M)
     bait = "BAIT-" + secrets.token_hex(16)
     BAIT.write_text(bait + "\n")
     os.chown(BAIT, 0, int(run("getent", "group", SERVICE_USER).stdout.split(":")[2]))
