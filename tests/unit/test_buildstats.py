@@ -88,6 +88,22 @@ def test_garbled_numbers_or_names_leave_the_task_out():
     assert parse_task_file("busybox-1.36.1-r0", "compile", BUSYBOX_COMPILE) is None
 
 
+def test_rusage_times_in_exponent_form_are_read_as_python_wrote_them():
+    """buildstats.bbclass writes rusage with "%s": a task of a few microseconds of CPU says
+    4e-06 (the stand-in's kas build lost such a task before)."""
+    text = BUSYBOX_COMPILE.replace("rusage ru_stime: 0.03", "rusage ru_stime: 4e-06")
+    t = parse_task_file("busybox-1.36.1-r0", "do_compile", text)
+    assert t is not None and t.cpu == round(0.12 + 0.000004 + 37.0 + 4.3, 2)
+
+
+@given(st.floats(0, 1e6, allow_nan=False, allow_infinity=False))
+def test_any_time_python_writes_with_str_is_read_back(seconds):
+    text = BUSYBOX_COMPILE.replace("Child rusage ru_utime: 37.00",
+                                   f"Child rusage ru_utime: {seconds}")
+    t = parse_task_file("busybox-1.36.1-r0", "do_compile", text)
+    assert t is not None and t.cpu == round(0.12 + 0.03 + seconds + 4.3, 2)
+
+
 def test_without_rusage_the_cpu_time_is_zero_and_without_elapsed_it_is_end_minus_start():
     text = "Started: 10.00 \nEnded: 12.50 \nStatus: PASSED \n"
     t = parse_task_file("zlib-1.3.1-r0", "do_fetch", text)
