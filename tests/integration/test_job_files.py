@@ -157,7 +157,8 @@ def test_a_crowded_artifacts_dir_lists_the_first_files_by_name_and_counts_the_re
     """A build may leave 200k files: only those listed are looked at (one stat each), the
     rest are counted; any of them is still served by its name."""
     from autobuild.adapters import job_files
-    monkeypatch.setattr(job_files, "MAX_ARTIFACTS_LISTED", 10)
+    from autobuild.domain import artifacts as rules
+    monkeypatch.setattr(rules, "MAX_ARTIFACTS_LISTED", 10)
     for i in range(30):
         (artifacts / f"f{i:02d}.bin").write_bytes(b"x" * i)
     (artifacts / "a-link.bin").symlink_to(artifacts / "f00.bin")  # not a file: neither

@@ -39,11 +39,13 @@ class ArtifactList(list[ArtifactInfo]):
 
 
 def artifact_list(names: Iterable[str], look: Callable[[str], ArtifactInfo | None],
-                  limit: int = MAX_ARTIFACTS_LISTED) -> ArtifactList:
+                  limit: int | None = None) -> ArtifactList:
     """The first ``limit`` artifacts by name among the files ``names``: each plain name, in
     order, is looked at (``look``: its ArtifactInfo, or None when it is not an artifact,
     e.g. removed meanwhile or not the owner's) until ``limit`` are found; the names not
-    looked at are counted in ``more``, whatever they are. Only those listed cost a look."""
+    looked at are counted in ``more``, whatever they are. Only those listed cost a look.
+    ``limit``: MAX_ARTIFACTS_LISTED unless said."""
+    limit = MAX_ARTIFACTS_LISTED if limit is None else limit
     ordered = sorted(names)
     found: list[ArtifactInfo] = []
     for index, name in enumerate(ordered):
