@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from autobuild.domain.buildstats import (
@@ -97,6 +97,9 @@ def test_rusage_times_in_exponent_form_are_read_as_python_wrote_them():
 
 
 @given(st.floats(0, 1e6, allow_nan=False, allow_infinity=False))
+@example(0.025934740705513992)  # 18 decimals: str() writes up to 17 significant digits
+@example(0.00012345678901234567)
+@example(4e-06)
 def test_any_time_python_writes_with_str_is_read_back(seconds):
     text = BUSYBOX_COMPILE.replace("Child rusage ru_utime: 37.00",
                                    f"Child rusage ru_utime: {seconds}")

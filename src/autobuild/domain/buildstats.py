@@ -41,7 +41,7 @@ _TASK = re.compile(r"^do_[A-Za-z0-9_+-]{1,100}$")
 _BUILDNAME = re.compile(r"^[A-Za-z0-9._+-]{1,100}$")
 # buildstats.bbclass writes rusage times with "%s": Python's str() of a float, so a task that
 # used a few microseconds of CPU says "rusage ru_stime: 4e-06".
-_NUMBER = re.compile(r"^-?[0-9]{1,15}(\.[0-9]{1,17})?([eE][-+]?[0-9]{1,3})?$")
+_NUMBER = re.compile(r"^-?[0-9]{1,17}(\.[0-9]{1,24})?([eE][-+]?[0-9]{1,3})?$")
 # PF = PN-[EPOCH_]PV-PR: the version part starts with a digit (split as scripts/lib/buildstats.py)
 _NEVR = re.compile(r"^(?P<name>\S+?)-(?:[0-9]{1,5}_)?(?P<version>[0-9]\S*)$")
 
