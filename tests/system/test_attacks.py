@@ -321,36 +321,46 @@ def world(alice, accounts, git, tmp_path_factory) -> Iterator[World]:
     # The attacker's own git server (same repositories, his own token, his own CA).
     bob_token = "glpat-bob-" + secrets.token_urlsafe(18)
     bob_server = GitHttpsServer(git.server.root, token=bob_token).start()
-    _ca_into_trust_store(bob_server.ca_file)
-
-    # abtest-carol: an engineer with no job directory yet, and the administrator.
-    carol_account = _ensure_account(CAROL)
-    run("usermod", "-aG", USERS_GROUP, CAROL)
-    if run("getent", "group", ADMINS, check=False).returncode != 0:
-        run("groupadd", ADMINS)
-    run("usermod", "-aG", ADMINS, CAROL)
-    run("rm", "-rf", "--one-file-system", str(JOBS_ROOT / CAROL))
-
-    # Two builds at once (the attacker's next to the victim's), carol an administrator.
     env_before = ENV_FILE.read_text()
-    _set_env({"AUTO_BUILD_MAX_RUNNING": "2", "AUTO_BUILD_ADMIN_GROUP": ADMINS})
-    _restart_service()
-
-    secret_key = KEY_FILE.read_text().strip()  # the session signing key, out of the environment
-    assert len(secret_key) >= 32, "an odd key"
-    assert not re.search(r"^\s*AUTO_BUILD_SECRET_KEY\s*=", ENV_FILE.read_text(), re.M)
-    bait = "BAIT-" + secrets.token_hex(16)
-    BAIT.write_text(bait + "\n")
-    os.chown(BAIT, 0, int(run("getent", "group", SERVICE_USER).stdout.split(":")[2]))
-    BAIT.chmod(0o640)
     notes = accounts.alice.home / "notes.txt"
-    notes.write_text("alice's notes " + secrets.token_hex(8) + "\n")
-    os.chown(notes, accounts.alice.uid, os.stat(accounts.alice.home).st_gid)
-    notes.chmod(0o600)
-
-    bob_web = signed_in(accounts.bob)
-    carol_web = signed_in(carol_account)
+    webs: list[httpx.Client] = []
+    # Everything below changes the installed service or the system: whatever step fails, the
+    # finally puts it all back (autobuild.env above all: install.sh keeps it, so a setting
+    # left there would hold for every later module and every later run on this machine).
     try:
+        _ca_into_trust_store(bob_server.ca_file)
+
+        # abtest-carol: an engineer with no job directory yet, and the administrator.
+        carol_account = _ensure_account(CAROL)
+        run("usermod", "-aG", USERS_GROUP, CAROL)
+        if run("getent", "group", ADMINS, check=False).returncode != 0:
+            run("groupadd", ADMINS)
+        run("usermod", "-aG", ADMINS, CAROL)
+        run("rm", "-rf", "--one-file-system", str(JOBS_ROOT / CAROL))
+
+        # Two builds at once (the attacker's next to the victim's), carol an administrator.
+        _set_env({"AUTO_BUILD_MAX_RUNNING": "2", "AUTO_BUILD_ADMIN_GROUP": ADMINS})
+        _restart_service()
+
+        secret_key = KEY_FILE.read_text().strip()  # the session signing key, out of the environment
+        assert len(secret_key) >= 32, "an odd key"
+        env_text = ENV_FILE.read_text()
+        # No key in the environment file: no line sets AUTO_BUILD_SECRET_KEY (the line
+        # AUTO_BUILD_SECRET_KEY_FILE= only says where the file is), and the key is not in it.
+        assert not re.search(r"^\s*AUTO_BUILD_SECRET_KEY\s*=", env_text, re.M), env_text
+        assert secret_key not in env_text
+        bait = "BAIT-" + secrets.token_hex(16)
+        BAIT.write_text(bait + "\n")
+        os.chown(BAIT, 0, int(run("getent", "group", SERVICE_USER).stdout.split(":")[2]))
+        BAIT.chmod(0o640)
+        notes.write_text("alice's notes " + secrets.token_hex(8) + "\n")
+        os.chown(notes, accounts.alice.uid, os.stat(accounts.alice.home).st_gid)
+        notes.chmod(0o600)
+
+        bob_web = signed_in(accounts.bob)
+        webs.append(bob_web)
+        carol_web = signed_in(carol_account)
+        webs.append(carol_web)
         assert save_token(bob_web, bob_token).status_code == 303
         made = World(
             alice=Engineer(accounts.alice, alice, git.token, git.server.url(REPO_NAME)),
@@ -365,10 +375,11 @@ def world(alice, accounts, git, tmp_path_factory) -> Iterator[World]:
         names = {accounts.alice.name, accounts.bob.name, CAROL}
         while _my_jobs_still_running(alice, names) and time.monotonic() < deadline:
             time.sleep(0.3)
-        bob_web.close()
-        carol_web.close()
-        ENV_FILE.write_text(env_before)
-        _restart_service()
+        for web in webs:
+            web.close()
+        if ENV_FILE.read_text() != env_before:
+            ENV_FILE.write_text(env_before)
+            _restart_service()
         bob_server.stop()
         _ca_into_trust_store(None)
         run("rm", "-rf", "--one-file-system", str(JOBS_ROOT / CAROL))
