@@ -132,7 +132,10 @@ class Installs:
 
 
 def _install(accounts: Accounts) -> subprocess.CompletedProcess[str]:
-    args = [str(INSTALL), "--no-yocto-deps"]
+    # --no-tls: the tests talk plain HTTP to port 80. Without it install.sh keeps whatever TLS
+    # it finds, and a run killed while test_deployment had HTTPS on would leave every later
+    # run on this machine redirected to https:// (it changes nothing on a plain HTTP install).
+    args = [str(INSTALL), "--no-yocto-deps", "--no-tls"]
     for account in accounts.in_group:
         args += ["--add-user", account.name]
     return subprocess.run(args, capture_output=True, text=True, timeout=INSTALL_TIMEOUT,
