@@ -33,15 +33,23 @@ def wait_for_port(port: int, timeout: float = 10) -> None:
 @contextlib.contextmanager
 def serving(app: Any, **config: Any) -> Iterator[int]:
     """``app`` served by uvicorn on 127.0.0.1 until the block ends; yields its port.
-    ``config`` goes to uvicorn.Config (e.g. ssl_certfile and ssl_keyfile for HTTPS)."""
-    port = free_port()
+    ``config`` goes to uvicorn.Config (e.g. ssl_certfile and ssl_keyfile for HTTPS).
+
+    The socket is bound here and handed to uvicorn: a port found free and bound later could
+    be taken in between (connect() picks its local ports from the same range), and the test
+    would then fail to start, or talk to whatever listens there."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="warning", **config))
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    wait_for_port(port)
     try:
+        wait_for_port(port)
         yield port
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        sock.close()
