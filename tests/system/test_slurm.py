@@ -29,8 +29,10 @@ from tests.system.helpers import (
     PREFIX,
     SERVICE_USER,
     USERS_GROUP,
+    alive,
     csrf_from,
     job,
+    listening_pids,
     login,
     save_token,
     submit,
@@ -70,6 +72,7 @@ class SlurmService:
         }
 
     def start(self) -> None:
+        _stop_one_left_over()
         log = open(BASE / "service.log", "ab")  # noqa: SIM115 -- the child keeps it
         self.process = subprocess.Popen(
             ["runuser", "-u", SERVICE_USER, "--", "env", "-i",
@@ -81,6 +84,10 @@ class SlurmService:
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"http://127.0.0.1:{PORT}/login", timeout=2).status_code == 200:
+                    # The answer came from this process (runuser's session), not another.
+                    holders = listening_pids(PORT)
+                    assert holders and all(_session(pid) == self.process.pid for pid in holders), \
+                        f"port {PORT} is held by {holders}, not by the service just started"
                     return
             except httpx.HTTPError:
                 pass
@@ -101,6 +108,32 @@ class SlurmService:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def _session(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _stop_one_left_over() -> None:
+    """A run killed before its teardown leaves its Slurm-mode service running in a session of
+    its own, on PORT: it would answer in place of the one started next (which cannot bind the
+    port), with a database _layout() has deleted. Stop it: only a service of this module (its
+    environment names this module's database), never anything else on the port."""
+    ours = f"AUTO_BUILD_DB={DATA / 'jobs.db'}".encode()
+    for pid in listening_pids(PORT):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        assert ours in environ, f"port {PORT} is held by pid {pid}, not a service of this module"
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while alive(pid):
+            assert time.monotonic() < deadline, f"the left-over service (pid {pid}) survived SIGKILL"
+            time.sleep(0.05)
 
 
 def _layout() -> None:
