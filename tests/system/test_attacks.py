@@ -40,7 +40,7 @@ import pytest
 from autobuild.domain import layout
 from tests.support import standin
 from tests.support.git_https_server import GitHttpsServer
-from tests.system.conftest import _ensure_account
+from tests.system.conftest import _ensure_account, _set_env
 from tests.system.helpers import (
     CTL,
     DATA_DIR,
@@ -285,12 +285,6 @@ def open_gate(target: str) -> None:
 
 # --- the service's settings for this module ---------------------------------------------------
 
-def _set_env(values: dict[str, str]) -> None:
-    lines = [line for line in ENV_FILE.read_text().splitlines()
-             if line.split("=", 1)[0] not in values]
-    ENV_FILE.write_text("\n".join(lines + [f"{k}={v}" for k, v in values.items()]) + "\n")
-
-
 def _restart_service() -> None:
     run(str(CTL), "restart", timeout=60)
     wait_for_service()
@@ -340,7 +334,7 @@ def world(alice, accounts, git, tmp_path_factory) -> Iterator[World]:
 
         # Two builds at once (the attacker's next to the victim's), carol an administrator.
         _set_env({"AUTO_BUILD_MAX_RUNNING": "2", "AUTO_BUILD_ADMIN_GROUP": ADMINS})
-        _restart_service()
+        wait_for_service()  # _set_env restarted it with those
 
         secret_key = KEY_FILE.read_text().strip()  # the session signing key, out of the environment
         assert len(secret_key) >= 32, "an odd key"
